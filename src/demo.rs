@@ -1,0 +1,398 @@
+//! `contact-hub demo`: a sample company so a newcomer sees the hub work at once — queues,
+//! agents (passwords printed), customers in Chinese and English with archive records,
+//! contact history and alerts. Running it again refreshes the same data, never duplicates it.
+
+use chrono::{Duration, NaiveDate};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::archive::normalize_customer;
+use crate::config::Config;
+use crate::domain::{
+    now_ms, ArchiveRecordInput, Channel, ContactState, CustomerInput, CustomerKind, Direction,
+    RecordCategory, Role,
+};
+use crate::store::{ContactFilter, ImportRow, NewContact, Store};
+
+pub struct DemoAccount {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+const QUEUES: &[(&str, &str, &str)] = &[
+    (
+        "support",
+        "客户服务 Support",
+        "General questions and after-sales service",
+    ),
+    ("sales", "销售 Sales", "New orders and quotations"),
+    (
+        "billing",
+        "账务 Billing",
+        "Invoices, payments and receivables",
+    ),
+    ("vip", "贵宾 VIP", "Dedicated line for VIP customers"),
+];
+
+const ACCOUNTS: &[(&str, &str, Role)] = &[
+    ("admin", "Administrator", Role::Admin),
+    ("sophie", "Sophie Zhang 张素菲", Role::Supervisor),
+    ("alice", "Alice Wang 王爱丽", Role::Agent),
+    ("bob", "Bob Li 李博", Role::Agent),
+    ("lina", "李娜", Role::Agent),
+];
+
+struct DemoCustomer {
+    reference: &'static str,
+    kind: CustomerKind,
+    name: &'static str,
+    tier: &'static str,
+    phones: &'static [&'static str],
+    emails: &'static [&'static str],
+    region: &'static str,
+    language: &'static str,
+    tags: &'static [&'static str],
+    channel: Channel,
+    notes: &'static str,
+}
+
+const CUSTOMERS: &[DemoCustomer] = &[
+    DemoCustomer {
+        reference: "C-1001",
+        kind: CustomerKind::Person,
+        name: "王小明",
+        tier: "vip",
+        phones: &["+86 138 0013 8000"],
+        emails: &["wang.xiaoming@example.cn"],
+        region: "CN",
+        language: "zh-CN",
+        tags: &["长期客户", "企业采购"],
+        channel: Channel::Voice,
+        notes: "喜欢电话联系，下午两点后方便。",
+    },
+    DemoCustomer {
+        reference: "C-1002",
+        kind: CustomerKind::Company,
+        name: "北京华星贸易有限公司",
+        tier: "important",
+        phones: &["010-1234 5678"],
+        emails: &["service@huaxing.example.cn"],
+        region: "CN",
+        language: "zh-CN",
+        tags: &["经销商"],
+        channel: Channel::Email,
+        notes: "对账联系人：财务部刘女士。",
+    },
+    DemoCustomer {
+        reference: "C-1003",
+        kind: CustomerKind::Person,
+        name: "陳大文",
+        tier: "ordinary",
+        phones: &["(02) 2345-6789"],
+        emails: &["david.chan@example.tw"],
+        region: "TW",
+        language: "zh-TW",
+        tags: &["台北"],
+        channel: Channel::Chat,
+        notes: "偏好繁體中文回覆。",
+    },
+    DemoCustomer {
+        reference: "C-1004",
+        kind: CustomerKind::Person,
+        name: "Emily Carter",
+        tier: "ordinary",
+        phones: &["+1 415 555 0100"],
+        emails: &["emily.carter@example.com"],
+        region: "US",
+        language: "en",
+        tags: &["newsletter"],
+        channel: Channel::Email,
+        notes: "Prefers email; do not call before 10:00 PT.",
+    },
+    DemoCustomer {
+        reference: "C-1005",
+        kind: CustomerKind::Company,
+        name: "Harbour Logistics Ltd",
+        tier: "vip",
+        phones: &["+852 2123 4567"],
+        emails: &["ops@harbour-logistics.example.hk"],
+        region: "HK",
+        language: "en",
+        tags: &["key account", "logistics"],
+        channel: Channel::Voice,
+        notes: "Account manager: Sophie.",
+    },
+    DemoCustomer {
+        reference: "C-1006",
+        kind: CustomerKind::Person,
+        name: "刘芳",
+        tier: "important",
+        phones: &["139 1000 2000"],
+        emails: &["liufang@example.cn"],
+        region: "CN",
+        language: "zh-CN",
+        tags: &[],
+        channel: Channel::Chat,
+        notes: "",
+    },
+];
+
+fn record(
+    category: RecordCategory,
+    reference: &str,
+    description: &str,
+    amount: Option<i64>,
+    status: &str,
+    occurred: NaiveDate,
+    expires: Option<String>,
+) -> ArchiveRecordInput {
+    ArchiveRecordInput {
+        category,
+        reference: reference.into(),
+        description: description.into(),
+        amount_minor: amount,
+        currency: amount.map(|_| "CNY".into()),
+        status: status.into(),
+        occurred_on: Some(occurred.to_string()),
+        expires_on: expires,
+    }
+}
+
+/// Seeds (or refreshes) the sample company and returns the accounts with fresh passwords.
+pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAccount>> {
+    let now = now_ms();
+    let today = chrono::Utc::now().date_naive();
+    for (name, display, desc) in QUEUES {
+        store.upsert_queue(name, display, desc, now).await?;
+    }
+    let mut accounts = Vec::new();
+    for (username, display, role) in ACCOUNTS {
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 12);
+        let pw = password.clone();
+        let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw)).await??;
+        match store.user_by_name(username).await? {
+            Some(u) => store.update_user(u.id, display, *role, &hash, now).await?,
+            None => {
+                store
+                    .create_user(username, display, *role, &hash, now)
+                    .await?;
+            }
+        }
+        accounts.push(DemoAccount {
+            username: username.to_string(),
+            display_name: display.to_string(),
+            role: *role,
+            password,
+        });
+    }
+    let mut rows = Vec::new();
+    for (i, c) in CUSTOMERS.iter().enumerate() {
+        let input = CustomerInput {
+            kind: Some(c.kind),
+            name: Some(c.name.into()),
+            tier: Some(c.tier.into()),
+            tags: Some(c.tags.iter().map(|t| t.to_string()).collect()),
+            preferred_channel: Some(c.channel),
+            language: Some(c.language.into()),
+            notes: Some(c.notes.into()),
+            external_ref: Some(c.reference.into()),
+            phones: Some(c.phones.iter().map(|t| t.to_string()).collect()),
+            emails: Some(c.emails.iter().map(|t| t.to_string()).collect()),
+            region: Some(c.region.into()),
+            ..Default::default()
+        };
+        let customer = normalize_customer(&input, None, &config.archive)
+            .map_err(|e| anyhow::anyhow!("demo customer {}: {e}", c.reference))?;
+        rows.push(ImportRow {
+            line: i as u64 + 1,
+            customer,
+        });
+    }
+    let outcomes = store.import_customers(&rows, now).await?;
+    let ids: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            crate::store::ImportOutcome::Created(id) | crate::store::ImportOutcome::Updated(id) => {
+                Some(*id)
+            }
+            crate::store::ImportOutcome::Rejected { .. } => None,
+        })
+        .collect();
+    let d = |days: i64| today + Duration::days(days);
+    for (n, &id) in ids.iter().enumerate() {
+        let tag = format!("{:04}", 1001 + n);
+        let records = vec![
+            record(
+                RecordCategory::Order,
+                &format!("SO-{tag}-01"),
+                "年度服务合同 Annual service contract",
+                Some(1_280_000),
+                "active",
+                d(-200),
+                None,
+            ),
+            record(
+                RecordCategory::Order,
+                &format!("SO-{tag}-02"),
+                "打印机耗材 Printer supplies",
+                Some(86_000),
+                "delivered",
+                d(-35),
+                None,
+            ),
+            record(
+                RecordCategory::Payment,
+                &format!("INV-{tag}-01"),
+                "发票 Invoice 2026-Q3",
+                Some(1_280_000),
+                "paid",
+                d(-190),
+                None,
+            ),
+            record(
+                RecordCategory::Payment,
+                &format!("PAY-{tag}-01"),
+                "银行转账 Bank transfer",
+                Some(-1_280_000),
+                "received",
+                d(-185),
+                None,
+            ),
+            record(
+                RecordCategory::Payment,
+                &format!("INV-{tag}-02"),
+                "发票 Invoice supplies",
+                Some(86_000),
+                if n % 2 == 0 { "overdue" } else { "open" },
+                d(-30),
+                None,
+            ),
+            record(
+                RecordCategory::Transaction,
+                &format!("TX-{tag}-01"),
+                "积分兑换 Loyalty points redeemed",
+                Some(-5_000),
+                "completed",
+                d(-12),
+                None,
+            ),
+            record(
+                RecordCategory::Return,
+                &format!("RMA-{tag}-01"),
+                "退货：墨盒破损 Return: damaged cartridge",
+                Some(-12_000),
+                "refunded",
+                d(-20),
+                None,
+            ),
+            record(
+                RecordCategory::Document,
+                &format!("LIC-{tag}"),
+                "营业执照 Business licence",
+                None,
+                "on file",
+                d(-900),
+                Some(match n % 3 {
+                    0 => d(-20).to_string(),
+                    1 => d(10).to_string(),
+                    _ => "9999-12-31".into(),
+                }),
+            ),
+            record(
+                RecordCategory::Document,
+                &format!("ID-{tag}"),
+                "身份证明 Identity document",
+                None,
+                "verified",
+                d(-400),
+                Some(d(1500).to_string()),
+            ),
+        ];
+        for r in records {
+            store.upsert_record(id, &r, now).await?;
+        }
+        let has_history = !store
+            .list_contacts(&ContactFilter {
+                customer_id: Some(id),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .is_empty();
+        if has_history {
+            continue;
+        }
+        let case = store
+            .create_case(
+                Some(id),
+                "耗材退货与补发 Return and replacement of supplies",
+                now,
+            )
+            .await?;
+        let history = [
+            (
+                Channel::Voice,
+                Direction::Inbound,
+                "support",
+                "询问订单状态 Order status",
+                -30,
+            ),
+            (
+                Channel::Email,
+                Direction::Inbound,
+                "billing",
+                "发票抬头修改 Invoice title change",
+                -21,
+            ),
+            (
+                Channel::Chat,
+                Direction::Inbound,
+                "support",
+                "墨盒破损 Damaged cartridge",
+                -20,
+            ),
+            (
+                Channel::Outbound,
+                Direction::Outbound,
+                "sales",
+                "续约提醒 Renewal reminder",
+                -5,
+            ),
+        ];
+        for (channel, direction, queue, subject, days) in history {
+            let contact = store
+                .create_contact(
+                    &NewContact {
+                        channel,
+                        direction,
+                        customer_id: Some(id),
+                        case_id: (channel == Channel::Chat).then_some(case.id),
+                        queue: Some(queue.into()),
+                        state: ContactState::Queued,
+                        priority: 0,
+                        subject: Some(subject.into()),
+                        agent_id: None,
+                    },
+                    now + days * 86_400_000,
+                )
+                .await?;
+            for (state, after) in [
+                (ContactState::Connected, 25_000),
+                (ContactState::WrapUp, 400_000),
+                (ContactState::Closed, 460_000),
+            ] {
+                store
+                    .set_contact_state(
+                        contact.id,
+                        state,
+                        None,
+                        now + days * 86_400_000 + after,
+                        &serde_json::json!({"demo": true}),
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(accounts)
+}

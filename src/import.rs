@@ -1,0 +1,353 @@
+//! `contact-hub import customers FILE.csv`: bulk import with a progress bar. Bad rows are
+//! reported with their line number and reason while good rows import; importing the same file
+//! again updates customers (matched by `external_ref`, else by phone/email) instead of
+//! duplicating them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::archive::normalize_customer;
+use crate::config::ArchiveConfig;
+use crate::domain::{Channel, CustomerInput, CustomerKind};
+use crate::store::{ImportOutcome, ImportRow, Store};
+
+/// Rows per transaction: large enough to amortize commits, small enough to report progress.
+pub const BATCH_ROWS: usize = 2000;
+
+/// The columns a customer CSV may have (header names, any order, case-insensitive).
+pub const COLUMNS: &[(&str, &str)] = &[
+    (
+        "external_ref",
+        "the company's own customer key; re-imports update by it",
+    ),
+    ("kind", "person or company (default person)"),
+    ("name", "required; any script"),
+    (
+        "tier",
+        "one of the configured tiers (default: archive.default_tier)",
+    ),
+    ("tags", "separated by ; or |"),
+    (
+        "preferred_channel",
+        "voice, email, chat, fax, callback or outbound",
+    ),
+    ("language", "e.g. zh-CN, zh-TW, en"),
+    (
+        "phone",
+        "one or more numbers in any format, separated by ; or |",
+    ),
+    ("email", "one or more, separated by ; or |"),
+    ("fax", "one or more fax numbers"),
+    ("chat_id", "chat visitor ids"),
+    (
+        "region",
+        "region for local numbers on this row, e.g. TW (default: archive.default_region)",
+    ),
+    ("do_not_call", "yes/no, true/false, 1/0"),
+    ("do_not_email", "yes/no, true/false, 1/0"),
+    ("notes", "free text"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 (with or without BOM) when valid, else GB18030 (covers GB2312 and GBK).
+    Auto,
+    Utf8,
+    Gb18030,
+    Big5,
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Encoding::Auto),
+            "utf-8" | "utf8" => Ok(Encoding::Utf8),
+            "gb18030" | "gbk" | "gb2312" => Ok(Encoding::Gb18030),
+            "big5" => Ok(Encoding::Big5),
+            other => Err(format!(
+                "unknown encoding {other:?} (auto, utf-8, gb18030/gbk/gb2312, big5)"
+            )),
+        }
+    }
+}
+
+/// Decodes the file's bytes to text.
+pub fn decode(bytes: &[u8], enc: Encoding) -> anyhow::Result<String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let decode_with = |e: &'static encoding_rs::Encoding| {
+        let (text, _, had_errors) = e.decode(bytes);
+        if had_errors {
+            bail!(
+                "the file is not valid {}; pass --encoding to say what it is",
+                e.name()
+            );
+        }
+        Ok(text.into_owned())
+    };
+    match enc {
+        Encoding::Utf8 => decode_with(encoding_rs::UTF_8),
+        Encoding::Gb18030 => decode_with(encoding_rs::GB18030),
+        Encoding::Big5 => decode_with(encoding_rs::BIG5),
+        Encoding::Auto => match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_string()),
+            Err(_) => decode_with(encoding_rs::GB18030),
+        },
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ImportReport {
+    pub created: u64,
+    pub updated: u64,
+    /// (line, reason), in file order.
+    pub rejected: Vec<(u64, String)>,
+    pub seconds: f64,
+}
+
+impl ImportReport {
+    pub fn rows(&self) -> u64 {
+        self.created + self.updated + self.rejected.len() as u64
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split([';', '|'])
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn parse_bool(s: &str) -> Result<Option<bool>, String> {
+    match s.trim().to_lowercase().as_str() {
+        "" => Ok(None),
+        "1" | "y" | "yes" | "true" | "是" => Ok(Some(true)),
+        "0" | "n" | "no" | "false" | "否" => Ok(Some(false)),
+        other => Err(format!("{other:?} is not yes/no")),
+    }
+}
+
+/// Reads the CSV header and returns the column index of each known column.
+fn header_map(headers: &csv::StringRecord) -> anyhow::Result<HashMap<&'static str, usize>> {
+    let mut map = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let h = h.trim().to_lowercase().replace([' ', '-'], "_");
+        let h = match h.as_str() {
+            "ref" | "customer_ref" | "id" => "external_ref".to_string(),
+            "phones" | "mobile" | "tel" => "phone".to_string(),
+            "emails" | "mail" => "email".to_string(),
+            _ => h,
+        };
+        match COLUMNS.iter().find(|(c, _)| *c == h) {
+            Some((c, _)) => {
+                map.insert(*c, i);
+            }
+            None => bail!(
+                "unknown column {h:?} in the header; known columns: {}",
+                COLUMNS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    if !map.contains_key("name") {
+        bail!("the header has no \"name\" column");
+    }
+    Ok(map)
+}
+
+fn row_input(
+    rec: &csv::StringRecord,
+    cols: &HashMap<&'static str, usize>,
+) -> Result<CustomerInput, String> {
+    let get = |c: &str| cols.get(c).and_then(|&i| rec.get(i)).map(str::trim);
+    let opt = |c: &str| get(c).filter(|s| !s.is_empty()).map(String::from);
+    let list = |c: &str| {
+        cols.contains_key(c)
+            .then(|| split_list(get(c).unwrap_or("")))
+    };
+    Ok(CustomerInput {
+        kind: match get("kind").unwrap_or("") {
+            "" => None,
+            k => Some(k.to_lowercase().parse::<CustomerKind>()?),
+        },
+        name: opt("name"),
+        tier: opt("tier"),
+        tags: list("tags"),
+        preferred_channel: match get("preferred_channel").unwrap_or("") {
+            "" => None,
+            c => Some(c.to_lowercase().parse::<Channel>()?),
+        },
+        language: opt("language"),
+        do_not_call: parse_bool(get("do_not_call").unwrap_or(""))
+            .map_err(|e| format!("do_not_call: {e}"))?,
+        do_not_email: parse_bool(get("do_not_email").unwrap_or(""))
+            .map_err(|e| format!("do_not_email: {e}"))?,
+        notes: opt("notes"),
+        external_ref: opt("external_ref"),
+        phones: list("phone"),
+        emails: list("email"),
+        faxes: list("fax"),
+        chat_ids: list("chat_id"),
+        region: opt("region"),
+    })
+}
+
+/// Parses CSV text into validated rows and per-line rejections, in file order.
+pub fn parse(
+    text: &str,
+    cfg: &ArchiveConfig,
+    mut each: impl FnMut(Result<ImportRow, (u64, String)>, u64),
+) -> anyhow::Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let cols = header_map(reader.headers().context("cannot read the CSV header")?)?;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = rec.position().map_or(line, |p| p.line());
+                if rec.iter().all(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                let row = row_input(&rec, &cols)
+                    .and_then(|input| normalize_customer(&input, None, cfg))
+                    .map(|customer| ImportRow { line, customer })
+                    .map_err(|reason| (line, reason));
+                each(row, reader.position().byte());
+            }
+            Err(e) => {
+                let line = e.position().map_or(line, |p| p.line());
+                each(
+                    Err((line, format!("unreadable CSV: {e}"))),
+                    reader.position().byte(),
+                );
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }
+                ) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Imports a customer CSV file. `progress` is told (bytes done, bytes total) after each batch.
+pub async fn import_file(
+    store: &Store,
+    cfg: &ArchiveConfig,
+    path: &Path,
+    encoding: Encoding,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let total = bytes.len() as u64;
+    let text = decode(&bytes, encoding)?;
+    drop(bytes);
+    // Parsing and phone normalization run on a blocking thread while batches are written.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<ImportRow>, Vec<(u64, String)>, u64)>(4);
+    let cfg_owned = cfg.clone();
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut rows = Vec::with_capacity(BATCH_ROWS);
+        let mut bad = Vec::new();
+        let mut last_pos = 0;
+        let scale = |pos: u64, len: usize| (pos as f64 * total as f64 / len.max(1) as f64) as u64;
+        let text_len = text.len();
+        let result = parse(&text, &cfg_owned, |r, pos| {
+            last_pos = scale(pos, text_len);
+            match r {
+                Ok(row) => rows.push(row),
+                Err(e) => bad.push(e),
+            }
+            if rows.len() >= BATCH_ROWS {
+                let batch = std::mem::replace(&mut rows, Vec::with_capacity(BATCH_ROWS));
+                let _ = tx.blocking_send((batch, std::mem::take(&mut bad), last_pos));
+            }
+        });
+        let _ = tx.blocking_send((rows, bad, total));
+        result
+    });
+    let mut report = ImportReport::default();
+    let now = crate::domain::now_ms();
+    while let Some((rows, bad, pos)) = rx.recv().await {
+        report.rejected.extend(bad);
+        if !rows.is_empty() {
+            for outcome in store.import_customers(&rows, now).await? {
+                match outcome {
+                    ImportOutcome::Created(_) => report.created += 1,
+                    ImportOutcome::Updated(_) => report.updated += 1,
+                    ImportOutcome::Rejected { line, reason } => {
+                        report.rejected.push((line, reason))
+                    }
+                }
+            }
+        }
+        progress(pos, total);
+    }
+    parser.await.context("the CSV parser stopped")??;
+    report.rejected.sort_by_key(|(line, _)| *line);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gbk_and_big5_files_decode() {
+        let (gbk, _, _) = encoding_rs::GBK.encode("name,phone\n王小明,13800138000\n");
+        assert!(decode(&gbk, Encoding::Auto).unwrap().contains("王小明"));
+        let (big5, _, _) = encoding_rs::BIG5.encode("name\n陳大文\n");
+        assert!(decode(&big5, Encoding::Big5).unwrap().contains("陳大文"));
+        assert!(decode("\u{feff}name\nA\n".as_bytes(), Encoding::Auto)
+            .unwrap()
+            .starts_with("name"));
+        assert!(decode(b"\xff\xfe\xfd", Encoding::Utf8).is_err());
+    }
+
+    #[test]
+    fn bad_rows_are_reported_with_their_line_and_good_rows_kept() {
+        let csv = "external_ref,name,phone,tier,do_not_call\n\
+                   C1,王小明,010-1234 5678,vip,no\n\
+                   C2,,13800138000,,\n\
+                   C3,李四,not-a-number,,\n\
+                   C4,Alice,+1 415 555 0100,platinum,\n\
+                   C5,\"Bob, Jr.\",+44 20 7946 0958,,maybe\n\
+                   C6,陳大文,,ordinary,yes\n";
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        parse(csv, &ArchiveConfig::default(), |r, _| match r {
+            Ok(row) => ok.push(row),
+            Err(e) => bad.push(e),
+        })
+        .unwrap();
+        let lines: Vec<u64> = bad.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![3, 4, 5, 6], "{bad:?}");
+        assert!(bad[0].1.contains("name"));
+        assert!(bad[1].1.contains("phone"));
+        assert!(bad[2].1.contains("platinum"));
+        assert!(bad[3].1.contains("do_not_call"));
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].line, 2);
+        assert_eq!(ok[1].customer.name, "陳大文");
+        assert!(ok[1].customer.do_not_call);
+    }
+
+    #[test]
+    fn unknown_columns_are_refused_up_front() {
+        let err = parse("nmae,phone\nx,1\n", &ArchiveConfig::default(), |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("nmae"));
+    }
+}

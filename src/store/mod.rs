@@ -1,0 +1,222 @@
+//! The store: one interface over SQLite (embedded default) and PostgreSQL.
+//!
+//! SQL is written once in the dialect both backends accept (`$n` parameters, `ON CONFLICT`,
+//! `RETURNING`); the few differences are chosen by [`Backend`]. Times are unix milliseconds,
+//! booleans 0/1 integers, money minor units, so every value maps the same on both.
+
+mod contacts;
+mod customers;
+mod import;
+mod users;
+
+pub use contacts::{AgentEventRow, ContactFilter, NewContact};
+pub use customers::{CustomerSearch, NormalizedCustomer};
+pub use import::{ImportOutcome, ImportRow};
+pub use users::FailedLogins;
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule would be broken (e.g. a phone number owned by another customer).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://…` or `postgres://…`. A SQLite file and its directory are created
+    /// when missing.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "unsupported database URL (expected sqlite:// or postgres://): {}",
+                redact_url(url)
+            )));
+        };
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_dir(url) {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    StoreError::Invalid(format!("cannot create data directory {dir}: {e}"))
+                })?;
+            }
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL is durable in WAL mode
+                        // except for the last commits on power loss, never corrupting.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(url).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_dir(url: &str) -> Option<String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let dir = std::path::Path::new(path).parent()?;
+    let s = dir.to_string_lossy().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// A database URL fit for logs: the password is hidden.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `$start, $start+1, …` for `n` parameters.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(crate) fn get_enum<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> StoreResult<T> {
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(StoreError::Invalid)
+}
+
+pub(crate) fn get_opt_enum<T: FromStr<Err = String>>(
+    row: &AnyRow,
+    col: &str,
+) -> StoreResult<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| s.parse().map_err(StoreError::Invalid))
+        .transpose()
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation() || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact_url("postgres://hub:secret@localhost/hub"),
+            "postgres://hub:***@localhost/hub"
+        );
+        assert_eq!(redact_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    #[test]
+    fn sqlite_dir_is_found() {
+        assert_eq!(
+            sqlite_dir("sqlite://./data/contact-hub.db?mode=rwc").as_deref(),
+            Some("./data")
+        );
+        assert_eq!(sqlite_dir("sqlite::memory:"), None);
+    }
+}
