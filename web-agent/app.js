@@ -1,0 +1,1430 @@
+/*
+ * Contact Hub — agent console.
+ *
+ * Vanilla JS, no build step. Served by the hub at /app.js next to /i18n.js (loaded first).
+ *
+ * Safety rule for this file: every string that comes from the server (customer names, notes,
+ * subjects, error messages ...) is put into the page with textContent / text nodes only.
+ * No innerHTML anywhere; the `h()` helper below builds DOM nodes and turns strings into
+ * text nodes. Icons are SVG built with createElementNS from the constant table ICONS.
+ */
+'use strict';
+
+(function () {
+  const I18N = window.I18N;
+  const t = I18N.t;
+  const tn = I18N.tn;
+
+  // ------------------------------------------------------------------ DOM helpers
+
+  const $ = (id) => document.getElementById(id);
+
+  /** Build an element. props: class, text, dataset, on<event>, hidden, any attribute. */
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (v === undefined || v === null || v === false) continue;
+        if (k === 'class') el.className = v;
+        else if (k === 'text') el.textContent = String(v);
+        else if (k === 'dataset') Object.assign(el.dataset, v);
+        else if (k === 'hidden') el.hidden = true;
+        else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+        else el.setAttribute(k, v === true ? '' : String(v));
+      }
+    }
+    appendAll(el, children);
+    return el;
+  }
+
+  function appendAll(el, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === undefined || c === null || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+
+  // Icon paths adapted from Feather Icons (MIT licence, https://feathericons.com), 24x24 stroke.
+  const PHONE =
+    'M22 16.92v3a2 2 0 0 1-2.18 2 19.79 19.79 0 0 1-8.63-3.07 19.5 19.5 0 0 1-6-6 19.79 19.79 0 0 1-3.07-8.67A2 2 0 0 1 4.11 2h3a2 2 0 0 1 2 1.72 12.84 12.84 0 0 0 .7 2.81 2 2 0 0 1-.45 2.11L8.09 9.91a16 16 0 0 0 6 6l1.27-1.27a2 2 0 0 1 2.11-.45 12.84 12.84 0 0 0 2.81.7A2 2 0 0 1 22 16.92z';
+  const CIRCLE10 = 'M12 2a10 10 0 1 0 0 20a10 10 0 1 0 0-20z';
+  const ICONS = {
+    voice: [PHONE],
+    phone: [PHONE],
+    callback: [PHONE, 'M19 1l4 4-4 4', 'M15 5h8'],
+    outbound: [PHONE, 'M23 7V1h-6', 'M16 8l7-7'],
+    email: ['M4 4h16c1.1 0 2 .9 2 2v12c0 1.1-.9 2-2 2H4c-1.1 0-2-.9-2-2V6c0-1.1.9-2 2-2z', 'M22 6l-10 7L2 6'],
+    chat: ['M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z'],
+    fax: ['M6 9V2h12v7', 'M6 18H4a2 2 0 0 1-2-2v-5a2 2 0 0 1 2-2h16a2 2 0 0 1 2 2v5a2 2 0 0 1-2 2h-2', 'M6 14h12v8H6z'],
+    search: ['M11 3a8 8 0 1 0 0 16a8 8 0 1 0 0-16z', 'M21 21l-4.35-4.35'],
+    user: ['M20 21v-2a4 4 0 0 0-4-4H8a4 4 0 0 0-4 4v2', 'M12 3a4 4 0 1 0 0 8a4 4 0 1 0 0-8z'],
+    users: ['M17 21v-2a4 4 0 0 0-4-4H5a4 4 0 0 0-4 4v2', 'M9 3a4 4 0 1 0 0 8a4 4 0 1 0 0-8z', 'M23 21v-2a4 4 0 0 0-3-3.87', 'M16 3.13a4 4 0 0 1 0 7.75'],
+    company: ['M4 7h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V9a2 2 0 0 1 2-2z', 'M16 21V5a2 2 0 0 0-2-2h-4a2 2 0 0 0-2 2v16'],
+    'alert-triangle': ['M10.29 3.86L1.82 18a2 2 0 0 0 1.71 3h16.94a2 2 0 0 0 1.71-3L13.71 3.86a2 2 0 0 0-3.42 0z', 'M12 9v4', 'M12 17h.01'],
+    'alert-octagon': ['M7.86 2h8.28L22 7.86v8.28L16.14 22H7.86L2 16.14V7.86z', 'M12 8v4', 'M12 16h.01'],
+    logout: ['M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4', 'M16 17l5-5-5-5', 'M21 12H9'],
+    inbox: ['M22 12h-6l-2 3h-4l-2-3H2', 'M5.45 5.11L2 12v6a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2v-6l-3.45-6.89A2 2 0 0 0 16.76 4H7.24a2 2 0 0 0-1.79 1.11z'],
+    'arrow-left': ['M19 12H5', 'M12 19l-7-7 7-7'],
+    inbound: ['M17 7L7 17', 'M17 17H7V7'],
+    'outbound-arrow': ['M7 17L17 7', 'M7 7h10v10'],
+    document: ['M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8z', 'M14 2v6h6', 'M16 13H8', 'M16 17H8', 'M10 9H8'],
+    order: ['M9 20a1 1 0 1 0 0 2a1 1 0 1 0 0-2z', 'M20 20a1 1 0 1 0 0 2a1 1 0 1 0 0-2z', 'M1 1h4l2.68 13.39a2 2 0 0 0 2 1.61h9.72a2 2 0 0 0 2-1.61L23 6H6'],
+    payment: ['M3 4h18a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 'M1 10h22'],
+    transaction: ['M17 1l4 4-4 4', 'M3 11V9a4 4 0 0 1 4-4h14', 'M7 23l-4-4 4-4', 'M21 13v2a4 4 0 0 1-4 4H3'],
+    return: ['M1 4v6h6', 'M3.51 15a9 9 0 1 0 2.13-9.36L1 10'],
+    tag: ['M20.59 13.41l-7.17 7.17a2 2 0 0 1-2.83 0L2 12V2h10l8.59 8.59a2 2 0 0 1 0 2.82z', 'M7 7h.01'],
+    clock: [CIRCLE10, 'M12 6v6l4 2'],
+    ban: [CIRCLE10, 'M4.93 4.93l14.14 14.14'],
+    star: ['M12 2l3.09 6.26L22 9.27l-5 4.87 1.18 6.88L12 17.77l-6.18 3.25L7 14.14 2 9.27l6.91-1.01z'],
+    globe: [CIRCLE10, 'M2 12h20', 'M12 2a15.3 15.3 0 0 1 4 10 15.3 15.3 0 0 1-4 10 15.3 15.3 0 0 1-4-10 15.3 15.3 0 0 1 4-10z'],
+    headset: ['M3 18v-6a9 9 0 0 1 18 0v6', 'M21 19a2 2 0 0 1-2 2h-1a2 2 0 0 1-2-2v-3a2 2 0 0 1 2-2h3z', 'M3 19a2 2 0 0 0 2 2h1a2 2 0 0 0 2-2v-3a2 2 0 0 0-2-2H3z'],
+    folder: ['M22 19a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h5l2 3h9a2 2 0 0 1 2 2z'],
+    note: ['M11 4H4a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2v-7', 'M18.5 2.5a2.121 2.121 0 0 1 3 3L12 15l-4 1 1-4 9.5-9.5z'],
+    shield: ['M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z'],
+    'chevron-right': ['M9 18l6-6-6-6'],
+    x: ['M18 6L6 18', 'M6 6l12 12'],
+    wallet: ['M3 4h18a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 'M1 10h22', 'M16 15h3'],
+    hash: ['M4 9h16', 'M4 15h16', 'M10 3L8 21', 'M16 3l-2 18'],
+    language: ['M5 8l6 6', 'M4 14l6-6 2-3', 'M2 5h12', 'M7 2h1', 'M22 22l-5-10-5 10', 'M14 18h6'],
+  };
+
+  function icon(name, cls) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('fill', 'none');
+    svg.setAttribute('stroke', 'currentColor');
+    svg.setAttribute('stroke-width', '2');
+    svg.setAttribute('stroke-linecap', 'round');
+    svg.setAttribute('stroke-linejoin', 'round');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    svg.setAttribute('class', 'icon' + (cls ? ' ' + cls : ''));
+    for (const d of ICONS[name] || ICONS.document) {
+      const p = document.createElementNS(NS, 'path');
+      p.setAttribute('d', d);
+      svg.append(p);
+    }
+    return svg;
+  }
+
+  const CHANNEL_ICON = { voice: 'voice', email: 'email', chat: 'chat', fax: 'fax', callback: 'callback', outbound: 'outbound' };
+  const channelIcon = (ch, cls) => icon(CHANNEL_ICON[ch] || 'chat', cls);
+
+  /** Translate `prefix + value` when the catalogue knows it, else show the raw value. */
+  function tOr(prefix, value) {
+    if (value === null || value === undefined || value === '') return '';
+    const key = prefix + value;
+    return I18N.has(key) ? t(key) : String(value);
+  }
+
+  // ------------------------------------------------------------------ formatting
+
+  /** Format integer minor units exactly (no float rounding): 123450 CNY -> "¥1,234.50". */
+  function formatMoney(amountMinor, currency) {
+    if (amountMinor === null || amountMinor === undefined || !currency) return '';
+    const lang = I18N.getLang();
+    let nf;
+    try {
+      nf = new Intl.NumberFormat(lang, { style: 'currency', currency, currencyDisplay: 'narrowSymbol' });
+    } catch (e) {
+      return (Number(amountMinor) / 100).toFixed(2) + ' ' + currency;
+    }
+    const digits = nf.resolvedOptions().maximumFractionDigits;
+    let n = BigInt(Math.trunc(Number(amountMinor)));
+    const neg = n < 0n;
+    if (neg) n = -n;
+    let s = n.toString();
+    if (digits > 0) {
+      s = s.padStart(digits + 1, '0');
+      s = s.slice(0, s.length - digits) + '.' + s.slice(s.length - digits);
+    }
+    try {
+      return nf.format((neg ? '-' : '') + s); // string input keeps exact decimals
+    } catch (e) {
+      return (neg ? '-' : '') + s + ' ' + currency;
+    }
+  }
+
+  function parseDate(value) {
+    if (!value) return null;
+    const d = new Date(value);
+    return isNaN(d.getTime()) ? null : d;
+  }
+
+  function formatDateTime(value) {
+    const d = parseDate(value);
+    if (!d) return value ? String(value) : '';
+    return new Intl.DateTimeFormat(I18N.getLang(), { dateStyle: 'medium', timeStyle: 'short' }).format(d);
+  }
+
+  /** Compact: time only for today, else short date and time. */
+  function formatWhen(value) {
+    const d = parseDate(value);
+    if (!d) return value ? String(value) : '';
+    const lang = I18N.getLang();
+    const now = new Date();
+    if (d.toDateString() === now.toDateString()) {
+      return new Intl.DateTimeFormat(lang, { timeStyle: 'short' }).format(d);
+    }
+    const opts = d.getFullYear() === now.getFullYear()
+      ? { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' }
+      : { dateStyle: 'medium', timeStyle: 'short' };
+    return new Intl.DateTimeFormat(lang, opts).format(d);
+  }
+
+  /** Timestamp -> localized date without time. */
+  function formatDate(value) {
+    const d = parseDate(value);
+    if (!d) return value ? String(value) : '';
+    return new Intl.DateTimeFormat(I18N.getLang(), { dateStyle: 'medium' }).format(d);
+  }
+
+  /** "2024-05-01" (a calendar date, no time zone) -> localized date. */
+  function formatDay(value) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(value || '');
+    if (!m) return value ? String(value) : '';
+    const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3]));
+    return new Intl.DateTimeFormat(I18N.getLang(), { dateStyle: 'medium', timeZone: 'UTC' }).format(d);
+  }
+
+  /** Whole days from today (local calendar) to a YYYY-MM-DD date; negative = past. */
+  function daysFromToday(day) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(day || '');
+    if (!m) return null;
+    const now = new Date();
+    const today = Date.UTC(now.getFullYear(), now.getMonth(), now.getDate());
+    return Math.round((Date.UTC(+m[1], +m[2] - 1, +m[3]) - today) / 86400000);
+  }
+
+  /** Light formatting of E.164 numbers for reading; anything else is shown as given. */
+  function formatPhone(value) {
+    const v = String(value || '');
+    let m = /^\+86(1\d{2})(\d{4})(\d{4})$/.exec(v); // CN mobile
+    if (m) return `+86 ${m[1]} ${m[2]} ${m[3]}`;
+    m = /^\+86(10|2\d)(\d{4})(\d{4})$/.exec(v); // CN Beijing/Shanghai/... landline
+    if (m) return `+86 ${m[1]} ${m[2]} ${m[3]}`;
+    m = /^\+886(9\d{2})(\d{3})(\d{3})$/.exec(v); // TW mobile
+    if (m) return `+886 ${m[1]} ${m[2]} ${m[3]}`;
+    m = /^\+852(\d{4})(\d{4})$/.exec(v); // HK
+    if (m) return `+852 ${m[1]} ${m[2]}`;
+    m = /^\+1(\d{3})(\d{3})(\d{4})$/.exec(v);
+    if (m) return `+1 ${m[1]} ${m[2]} ${m[3]}`;
+    return v;
+  }
+
+  function formatIdentity(kind, value) {
+    return kind === 'phone' || kind === 'fax' ? formatPhone(value) : String(value || '');
+  }
+
+  function formatDuration(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    const hh = Math.floor(s / 3600);
+    const mm = Math.floor((s % 3600) / 60);
+    const ss = s % 60;
+    const two = (n) => String(n).padStart(2, '0');
+    return (hh > 0 ? hh + ':' : '') + two(mm) + ':' + two(ss);
+  }
+
+  function initials(name) {
+    // Letters and digits only, so that names like "<b>x" do not show punctuation.
+    const s = Array.from(String(name || '')).filter((ch) => /[\p{L}\p{N}\s]/u.test(ch)).join('').trim();
+    if (!s) return '?';
+    // CJK names: the family name character; Latin names: first letters of two words.
+    if (/[\u3400-\u9fff\uf900-\ufaff]/.test(s[0])) return s[0];
+    const parts = s.split(/\s+/).filter(Boolean);
+    const first = Array.from(parts[0] || '?')[0];
+    const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] : '';
+    return (first + second).toUpperCase();
+  }
+
+  function avatarHue(seed) {
+    let x = 0;
+    for (const ch of String(seed)) x = (x * 31 + ch.codePointAt(0)) >>> 0;
+    return x % 6;
+  }
+
+  // ------------------------------------------------------------------ HTTP API
+
+  class ApiError extends Error {
+    constructor(status, code, message, body) {
+      super(message || code);
+      this.status = status;
+      this.code = code;
+      this.body = body || {};
+    }
+  }
+
+  async function api(method, path, body, signal) {
+    const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin', signal };
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, opts);
+    } catch (e) {
+      if (e && e.name === 'AbortError') throw e;
+      throw new ApiError(0, 'network', String(e && e.message));
+    }
+    const text = res.status === 204 ? '' : await res.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (e) { data = null; }
+    }
+    if (!res.ok) {
+      const err = (data && data.error) || {};
+      throw new ApiError(res.status, err.code || 'http_' + res.status, err.message || res.statusText, err);
+    }
+    return data;
+  }
+
+  function describeError(err) {
+    if (!err) return t('error.generic', { code: '?' });
+    if (err.status === 0) return t('error.network');
+    if (err.code && I18N.has('error.code.' + err.code)) return t('error.code.' + err.code);
+    return t('error.generic', { code: err.code || err.status }) + (err.message ? ' — ' + err.message : '');
+  }
+
+  // ------------------------------------------------------------------ application state
+
+  const app = {
+    user: null,
+    agentState: null, // {state, reason, since}
+    pendingState: null, // option value requested, waiting for agent_state
+    pendingTimer: null,
+    clockOffsetMs: 0, // server time - local time, learned from heartbeats
+    view: 'welcome', // welcome | results | customer
+    search: { q: '', status: 'idle', results: [], error: null, seq: 0, abort: null },
+    customer: { id: null, status: 'idle', data: null, error: null, seq: 0, tab: 'orders', highlight: null },
+    workItems: [],
+    loginMessage: null, // {kind:'error'|'info', key, vars}
+    lockUntil: 0,
+    lockTimer: null,
+    handlers: new Map(), // socket message type -> [fn]
+  };
+
+  // ------------------------------------------------------------------ i18n application
+
+  function applyStaticI18n(root) {
+    const scope = root || document;
+    for (const el of scope.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+    for (const el of scope.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
+    for (const el of scope.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
+    document.title = app.user ? t('app.title_console') : t('app.title_login');
+  }
+
+  function fillLangSelects() {
+    for (const sel of document.querySelectorAll('[data-lang-select]')) {
+      if (!sel.options.length) {
+        for (const code of I18N.LANGS) {
+          sel.append(h('option', { value: code, lang: code, text: I18N.LANG_NAMES[code] }));
+        }
+        sel.addEventListener('change', () => changeLanguage(sel.value));
+      }
+      sel.value = I18N.getLang();
+    }
+  }
+
+  function changeLanguage(lang) {
+    I18N.setLang(lang);
+    fillLangSelects();
+    applyStaticI18n();
+    renderLoginMessage();
+    renderHeaderUser();
+    renderState();
+    renderConn();
+    renderWorkItems();
+    renderSearch();
+    renderCustomer();
+  }
+
+  // ------------------------------------------------------------------ toasts
+
+  function toast(message, kind) {
+    const box = $('toasts');
+    const item = h('div', { class: 'toast toast-' + (kind || 'info'), role: kind === 'error' ? 'alert' : 'status' },
+      icon(kind === 'error' ? 'alert-octagon' : 'alert-triangle'),
+      h('span', { class: 'toast-text', text: message }),
+      h('button', { type: 'button', class: 'toast-close', 'aria-label': t('toast.dismiss'), onclick: () => item.remove() }, icon('x')));
+    box.append(item);
+    setTimeout(() => item.remove(), 6000);
+  }
+
+  // ------------------------------------------------------------------ views
+
+  function showBoot(on) {
+    $('boot').hidden = !on;
+  }
+
+  function showLogin(message) {
+    app.user = null;
+    app.loginMessage = message || null;
+    showBoot(false);
+    $('console-view').hidden = true;
+    $('login-view').hidden = false;
+    document.body.classList.remove('in-console');
+    applyStaticI18n();
+    renderLoginMessage();
+    setLoginBusy(false);
+    const u = $('login-username');
+    (u.value ? $('login-password') : u).focus();
+  }
+
+  function showConsole(user) {
+    app.user = user;
+    showBoot(false);
+    $('login-view').hidden = true;
+    $('console-view').hidden = false;
+    document.body.classList.add('in-console');
+    applyStaticI18n();
+    renderHeaderUser();
+    renderState();
+    renderWorkItems();
+    socketStart();
+    routeFromHash();
+    if (app.view !== 'customer') $('search-input').focus();
+  }
+
+  // ------------------------------------------------------------------ login
+
+  function setLoginMessage(kind, key, vars) {
+    app.loginMessage = key ? { kind, key, vars } : null;
+    renderLoginMessage();
+  }
+
+  function renderLoginMessage() {
+    const err = $('login-error');
+    const note = $('login-notice');
+    const m = app.loginMessage;
+    err.hidden = true;
+    note.hidden = true;
+    if (!m) return;
+    let text;
+    if (m.key === 'login.error.locked') {
+      const secs = Math.max(0, Math.ceil((app.lockUntil - Date.now()) / 1000));
+      text = tn('login.error.locked', secs, { secs });
+    } else if (m.key === '@error') {
+      text = describeError(m.vars);
+    } else {
+      text = t(m.key, m.vars);
+    }
+    const el = m.kind === 'error' ? err : note;
+    el.textContent = text;
+    el.hidden = false;
+  }
+
+  function setLoginBusy(busy) {
+    const btn = $('login-submit');
+    const locked = app.lockUntil > Date.now();
+    btn.disabled = busy || locked;
+    btn.classList.toggle('is-busy', busy);
+    $('login-submit-label').textContent = t(busy ? 'login.submitting' : 'login.submit');
+  }
+
+  function startLockout(secs) {
+    const n = Number.isFinite(+secs) && +secs > 0 ? Math.ceil(+secs) : 30;
+    app.lockUntil = Date.now() + n * 1000;
+    clearInterval(app.lockTimer);
+    setLoginMessage('error', 'login.error.locked');
+    setLoginBusy(false);
+    app.lockTimer = setInterval(() => {
+      if (Date.now() >= app.lockUntil) {
+        clearInterval(app.lockTimer);
+        app.lockUntil = 0;
+        setLoginMessage('info', 'login.error.unlocked');
+        setLoginBusy(false);
+      } else {
+        renderLoginMessage();
+      }
+    }, 1000);
+  }
+
+  async function onLoginSubmit(ev) {
+    ev.preventDefault();
+    if (app.lockUntil > Date.now()) return;
+    const username = $('login-username').value.trim();
+    const password = $('login-password').value;
+    if (!username || !password) {
+      setLoginMessage('error', 'login.required');
+      (username ? $('login-password') : $('login-username')).focus();
+      return;
+    }
+    setLoginMessage(null);
+    setLoginBusy(true);
+    try {
+      const data = await api('POST', '/api/v1/auth/login', { username, password });
+      $('login-password').value = '';
+      setLoginBusy(false);
+      // The session lives in the HttpOnly cookie; the token is not kept by the page.
+      showConsole(data && data.user ? data.user : { username, display_name: username, role: '' });
+    } catch (err) {
+      setLoginBusy(false);
+      if (err.status === 401 || err.code === 'invalid_credentials') {
+        setLoginMessage('error', 'login.error.invalid');
+        $('login-password').value = '';
+        $('login-password').focus();
+      } else if (err.status === 429 || err.code === 'too_many_attempts') {
+        startLockout(err.body && err.body.retry_after_secs);
+      } else {
+        setLoginMessage('error', '@error', err);
+      }
+    }
+  }
+
+  async function logout() {
+    const btn = $('logout-btn');
+    btn.disabled = true;
+    // Take the agent out of routing before the session ends (best effort).
+    socketSend({ type: 'set_state', state: 'logged_out' });
+    socketStop();
+    try {
+      await api('POST', '/api/v1/auth/logout');
+    } catch (err) {
+      if (err.status !== 401) toast(describeError(err), 'error');
+    }
+    btn.disabled = false;
+    resetConsole();
+    showLogin({ kind: 'info', key: 'login.signed_out' });
+  }
+
+  function sessionExpired() {
+    if (!app.user) return;
+    socketStop();
+    resetConsole();
+    showLogin({ kind: 'info', key: 'login.session_expired' });
+  }
+
+  function resetConsole() {
+    app.agentState = null;
+    app.pendingState = null;
+    clearTimeout(app.pendingTimer);
+    app.workItems = [];
+    if (app.search.abort) app.search.abort.abort();
+    app.search = { q: '', status: 'idle', results: [], error: null, seq: app.search.seq + 1, abort: null };
+    app.customer = { id: null, status: 'idle', data: null, error: null, seq: app.customer.seq + 1, tab: 'orders', highlight: null };
+    $('search-input').value = '';
+    $('customer-container').replaceChildren();
+    if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+    setView('welcome');
+  }
+
+  // ------------------------------------------------------------------ header
+
+  function renderHeaderUser() {
+    const u = app.user;
+    if (!u) return;
+    const name = u.display_name || u.username || '';
+    $('user-name').textContent = name;
+    $('user-role').textContent = tOr('role.', u.role);
+    const av = $('user-avatar');
+    av.textContent = initials(name);
+    av.dataset.hue = avatarHue(u.username || name);
+    $('user-avatar').title = u.username || '';
+  }
+
+  // ------------------------------------------------------------------ agent state
+
+  const NOT_READY_REASONS = ['break', 'lunch', 'meeting', 'training', 'admin'];
+
+  function stateValue(s) {
+    if (!s) return '';
+    if (s.state === 'not_ready') return 'not_ready:' + (s.reason || '');
+    return s.state;
+  }
+
+  function stateLabel(value) {
+    const [state, reason] = value.split(':');
+    if (state === 'not_ready') {
+      const base = t('state.not_ready');
+      return reason ? t('state.with_reason', { state: base, reason: tOr('reason.', reason) }) : base;
+    }
+    return tOr('state.', state);
+  }
+
+  function renderState() {
+    const sel = $('state-select');
+    const box = $('agent-state');
+    const connected = sock.ready;
+    const current = stateValue(app.agentState);
+    const values = ['available', ...NOT_READY_REASONS.map((r) => 'not_ready:' + r), 'logged_out'];
+    const opts = [];
+    if (!app.agentState) {
+      opts.push(h('option', { value: '', text: t(connected ? 'state.unknown' : 'state.offline_placeholder') }));
+    } else if (!values.includes(current)) {
+      // A state the agent cannot choose (reserved, busy, wrap_up, not_ready:rona ...): show it.
+      opts.push(h('option', { value: current, disabled: true, text: stateLabel(current) }));
+    }
+    for (const v of values) {
+      opts.push(h('option', { value: v, text: stateLabel(v), dataset: { state: v.split(':')[0] } }));
+    }
+    sel.replaceChildren(...opts);
+    sel.value = app.pendingState || current;
+    sel.disabled = !connected || !!app.pendingState;
+    sel.dataset.state = app.agentState ? app.agentState.state : '';
+    sel.dataset.value = current;
+    box.dataset.state = app.agentState ? app.agentState.state : 'unknown';
+    box.classList.toggle('is-pending', !!app.pendingState);
+    sel.setAttribute('aria-busy', app.pendingState ? 'true' : 'false');
+    tickStateTimer();
+  }
+
+  function tickStateTimer() {
+    const el = $('state-timer');
+    const since = app.agentState && parseDate(app.agentState.since);
+    if (!since || !sock.ready) {
+      el.textContent = '';
+      return;
+    }
+    el.textContent = formatDuration(Date.now() + app.clockOffsetMs - since.getTime());
+  }
+
+  function requestState(value) {
+    if (!value) return;
+    const [state, reason] = value.split(':');
+    const msg = { type: 'set_state', state };
+    if (reason) msg.reason = reason;
+    if (!socketSend(msg)) {
+      toast(t('state.error.not_connected'), 'error');
+      renderState();
+      return;
+    }
+    app.pendingState = value;
+    clearTimeout(app.pendingTimer);
+    app.pendingTimer = setTimeout(() => {
+      if (!app.pendingState) return;
+      app.pendingState = null;
+      toast(t('state.error.timeout'), 'error');
+      renderState();
+    }, 10000);
+    renderState();
+  }
+
+  function applyAgentState(state) {
+    app.agentState = state || null;
+    app.pendingState = null;
+    clearTimeout(app.pendingTimer);
+    renderState();
+    renderWorkItems();
+  }
+
+  // ------------------------------------------------------------------ agent socket
+
+  const sock = {
+    ws: null,
+    wanted: false,
+    ready: false, // hello received on the current socket
+    status: 'connecting', // connecting | connected | reconnecting
+    attempt: 0,
+    retryTimer: null,
+    retryAt: 0,
+    heartbeatSecs: 15,
+    lastFrame: 0,
+    watchdog: null,
+  };
+
+  function wsUrl() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return proto + '//' + location.host + '/api/v1/agent/ws';
+  }
+
+  function socketStart() {
+    sock.wanted = true;
+    sock.attempt = 0;
+    setConn('connecting');
+    socketOpen();
+  }
+
+  function socketStop() {
+    sock.wanted = false;
+    sock.ready = false;
+    clearTimeout(sock.retryTimer);
+    clearInterval(sock.watchdog);
+    const ws = sock.ws;
+    sock.ws = null;
+    if (ws) {
+      try { ws.close(1000, 'logout'); } catch (e) { /* ignore */ }
+    }
+  }
+
+  function socketOpen() {
+    clearTimeout(sock.retryTimer);
+    if (!sock.wanted) return;
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (e) {
+      socketLost();
+      return;
+    }
+    sock.ws = ws;
+    sock.ready = false;
+    ws.addEventListener('open', () => {
+      if (sock.ws !== ws) return;
+      sock.lastFrame = Date.now();
+      armWatchdog();
+    });
+    ws.addEventListener('message', (ev) => {
+      if (sock.ws !== ws) return;
+      sock.lastFrame = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      if (msg && typeof msg.type === 'string') handleSocketMessage(msg);
+    });
+    ws.addEventListener('close', () => {
+      if (sock.ws !== ws) return;
+      sock.ws = null;
+      socketLost();
+    });
+    // 'error' is always followed by 'close'.
+  }
+
+  function armWatchdog() {
+    clearInterval(sock.watchdog);
+    sock.watchdog = setInterval(() => {
+      const ws = sock.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      const quiet = Date.now() - sock.lastFrame;
+      const hb = Math.max(1, sock.heartbeatSecs) * 1000;
+      if (quiet > hb * 3) {
+        ws.close(4000, 'heartbeat timeout'); // -> close handler -> reconnect
+        sock.ws = null;
+        socketLost();
+      } else if (quiet > hb * 1.5) {
+        socketSend({ type: 'ping' });
+      }
+    }, 1000);
+  }
+
+  async function socketLost() {
+    clearInterval(sock.watchdog);
+    sock.ready = false;
+    if (!sock.wanted) return;
+    if (app.pendingState) {
+      app.pendingState = null;
+      clearTimeout(app.pendingTimer);
+    }
+    setConn('reconnecting');
+    renderState();
+    // Did the socket drop because the session ended? Then go back to the login page.
+    try {
+      await api('GET', '/api/v1/auth/me');
+    } catch (err) {
+      if (err.status === 401) {
+        sessionExpired();
+        return;
+      }
+    }
+    if (!sock.wanted || sock.ws) return;
+    const base = Math.min(30000, 1000 * 2 ** Math.min(sock.attempt, 5));
+    const delay = Math.round(base * (0.6 + Math.random() * 0.4));
+    sock.attempt += 1;
+    sock.retryAt = Date.now() + delay;
+    clearTimeout(sock.retryTimer);
+    sock.retryTimer = setTimeout(socketOpen, delay);
+    renderConn();
+  }
+
+  function socketSend(obj) {
+    const ws = sock.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  function setConn(status) {
+    sock.status = status;
+    renderConn();
+  }
+
+  function renderConn() {
+    const el = $('conn-indicator');
+    el.dataset.conn = sock.status;
+    const text = t('conn.' + sock.status);
+    if (sock.status === 'reconnecting' && sock.retryAt > Date.now() && !sock.ws) {
+      const secs = Math.ceil((sock.retryAt - Date.now()) / 1000);
+      el.title = text + ' ' + tn('conn.retry_in', secs, { secs });
+    } else {
+      el.title = text;
+    }
+    $('conn-text').textContent = text;
+  }
+
+  function handleSocketMessage(msg) {
+    switch (msg.type) {
+      case 'hello':
+        sock.ready = true;
+        sock.attempt = 0;
+        if (+msg.heartbeat_secs > 0) sock.heartbeatSecs = +msg.heartbeat_secs;
+        if (msg.agent && app.user) {
+          app.user = Object.assign({}, app.user, msg.agent);
+          renderHeaderUser();
+        }
+        setConn('connected');
+        applyAgentState(msg.state);
+        break;
+      case 'agent_state':
+        applyAgentState(msg.state);
+        break;
+      case 'heartbeat': {
+        const st = parseDate(msg.server_time);
+        if (st) app.clockOffsetMs = st.getTime() - Date.now();
+        break;
+      }
+      case 'pong':
+        break;
+      case 'error':
+        if (app.pendingState) {
+          app.pendingState = null;
+          clearTimeout(app.pendingTimer);
+          renderState();
+        }
+        toast(msg.code && I18N.has('error.code.' + msg.code)
+          ? t('error.code.' + msg.code)
+          : t('error.server', { message: msg.message || msg.code || '?' }), 'error');
+        break;
+      default:
+        break;
+    }
+    const list = app.handlers.get(msg.type);
+    if (list) for (const fn of list) {
+      try { fn(msg); } catch (e) { console.error(e); }
+    }
+  }
+
+  // ------------------------------------------------------------------ work items (contacts)
+
+  function renderWorkItems() {
+    const list = $('workitem-list');
+    const items = app.workItems;
+    $('workitem-count').textContent = String(items.length);
+    $('workitem-empty').hidden = items.length > 0;
+    list.replaceChildren(...items.map((item) => {
+      const title = item.customer_name || item.from || t('contact.unknown_customer');
+      return h('li', { class: 'workitem', dataset: { id: item.id, channel: item.channel || '', state: item.state || '' } },
+        h('span', { class: 'channel-badge ch-' + (item.channel || 'chat'), title: tOr('channel.', item.channel) }, channelIcon(item.channel)),
+        h('span', { class: 'workitem-body' },
+          h('span', { class: 'workitem-title', text: title }),
+          h('span', { class: 'workitem-sub', text: item.subject || tOr('channel.', item.channel) })),
+        h('span', { class: 'workitem-meta' },
+          item.state ? h('span', { class: 'chip chip-state cs-' + item.state, text: tOr('cstate.', item.state) }) : null,
+          item.created_at ? h('span', { class: 'muted small', title: formatDateTime(item.created_at), text: formatWhen(item.created_at) }) : null));
+    }));
+  }
+
+  // ------------------------------------------------------------------ main area views
+
+  function setView(view) {
+    app.view = view;
+    $('welcome-panel').hidden = view !== 'welcome';
+    $('results-panel').hidden = view !== 'results';
+    $('customer-panel').hidden = view !== 'customer';
+    $('back-btn').hidden = view !== 'customer';
+    const label = $('back-btn').querySelector('[data-i18n]');
+    label.dataset.i18n = app.search.status === 'idle' ? 'customer.back_search' : 'customer.back';
+    label.textContent = t(label.dataset.i18n);
+  }
+
+  // ------------------------------------------------------------------ customer search
+
+  let searchDebounce = null;
+
+  function onSearchInput() {
+    clearTimeout(searchDebounce);
+    const q = $('search-input').value.trim();
+    if (!q) {
+      if (app.search.abort) app.search.abort.abort();
+      app.search = Object.assign(app.search, { q: '', status: 'idle', results: [], error: null });
+      if (app.view === 'results') setView('welcome');
+      return;
+    }
+    // Two ASCII characters, or one CJK character, before searching as you type.
+    if (q.length < 2 && !/[^\x00-\x7f]/.test(q)) return;
+    searchDebounce = setTimeout(() => runSearch(q), 300);
+  }
+
+  function onSearchSubmit(ev) {
+    ev.preventDefault();
+    clearTimeout(searchDebounce);
+    const q = $('search-input').value.trim();
+    if (q) runSearch(q);
+  }
+
+  async function runSearch(q) {
+    if (app.search.abort) app.search.abort.abort();
+    const ctrl = new AbortController();
+    const seq = ++app.search.seq;
+    app.search = Object.assign(app.search, { q, status: 'loading', error: null, abort: ctrl });
+    if (app.view !== 'results') setView('results');
+    if (location.hash.startsWith('#customer/')) history.replaceState(null, '', location.pathname + location.search);
+    renderSearch();
+    try {
+      const data = await api('GET', '/api/v1/customers?q=' + encodeURIComponent(q) + '&limit=20', undefined, ctrl.signal);
+      if (seq !== app.search.seq) return;
+      app.search.results = (data && Array.isArray(data.customers)) ? data.customers : [];
+      app.search.status = 'done';
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+      if (seq !== app.search.seq) return;
+      if (err.status === 401) return sessionExpired();
+      app.search.status = 'error';
+      app.search.error = err;
+    }
+    renderSearch();
+  }
+
+  function primaryIdentity(c, kind) {
+    const ids = Array.isArray(c.identities) ? c.identities : [];
+    const id = ids.find((i) => i && i.kind === kind);
+    return id ? id.value : null;
+  }
+
+  /** Name with the matching part wrapped in <mark> (text nodes only). */
+  function highlighted(name, q) {
+    const s = String(name || '');
+    const i = q ? s.toLowerCase().indexOf(q.toLowerCase()) : -1;
+    if (i < 0) return [s];
+    return [s.slice(0, i), h('mark', { text: s.slice(i, i + q.length) }), s.slice(i + q.length)];
+  }
+
+  function tierBadge(tier) {
+    if (!tier) return null;
+    const known = ['vip', 'important', 'ordinary'].includes(tier);
+    return h('span', { class: 'tier-badge tier-' + (known ? tier : 'other'), dataset: { tier } },
+      tier === 'vip' ? icon('star', 'icon-xs') : null,
+      h('span', { text: tOr('tier.', tier) }));
+  }
+
+  function avatarFor(c, size) {
+    const cls = 'avatar ' + (size || '');
+    if (c.kind === 'company') return h('span', { class: cls + ' avatar-company', 'aria-hidden': 'true' }, icon('company'));
+    return h('span', { class: cls, dataset: { hue: avatarHue(c.id + ':' + c.name) }, 'aria-hidden': 'true', text: initials(c.name) });
+  }
+
+  function renderSearch() {
+    if (!app.user) return;
+    const s = app.search;
+    const status = $('search-status');
+    const list = $('search-results');
+    status.className = 'search-status';
+    if (s.status === 'loading') {
+      status.replaceChildren(h('span', { class: 'spinner spinner-sm', 'aria-hidden': 'true' }), h('span', { text: t('search.searching') }));
+      list.classList.add('is-stale');
+      return;
+    }
+    list.classList.remove('is-stale');
+    if (s.status === 'error') {
+      status.classList.add('is-error');
+      status.replaceChildren(icon('alert-octagon'), h('span', { text: describeError(s.error) }));
+      list.replaceChildren();
+      return;
+    }
+    if (s.status !== 'done') {
+      status.replaceChildren();
+      list.replaceChildren();
+      return;
+    }
+    if (!s.results.length) {
+      status.replaceChildren();
+      list.replaceChildren(h('li', { class: 'empty-state' },
+        h('span', { class: 'empty-icon' }, icon('search')),
+        h('p', { text: t('search.none', { q: s.q }) }),
+        h('p', { class: 'muted small', text: t('search.none_hint') })));
+      return;
+    }
+    status.replaceChildren(h('span', { text: tn('search.count', s.results.length, { count: s.results.length, q: s.q }) }));
+    list.replaceChildren(...s.results.map((c) => {
+      const phone = primaryIdentity(c, 'phone');
+      const email = primaryIdentity(c, 'email');
+      const tags = Array.isArray(c.tags) ? c.tags.slice(0, 3) : [];
+      return h('li', null,
+        h('button', { type: 'button', class: 'result', dataset: { customerId: c.id }, onclick: () => openCustomer(c.id, true) },
+          avatarFor(c),
+          h('span', { class: 'result-main' },
+            h('span', { class: 'result-title' },
+              h('span', { class: 'result-name' }, highlighted(c.name, s.q)),
+              tierBadge(c.tier),
+              h('span', { class: 'chip chip-kind', text: tOr('kind.', c.kind) }),
+              c.do_not_call ? h('span', { class: 'chip chip-warn', title: t('consent.do_not_call') }, icon('ban', 'icon-xs'), h('span', { text: t('consent.do_not_call') })) : null),
+            h('span', { class: 'result-ids' },
+              phone ? h('span', { class: 'result-id' }, icon('phone', 'icon-xs'), h('span', { class: 'mono', text: formatPhone(phone) })) : null,
+              email ? h('span', { class: 'result-id' }, icon('email', 'icon-xs'), h('span', { text: email })) : null,
+              !phone && !email ? h('span', { class: 'muted', text: t('customer.no_identities') }) : null),
+            tags.length ? h('span', { class: 'result-tags' }, tags.map((tg) => h('span', { class: 'tag', text: tg }))) : null),
+          h('span', { class: 'result-side' },
+            c.external_ref ? h('span', { class: 'mono muted small', text: c.external_ref }) : null,
+            icon('chevron-right', 'result-chevron'))));
+    }));
+  }
+
+  // ------------------------------------------------------------------ customer card (screen-pop)
+
+  const CATEGORIES = [
+    { key: 'orders', icon: 'order' },
+    { key: 'payments', icon: 'payment' },
+    { key: 'transactions', icon: 'transaction' },
+    { key: 'returns', icon: 'return' },
+    { key: 'documents', icon: 'document' },
+  ];
+
+  function routeFromHash() {
+    const m = /^#customer\/(\d+)$/.exec(location.hash);
+    if (m) {
+      if (String(app.customer.id) !== m[1] || app.view !== 'customer') openCustomer(+m[1], false);
+    } else if (app.view === 'customer') {
+      setView(app.search.status === 'idle' ? 'welcome' : 'results');
+    }
+  }
+
+  async function openCustomer(id, push) {
+    if (!app.user) return;
+    if (push && location.hash !== '#customer/' + id) history.pushState(null, '', '#customer/' + id);
+    const seq = ++app.customer.seq;
+    const sameCustomer = app.customer.id === id;
+    app.customer = Object.assign(app.customer, {
+      id, status: 'loading', error: null, data: sameCustomer ? app.customer.data : null,
+      tab: sameCustomer ? app.customer.tab : null, highlight: null,
+    });
+    setView('customer');
+    renderCustomer();
+    $('main').scrollTop = 0;
+    try {
+      const data = await api('GET', '/api/v1/customers/' + encodeURIComponent(id) + '/screen-pop');
+      if (seq !== app.customer.seq) return;
+      app.customer.data = data;
+      app.customer.status = 'done';
+      if (!app.customer.tab) app.customer.tab = defaultTab(data);
+    } catch (err) {
+      if (seq !== app.customer.seq) return;
+      if (err.status === 401) return sessionExpired();
+      app.customer.status = 'error';
+      app.customer.error = err;
+    }
+    renderCustomer();
+  }
+
+  function defaultTab(data) {
+    const alerts = Array.isArray(data.alerts) ? data.alerts : [];
+    if (alerts.some((a) => a && String(a.kind).startsWith('document_'))) return 'documents';
+    const recs = data.records || {};
+    const first = CATEGORIES.find((c) => Array.isArray(recs[c.key]) && recs[c.key].length);
+    return first ? first.key : 'orders';
+  }
+
+  function renderCustomer() {
+    const box = $('customer-container');
+    if (!app.user) return;
+    const c = app.customer;
+    if (c.status === 'idle') {
+      box.replaceChildren();
+      return;
+    }
+    if (c.status === 'loading' && !c.data) {
+      box.replaceChildren(h('div', { class: 'card loading-card' },
+        h('span', { class: 'spinner', 'aria-hidden': 'true' }), h('span', { text: t('customer.loading') })));
+      return;
+    }
+    if (c.status === 'error') {
+      const nf = c.error && c.error.status === 404;
+      box.replaceChildren(h('div', { class: 'card empty-state' },
+        h('span', { class: 'empty-icon' }, icon('alert-octagon')),
+        h('p', { text: nf ? t('customer.not_found') : describeError(c.error) })));
+      return;
+    }
+    const card = buildCustomerCard(c.data);
+    if (c.status === 'loading') card.classList.add('is-stale');
+    box.replaceChildren(card);
+    if (c.highlight) {
+      const row = box.querySelector('[data-record-id="' + CSS.escape(String(c.highlight)) + '"]');
+      if (row) {
+        row.classList.add('flash');
+        row.scrollIntoView({ block: 'center', behavior: 'smooth' });
+      }
+      c.highlight = null;
+    }
+  }
+
+  function buildCustomerCard(data) {
+    const cust = data.customer || {};
+    const alerts = Array.isArray(data.alerts) ? data.alerts : [];
+    const records = data.records || {};
+    const alertByRecord = new Map();
+    for (const a of alerts) if (a && a.record_id != null && !alertByRecord.has(a.record_id)) alertByRecord.set(a.record_id, a);
+
+    return h('article', { class: 'customer-card', id: 'customer-card', dataset: { customerId: cust.id } },
+      alerts.length ? buildAlerts(alerts, records) : null,
+      buildCustomerHead(cust, data.balance),
+      h('div', { class: 'cust-grid' },
+        h('div', { class: 'col-main' },
+          buildDetails(cust),
+          buildArchive(records, alertByRecord)),
+        h('div', { class: 'col-side' },
+          buildRecentContacts(data.recent_contacts),
+          buildOpenCases(data.open_cases),
+          buildNotes(cust.notes))));
+  }
+
+  function alertDetail(a) {
+    const parts = [];
+    if (a.expires_on) {
+      const key = I18N.has('alert.date.' + a.kind) ? 'alert.date.' + a.kind : 'alert.date.default';
+      parts.push(t(key, { date: formatDay(a.expires_on) }));
+      const d = daysFromToday(a.expires_on);
+      if (d !== null && a.kind !== 'document_expiry_suspicious') {
+        if (d < 0) parts.push(tn('alert.days_ago', -d, { days: -d }));
+        else if (d === 0) parts.push(t('alert.today'));
+        else parts.push(tn('alert.in_days', d, { days: d }));
+      }
+    }
+    return parts.join(' · ');
+  }
+
+  function buildAlerts(alerts, records) {
+    const sorted = alerts.slice().sort((a, b) => (a.severity === 'critical' ? 0 : 1) - (b.severity === 'critical' ? 0 : 1));
+    return h('section', { class: 'alerts', 'aria-label': t('alerts.title') },
+      sorted.map((a) => {
+        const known = I18N.has('alert.' + a.kind);
+        const title = known ? t('alert.' + a.kind) : (a.message || a.kind);
+        const sev = a.severity === 'critical' ? 'critical' : 'warning';
+        const target = a.record_id != null ? findRecordCategory(records, a.record_id) : null;
+        const detail = alertDetail(a);
+        const body = [
+          h('span', { class: 'alert-icon' }, icon(sev === 'critical' ? 'alert-octagon' : 'alert-triangle')),
+          h('span', { class: 'alert-body' },
+            h('span', { class: 'alert-title', text: title }),
+            h('span', { class: 'alert-detail' },
+              a.reference ? h('span', { class: 'ref', text: a.reference }) : null,
+              detail ? h('span', { text: detail }) : null,
+              !detail && !a.reference && known && a.message ? h('span', { text: a.message }) : null)),
+          target ? h('span', { class: 'alert-action', text: t('alert.view') }) : null,
+        ];
+        const props = {
+          class: 'alert alert-' + sev,
+          dataset: { kind: a.kind || '', severity: sev },
+          title: a.message || '',
+        };
+        if (target) {
+          return h('button', Object.assign(props, {
+            type: 'button',
+            onclick: () => {
+              app.customer.tab = target;
+              app.customer.highlight = a.record_id;
+              renderCustomer();
+            },
+          }), body);
+        }
+        return h('div', Object.assign(props, { role: 'note' }), body);
+      }));
+  }
+
+  function findRecordCategory(records, id) {
+    for (const c of CATEGORIES) {
+      if ((records[c.key] || []).some((r) => r && r.id === id)) return c.key;
+    }
+    return null;
+  }
+
+  function buildCustomerHead(cust, balance) {
+    const amount = balance && balance.amount_minor;
+    let balanceNote = null;
+    let balanceCls = '';
+    if (balance && amount !== null && amount !== undefined) {
+      if (amount > 0) { balanceNote = t('balance.owed'); balanceCls = 'is-owed'; }
+      else if (amount < 0) { balanceNote = t('balance.credit'); balanceCls = 'is-credit'; }
+      else { balanceNote = t('balance.settled'); }
+    }
+    const tags = Array.isArray(cust.tags) ? cust.tags : [];
+    return h('header', { class: 'card cust-head' + (cust.tier === 'vip' ? ' is-vip' : '') },
+      avatarFor(cust, 'avatar-lg'),
+      h('div', { class: 'cust-title' },
+        h('div', { class: 'cust-name-row' },
+          h('h2', { id: 'customer-name', class: 'cust-name', text: cust.name || '' }),
+          tierBadge(cust.tier)),
+        h('div', { class: 'cust-meta' },
+          h('span', { class: 'chip chip-kind' }, icon(cust.kind === 'company' ? 'company' : 'user', 'icon-xs'), h('span', { text: tOr('kind.', cust.kind) })),
+          cust.external_ref ? h('span', { class: 'chip', title: t('customer.external_ref') }, icon('hash', 'icon-xs'), h('span', { class: 'mono', text: cust.external_ref })) : null,
+          cust.do_not_call ? h('span', { class: 'chip chip-danger', dataset: { consent: 'do_not_call' } }, icon('ban', 'icon-xs'), h('span', { text: t('consent.do_not_call') })) : null,
+          cust.do_not_email ? h('span', { class: 'chip chip-danger', dataset: { consent: 'do_not_email' } }, icon('ban', 'icon-xs'), h('span', { text: t('consent.do_not_email') })) : null),
+        tags.length ? h('div', { class: 'cust-tags' }, icon('tag', 'icon-xs muted'), tags.map((tg) => h('span', { class: 'tag', text: tg }))) : null),
+      h('div', { class: 'balance ' + balanceCls },
+        h('span', { class: 'balance-label', text: t('balance.title') }),
+        h('span', { id: 'customer-balance', class: 'balance-amount', text: balance ? formatMoney(amount, balance.currency) || '—' : '—' }),
+        h('span', { class: 'balance-note' },
+          balanceNote ? h('span', { text: balanceNote }) : null,
+          balance && balance.currency ? h('span', { class: 'mono', text: balance.currency }) : null)));
+  }
+
+  function detailRow(label, value) {
+    return [h('dt', { text: label }), h('dd', null, value)];
+  }
+
+  function buildDetails(cust) {
+    const ids = Array.isArray(cust.identities) ? cust.identities : [];
+    const idList = ids.length
+      ? h('ul', { class: 'identity-list' }, ids.map((i) => {
+        const blocked = (i.kind === 'phone' && cust.do_not_call) || (i.kind === 'email' && cust.do_not_email);
+        return h('li', { class: 'identity' + (blocked ? ' is-blocked' : ''), dataset: { kind: i.kind } },
+          h('span', { class: 'identity-icon', title: tOr('identity.', i.kind) }, icon(i.kind === 'phone' ? 'phone' : i.kind)),
+          h('span', { class: 'identity-kind', text: tOr('identity.', i.kind) }),
+          h('span', { class: (i.kind === 'email' ? '' : 'mono ') + 'identity-value', text: formatIdentity(i.kind, i.value) }),
+          blocked ? h('span', { class: 'identity-blocked', title: t(i.kind === 'phone' ? 'consent.do_not_call' : 'consent.do_not_email') },
+            icon('ban', 'icon-xs')) : null);
+      }))
+      : h('span', { class: 'muted', text: t('customer.no_identities') });
+
+    const consent = [];
+    if (cust.do_not_call) consent.push(h('span', { class: 'consent consent-warn' }, icon('ban', 'icon-xs'), h('span', { text: t('consent.do_not_call_long') })));
+    if (cust.do_not_email) consent.push(h('span', { class: 'consent consent-warn' }, icon('ban', 'icon-xs'), h('span', { text: t('consent.do_not_email_long') })));
+    if (!consent.length) consent.push(h('span', { class: 'consent consent-ok' }, icon('shield', 'icon-xs'), h('span', { text: t('consent.none') })));
+
+    const pref = cust.preferred_channel
+      ? h('span', { class: 'inline-icon' }, channelIcon(cust.preferred_channel, 'icon-xs'), h('span', { text: tOr('channel.', cust.preferred_channel) }))
+      : h('span', { class: 'muted', text: t('customer.no_preference') });
+
+    return h('section', { class: 'card', id: 'customer-details' },
+      h('h3', { class: 'card-title', text: t('customer.details') }),
+      h('div', { class: 'details-grid' },
+        h('div', null, h('div', { class: 'label', text: t('customer.identities') }), idList),
+        h('dl', { class: 'kv' },
+          detailRow(t('customer.preferred_channel'), pref),
+          detailRow(t('customer.language'), cust.language ? h('span', { text: I18N.LANG_NAMES[cust.language] || cust.language }) : h('span', { class: 'muted', text: '—' })),
+          detailRow(t('customer.consent'), h('span', { class: 'consent-list' }, consent)),
+          detailRow(t('customer.since'), h('span', { title: formatDateTime(cust.created_at), text: formatDate(cust.created_at) || '—' })))));
+  }
+
+  function statusChip(status) {
+    if (!status) return h('span', { class: 'muted', text: '—' });
+    const s = String(status);
+    let tone = 'neutral';
+    if (/^(paid|closed|completed|complete|delivered|active|valid|settled|approved|signed|resolved|refunded)$/.test(s)) tone = 'ok';
+    else if (/^(overdue|expired|failed|rejected|disputed|defaulted)$/.test(s)) tone = 'bad';
+    else if (/^(open|pending|processing|in_progress|shipped|partial|partially_paid|due|draft|new)$/.test(s)) tone = 'info';
+    else if (/^(cancelled|canceled|void)$/.test(s)) tone = 'muted';
+    return h('span', { class: 'chip chip-status tone-' + tone, dataset: { status: s }, text: tOr('status.', s) });
+  }
+
+  function expiryCell(rec, alert) {
+    if (!rec.expires_on) return h('span', { class: 'muted', text: '—' });
+    const d = daysFromToday(rec.expires_on);
+    let chip = null;
+    if (alert && alert.kind === 'document_expiry_suspicious') {
+      chip = h('span', { class: 'chip chip-xs tone-warn', text: t('expiry.suspicious') });
+    } else if ((alert && alert.kind === 'document_expired') || (d !== null && d < 0)) {
+      chip = h('span', { class: 'chip chip-xs tone-bad', text: t('expiry.expired') });
+    } else if ((alert && alert.kind === 'document_expiring') || (d !== null && d <= 30)) {
+      chip = h('span', { class: 'chip chip-xs tone-warn', text: d === 0 ? t('alert.today') : tn('alert.in_days', d, { days: d }) });
+    }
+    return h('span', { class: 'expiry' }, h('span', { text: formatDay(rec.expires_on) }), chip);
+  }
+
+  function buildArchive(records, alertByRecord) {
+    const cur = app.customer.tab || 'orders';
+    const tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': t('records.title') },
+      CATEGORIES.map((cat) => {
+        const list = Array.isArray(records[cat.key]) ? records[cat.key] : [];
+        const flagged = list.some((r) => alertByRecord.has(r.id));
+        return h('button', {
+          type: 'button', role: 'tab', id: 'tab-' + cat.key, class: 'tab' + (cat.key === cur ? ' is-active' : ''),
+          'aria-selected': cat.key === cur ? 'true' : 'false', 'aria-controls': 'tabpanel',
+          dataset: { tab: cat.key },
+          onclick: () => { app.customer.tab = cat.key; renderCustomer(); },
+        },
+        icon(cat.icon, 'icon-xs'),
+        h('span', { text: t('records.' + cat.key) }),
+        h('span', { class: 'tab-count' + (flagged ? ' is-flagged' : ''), text: String(list.length) }));
+      }));
+    tabs.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
+      const i = CATEGORIES.findIndex((c) => c.key === cur);
+      const next = CATEGORIES[(i + (ev.key === 'ArrowRight' ? 1 : CATEGORIES.length - 1)) % CATEGORIES.length];
+      app.customer.tab = next.key;
+      renderCustomer();
+      const el = $('tab-' + next.key);
+      if (el) el.focus();
+    });
+
+    const list = Array.isArray(records[cur]) ? records[cur] : [];
+    let body;
+    if (!list.length) {
+      body = h('div', { class: 'empty-state empty-compact' }, h('p', { class: 'muted', text: t('records.empty') }));
+    } else {
+      body = h('div', { class: 'table-wrap' }, buildRecordTable(cur, list, alertByRecord));
+    }
+    return h('section', { class: 'card archive', id: 'customer-archive' },
+      h('h3', { class: 'card-title', text: t('records.title') }),
+      tabs,
+      h('div', { id: 'tabpanel', role: 'tabpanel', 'aria-labelledby': 'tab-' + cur, class: 'tabpanel', dataset: { tab: cur } }, body));
+  }
+
+  function buildRecordTable(cat, list, alertByRecord) {
+    const isDocs = cat === 'documents';
+    const isPay = cat === 'payments';
+    const cols = [t('col.reference'), t('col.description')];
+    if (isPay) cols.push(t('col.type'));
+    if (!isDocs) cols.push(t('col.amount'));
+    cols.push(t('col.status'), isDocs ? t('col.issued') : t('col.date'));
+    if (isDocs) cols.push(t('col.expires'));
+    const thead = h('thead', null, h('tr', null, cols.map((c, i) =>
+      h('th', { class: !isDocs && cols[i] === t('col.amount') ? 'num' : null, text: c }))));
+    const rows = list.map((r) => {
+      const alert = alertByRecord.get(r.id);
+      const cells = [
+        h('td', { class: 'mono ref-cell', text: r.reference || '—' }),
+        h('td', { class: 'desc-cell', text: r.description || '' }),
+      ];
+      if (isPay) {
+        const amt = r.amount_minor;
+        cells.push(h('td', null, amt === null || amt === undefined ? '—'
+          : h('span', { class: 'chip chip-xs ' + (amt > 0 ? 'tone-info' : 'tone-ok'), text: t(amt > 0 ? 'payment.receivable' : 'payment.received') })));
+      }
+      if (!isDocs) {
+        let amt = r.amount_minor;
+        if (isPay && amt !== null && amt !== undefined) amt = Math.abs(amt);
+        cells.push(h('td', { class: 'num mono' + (r.amount_minor < 0 && !isPay ? ' is-negative' : ''), text: amt === null || amt === undefined ? '—' : formatMoney(amt, r.currency) }));
+      }
+      cells.push(h('td', null, statusChip(r.status)));
+      cells.push(h('td', { class: 'nowrap', text: r.occurred_on ? formatDay(r.occurred_on) : '—' }));
+      if (isDocs) cells.push(h('td', { class: 'nowrap' }, expiryCell(r, alert)));
+      return h('tr', {
+        dataset: { recordId: r.id },
+        class: alert ? 'has-alert alert-row-' + (alert.severity === 'critical' ? 'critical' : 'warning') : null,
+      }, cells);
+    });
+    return h('table', { class: 'table', dataset: { category: cat } }, thead, h('tbody', null, rows));
+  }
+
+  function buildRecentContacts(contacts) {
+    const list = Array.isArray(contacts) ? contacts.slice() : [];
+    list.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    return h('section', { class: 'card', id: 'recent-contacts' },
+      h('h3', { class: 'card-title' }, h('span', { text: t('contacts.title') }), h('span', { class: 'count-pill', text: String(list.length) })),
+      list.length
+        ? h('ul', { class: 'timeline' }, list.map((c) =>
+          h('li', { class: 'timeline-item', dataset: { channel: c.channel, state: c.state } },
+            h('span', { class: 'channel-badge ch-' + c.channel, title: tOr('channel.', c.channel) }, channelIcon(c.channel)),
+            h('div', { class: 'timeline-body' },
+              h('div', { class: 'timeline-top' },
+                h('span', { class: 'timeline-channel', text: tOr('channel.', c.channel) }),
+                h('span', { class: 'direction dir-' + c.direction, title: tOr('direction.', c.direction) },
+                  icon(c.direction === 'outbound' ? 'outbound-arrow' : 'inbound', 'icon-xs'),
+                  h('span', { text: tOr('direction.', c.direction) })),
+                h('span', { class: 'chip chip-xs chip-state cs-' + c.state, text: tOr('cstate.', c.state) })),
+              h('div', { class: 'timeline-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') }),
+              h('div', { class: 'timeline-meta' },
+                h('span', { title: formatDateTime(c.created_at), text: formatWhen(c.created_at) }),
+                c.queue ? h('span', { text: t('contact.queue', { queue: c.queue }) }) : null)))))
+        : h('p', { class: 'muted empty-line', text: t('contacts.empty') }));
+  }
+
+  function buildOpenCases(cases) {
+    const list = Array.isArray(cases) ? cases : [];
+    return h('section', { class: 'card', id: 'open-cases' },
+      h('h3', { class: 'card-title' }, h('span', { text: t('cases.title') }), h('span', { class: 'count-pill', text: String(list.length) })),
+      list.length
+        ? h('ul', { class: 'case-list' }, list.map((c) =>
+          h('li', { class: 'case-item' },
+            h('span', { class: 'case-icon' }, icon('folder', 'icon-xs')),
+            h('div', { class: 'case-body' },
+              h('div', { class: 'case-subject', text: c.subject || t('contact.no_subject') }),
+              h('div', { class: 'case-meta' },
+                h('span', { class: 'mono', text: '#' + c.id }),
+                h('span', { title: formatDateTime(c.created_at), text: formatWhen(c.created_at) }))),
+            statusChip(c.status))))
+        : h('p', { class: 'muted empty-line', text: t('cases.empty') }));
+  }
+
+  function buildNotes(notes) {
+    return h('section', { class: 'card', id: 'customer-notes' },
+      h('h3', { class: 'card-title', text: t('notes.title') }),
+      notes ? h('p', { class: 'notes', text: notes }) : h('p', { class: 'muted empty-line', text: t('notes.empty') }));
+  }
+
+  // ------------------------------------------------------------------ extension points
+
+  /** For the channel panes that come later: work items and socket message handlers. */
+  window.ContactHub = Object.freeze({
+    onMessage(type, fn) {
+      if (!app.handlers.has(type)) app.handlers.set(type, []);
+      app.handlers.get(type).push(fn);
+    },
+    send: socketSend,
+    setWorkItems(items) {
+      app.workItems = Array.isArray(items) ? items.slice() : [];
+      renderWorkItems();
+    },
+    upsertWorkItem(item) {
+      const i = app.workItems.findIndex((w) => w.id === item.id);
+      if (i >= 0) app.workItems[i] = Object.assign({}, app.workItems[i], item);
+      else app.workItems.unshift(item);
+      renderWorkItems();
+    },
+    removeWorkItem(id) {
+      app.workItems = app.workItems.filter((w) => w.id !== id);
+      renderWorkItems();
+    },
+    openCustomer: (id) => openCustomer(id, true),
+    agentState: () => app.agentState && Object.assign({}, app.agentState),
+  });
+
+  // ------------------------------------------------------------------ boot
+
+  function decorateStaticIcons() {
+    for (const el of document.querySelectorAll('[data-icon]')) {
+      if (!el.firstChild) el.append(icon(el.dataset.icon));
+    }
+  }
+
+  async function boot() {
+    document.documentElement.lang = I18N.getLang();
+    decorateStaticIcons();
+    fillLangSelects();
+    applyStaticI18n();
+    setView('welcome');
+
+    $('login-form').addEventListener('submit', onLoginSubmit);
+    $('logout-btn').addEventListener('click', logout);
+    $('state-select').addEventListener('change', (ev) => requestState(ev.target.value));
+    $('search-form').addEventListener('submit', onSearchSubmit);
+    $('search-input').addEventListener('input', onSearchInput);
+    $('back-btn').addEventListener('click', () => {
+      if (location.hash.startsWith('#customer/')) history.pushState(null, '', location.pathname + location.search);
+      setView(app.search.status === 'idle' ? 'welcome' : 'results');
+      $('search-input').focus();
+    });
+    window.addEventListener('popstate', () => { if (app.user) routeFromHash(); });
+    window.addEventListener('hashchange', () => { if (app.user) routeFromHash(); });
+    window.addEventListener('online', () => {
+      if (sock.wanted && !sock.ws) { sock.attempt = 0; socketOpen(); }
+    });
+    document.addEventListener('keydown', (ev) => {
+      if (!app.user || ev.key !== '/' || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      const tag = (document.activeElement && document.activeElement.tagName) || '';
+      if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT') return;
+      ev.preventDefault();
+      $('search-input').focus();
+      $('search-input').select();
+    });
+    setInterval(() => {
+      if (!app.user) return;
+      tickStateTimer();
+      if (sock.status === 'reconnecting') renderConn();
+    }, 1000);
+
+    try {
+      const me = await api('GET', '/api/v1/auth/me');
+      if (me && me.user) showConsole(me.user);
+      else showLogin();
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) showLogin();
+      else showLogin({ kind: 'error', key: '@error', vars: err });
+    }
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+  else boot();
+})();
