@@ -161,6 +161,23 @@ impl AgentBoard {
         Ok(view)
     }
 
+    /// Logs the agent out whatever its connections (the user logged out of the console).
+    pub fn log_out(&mut self, now: i64, agent_id: i64) {
+        if let Some(p) = self.agents.get_mut(&agent_id) {
+            if p.status != AgentStatus::LoggedOut {
+                p.status = AgentStatus::LoggedOut;
+                p.reason = None;
+                p.since = now;
+                self.changes.push_back(AgentChange {
+                    agent_id,
+                    at: now,
+                    view: p.view(),
+                    cause: Cause::Agent,
+                });
+            }
+        }
+    }
+
     /// Logs out agents whose socket has been gone longer than the grace period.
     pub fn handle_timeout(&mut self, now: i64) {
         for (&agent_id, p) in self.agents.iter_mut() {

@@ -27,6 +27,9 @@ pub enum HubInput {
     Snapshot {
         reply: oneshot::Sender<Vec<(i64, AgentStateView)>>,
     },
+    LogOut {
+        agent_id: i64,
+    },
 }
 
 /// What the hub publishes to sockets.
@@ -81,6 +84,11 @@ impl HubHandle {
             reply,
         })
         .await
+    }
+
+    /// The user ended their session: whatever their sockets, they take no more work.
+    pub async fn log_out(&self, agent_id: i64) {
+        let _ = self.tx.send(HubInput::LogOut { agent_id }).await;
     }
 
     pub async fn snapshot(&self) -> Result<Vec<(i64, AgentStateView)>, HubStopped> {
@@ -170,6 +178,7 @@ async fn run(
                     HubInput::SetState { agent_id, status, reason, reply } => {
                         let _ = reply.send(board.set_state(now, agent_id, status, reason));
                     }
+                    HubInput::LogOut { agent_id } => board.log_out(now, agent_id),
                     HubInput::Snapshot { reply } => {
                         let _ = reply.send(board.snapshot());
                     }

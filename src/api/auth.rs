@@ -135,6 +135,7 @@ fn too_many(secs: i64) -> ApiError {
     responses((status = 204, description = "Logged out"), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Response, ApiError> {
     state.store.delete_session(&user.token_hash).await?;
+    state.hub.log_out(user.user.id).await;
     let mut headers = HeaderMap::new();
     headers.insert(
         SET_COOKIE,
