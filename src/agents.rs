@@ -120,13 +120,15 @@ impl AgentBoard {
         }
     }
 
+    /// Sets the agent's state; returns it and whether it changed (a change is also queued
+    /// for `poll_change`).
     pub fn set_state(
         &mut self,
         now: i64,
         agent_id: i64,
         status: AgentStatus,
         reason: Option<String>,
-    ) -> Result<AgentStateView, StateError> {
+    ) -> Result<(AgentStateView, bool), StateError> {
         let p = self
             .agents
             .get_mut(&agent_id)
@@ -146,7 +148,7 @@ impl AgentBoard {
             _ => None,
         };
         if p.status == status && p.reason == reason {
-            return Ok(p.view());
+            return Ok((p.view(), false));
         }
         p.status = status;
         p.reason = reason;
@@ -158,7 +160,7 @@ impl AgentBoard {
             view: view.clone(),
             cause: Cause::Agent,
         });
-        Ok(view)
+        Ok((view, true))
     }
 
     /// Logs the agent out whatever its connections (the user logged out of the console).

@@ -22,7 +22,7 @@ pub enum HubInput {
         agent_id: i64,
         status: AgentStatus,
         reason: Option<String>,
-        reply: oneshot::Sender<Result<AgentStateView, StateError>>,
+        reply: oneshot::Sender<Result<(AgentStateView, bool), StateError>>,
     },
     Snapshot {
         reply: oneshot::Sender<Vec<(i64, AgentStateView)>>,
@@ -76,7 +76,7 @@ impl HubHandle {
         agent_id: i64,
         status: AgentStatus,
         reason: Option<String>,
-    ) -> Result<Result<AgentStateView, StateError>, HubStopped> {
+    ) -> Result<Result<(AgentStateView, bool), StateError>, HubStopped> {
         self.ask(|reply| HubInput::SetState {
             agent_id,
             status,

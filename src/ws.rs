@@ -240,7 +240,10 @@ async fn agent_frame(state: &AppState, agent_id: i64, v: Value) -> Result<Option
                 Some(_) => return Err(error_frame("invalid_reason", "reason must be a string")),
             };
             match state.hub.set_state(agent_id, status, reason).await {
-                Ok(Ok(view)) => Ok(Some(state_frame(&view))),
+                // A change reaches every socket of the agent through the hub's broadcast;
+                // only a no-op is answered here, so no client sees the state twice.
+                Ok(Ok((_, true))) => Ok(None),
+                Ok(Ok((view, false))) => Ok(Some(state_frame(&view))),
                 Ok(Err(e)) => Err(error_frame("state_refused", e.to_string())),
                 Err(_) => Err(error_frame("unavailable", "the hub is stopping")),
             }
