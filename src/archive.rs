@@ -270,7 +270,7 @@ pub fn balance(payments: &[ArchiveRecord]) -> Balance {
             None => sums.push((cur.clone(), amount, 1)),
         }
     }
-    sums.sort_by(|a, b| b.2.cmp(&a.2));
+    sums.sort_by_key(|s| std::cmp::Reverse(s.2));
     sums.into_iter()
         .next()
         .map(|(c, a, _)| Balance {

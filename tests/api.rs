@@ -280,7 +280,16 @@ async fn bad_input_gets_clear_json_errors_never_a_500() {
             (status, body)
         }
     };
-    let cases: Vec<(Method, &str, &str, Vec<u8>, u16, &str)> = vec![
+    // (method, path, content type, body, expected status, expected error code)
+    type Case = (
+        Method,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/api/v1/customers",

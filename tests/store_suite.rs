@@ -62,7 +62,11 @@ async fn customers_are_found_by_numbers_in_any_format_and_by_name() {
         let store = common::store(&db).await;
         let now = now_ms();
         let wang = normalize_customer(
-            &input("王小明", &["+86 138 0013 8000", "010-1234 5678"], &["Wang@Example.CN"]),
+            &input(
+                "王小明",
+                &["+86 138 0013 8000", "010-1234 5678"],
+                &["Wang@Example.CN"],
+            ),
             None,
             &cfg(),
         )
@@ -72,10 +76,23 @@ async fn customers_are_found_by_numbers_in_any_format_and_by_name() {
         chen.region = Some("TW".into());
         let chen = normalize_customer(&chen, None, &cfg()).unwrap();
         store.create_customer(&chen, now).await.unwrap();
-        let emily = normalize_customer(&input("Emily Carter", &[], &["emily@example.com"]), None, &cfg()).unwrap();
+        let emily = normalize_customer(
+            &input("Emily Carter", &[], &["emily@example.com"]),
+            None,
+            &cfg(),
+        )
+        .unwrap();
         store.create_customer(&emily, now).await.unwrap();
 
-        for q in ["13800138000", "138-0013-8000", "+8613800138000", "+86 (138) 0013 8000", "01012345678", "010 1234 5678", "+86 10 1234 5678"] {
+        for q in [
+            "13800138000",
+            "138-0013-8000",
+            "+8613800138000",
+            "+86 (138) 0013 8000",
+            "01012345678",
+            "010 1234 5678",
+            "+86 10 1234 5678",
+        ] {
             assert_eq!(search(&store, q).await, vec!["王小明"], "{}: {q}", db.name);
         }
         for q in ["+886 2 2345 6789", "+886223456789", "23456789"] {
@@ -83,11 +100,29 @@ async fn customers_are_found_by_numbers_in_any_format_and_by_name() {
         }
         assert_eq!(search(&store, "小明").await, vec!["王小明"], "{}", db.name);
         assert_eq!(search(&store, "大文").await, vec!["陳大文"], "{}", db.name);
-        assert_eq!(search(&store, "emily").await, vec!["Emily Carter"], "{}", db.name);
-        assert_eq!(search(&store, "WANG@example.cn").await, vec!["王小明"], "{}", db.name);
-        assert_eq!(search(&store, "emily@").await, vec!["Emily Carter"], "{}", db.name);
+        assert_eq!(
+            search(&store, "emily").await,
+            vec!["Emily Carter"],
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            search(&store, "WANG@example.cn").await,
+            vec!["王小明"],
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            search(&store, "emily@").await,
+            vec!["Emily Carter"],
+            "{}",
+            db.name
+        );
         assert!(search(&store, "nobody-like-this").await.is_empty());
-        assert!(search(&store, "100%_\\").await.is_empty(), "LIKE wildcards are escaped");
+        assert!(
+            search(&store, "100%_\\").await.is_empty(),
+            "LIKE wildcards are escaped"
+        );
         // The caller-id lookup a phone channel makes.
         let id = store
             .customer_by_identity(IdentityKind::Phone, "+886223456789")
@@ -108,16 +143,28 @@ async fn an_identity_has_one_owner() {
             Err(StoreError::Conflict(m)) => assert!(m.contains("+8613800138000"), "{m}"),
             other => panic!("{}: expected conflict, got {other:?}", db.name),
         }
-        assert_eq!(store.customer_count().await.unwrap(), 1, "nothing half-written");
+        assert_eq!(
+            store.customer_count().await.unwrap(),
+            1,
+            "nothing half-written"
+        );
         // Updating A with a new list replaces its phones.
         let mut current = store.get_customer(a_id).await.unwrap();
-        let changed = normalize_customer(&input("A2", &["13900139000"], &[]), Some(&current), &cfg()).unwrap();
-        store.update_customer(a_id, &changed, now_ms()).await.unwrap();
+        let changed =
+            normalize_customer(&input("A2", &["13900139000"], &[]), Some(&current), &cfg())
+                .unwrap();
+        store
+            .update_customer(a_id, &changed, now_ms())
+            .await
+            .unwrap();
         current = store.get_customer(a_id).await.unwrap();
         assert_eq!(current.name, "A2");
         assert_eq!(current.identities.len(), 1);
         assert_eq!(current.identities[0].value, "+8613900139000");
-        assert!(matches!(store.get_customer(9999).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.get_customer(9999).await,
+            Err(StoreError::NotFound)
+        ));
     }
 }
 
@@ -126,13 +173,25 @@ async fn screen_pop_has_card_balance_alerts_last_20_contacts_and_open_cases() {
     for db in common::databases().await {
         let store = common::store(&db).await;
         let now = now_ms();
-        let c = normalize_customer(&input("Harbour Logistics 港湾物流", &["+852 2123 4567"], &[]), None, &cfg()).unwrap();
+        let c = normalize_customer(
+            &input("Harbour Logistics 港湾物流", &["+852 2123 4567"], &[]),
+            None,
+            &cfg(),
+        )
+        .unwrap();
         let id = store.create_customer(&c, now).await.unwrap();
         let other = store
-            .create_customer(&normalize_customer(&input("Other", &[], &[]), None, &cfg()).unwrap(), now)
+            .create_customer(
+                &normalize_customer(&input("Other", &[], &[]), None, &cfg()).unwrap(),
+                now,
+            )
             .await
             .unwrap();
-        let rec = |category, reference: &str, amount: Option<i64>, status: &str, expires: Option<&str>| ArchiveRecordInput {
+        let rec = |category,
+                   reference: &str,
+                   amount: Option<i64>,
+                   status: &str,
+                   expires: Option<&str>| ArchiveRecordInput {
             category,
             reference: reference.into(),
             description: "说明".into(),
@@ -144,28 +203,102 @@ async fn screen_pop_has_card_balance_alerts_last_20_contacts_and_open_cases() {
         };
         for r in [
             rec(RecordCategory::Order, "SO-1", Some(100_000), "active", None),
-            rec(RecordCategory::Payment, "INV-1", Some(100_000), "overdue", None),
-            rec(RecordCategory::Payment, "PAY-1", Some(-30_000), "received", None),
-            rec(RecordCategory::Transaction, "TX-1", Some(-500), "done", None),
-            rec(RecordCategory::Return, "RMA-1", Some(-1_000), "refunded", None),
-            rec(RecordCategory::Document, "LIC-OLD", None, "", Some("2020-01-01")),
-            rec(RecordCategory::Document, "LIC-SOON", None, "", Some("2026-12-01")),
-            rec(RecordCategory::Document, "LIC-9999", None, "", Some("9999-12-31")),
+            rec(
+                RecordCategory::Payment,
+                "INV-1",
+                Some(100_000),
+                "overdue",
+                None,
+            ),
+            rec(
+                RecordCategory::Payment,
+                "PAY-1",
+                Some(-30_000),
+                "received",
+                None,
+            ),
+            rec(
+                RecordCategory::Transaction,
+                "TX-1",
+                Some(-500),
+                "done",
+                None,
+            ),
+            rec(
+                RecordCategory::Return,
+                "RMA-1",
+                Some(-1_000),
+                "refunded",
+                None,
+            ),
+            rec(
+                RecordCategory::Document,
+                "LIC-OLD",
+                None,
+                "",
+                Some("2020-01-01"),
+            ),
+            rec(
+                RecordCategory::Document,
+                "LIC-SOON",
+                None,
+                "",
+                Some("2026-12-01"),
+            ),
+            rec(
+                RecordCategory::Document,
+                "LIC-9999",
+                None,
+                "",
+                Some("9999-12-31"),
+            ),
         ] {
             store.upsert_record(id, &r, now).await.unwrap();
         }
         // Upsert by reference: the status changes, no duplicate.
-        store.upsert_record(id, &rec(RecordCategory::Order, "SO-1", Some(100_000), "delivered", None), now).await.unwrap();
-        let channels = [Channel::Voice, Channel::Email, Channel::Chat, Channel::Fax, Channel::Callback];
+        store
+            .upsert_record(
+                id,
+                &rec(
+                    RecordCategory::Order,
+                    "SO-1",
+                    Some(100_000),
+                    "delivered",
+                    None,
+                ),
+                now,
+            )
+            .await
+            .unwrap();
+        let channels = [
+            Channel::Voice,
+            Channel::Email,
+            Channel::Chat,
+            Channel::Fax,
+            Channel::Callback,
+        ];
         for i in 0..25 {
-            store.create_contact(&contact(id, channels[i % 5]), now + i as i64 * 1000).await.unwrap();
+            store
+                .create_contact(&contact(id, channels[i % 5]), now + i as i64 * 1000)
+                .await
+                .unwrap();
         }
-        store.create_contact(&contact(other, Channel::Voice), now + 99_000).await.unwrap();
-        store.create_case(Some(id), "退货 Return", now).await.unwrap();
+        store
+            .create_contact(&contact(other, Channel::Voice), now + 99_000)
+            .await
+            .unwrap();
+        store
+            .create_case(Some(id), "退货 Return", now)
+            .await
+            .unwrap();
 
         let today = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
         let pop = store.screen_pop(id, today, &cfg()).await.unwrap();
-        assert_eq!(pop.customer.name, "Harbour Logistics 港湾物流", "{}", db.name);
+        assert_eq!(
+            pop.customer.name, "Harbour Logistics 港湾物流",
+            "{}",
+            db.name
+        );
         assert_eq!(pop.records.orders.len(), 1);
         assert_eq!(pop.records.orders[0].status, "delivered");
         assert_eq!(pop.records.payments.len(), 2);
@@ -174,18 +307,37 @@ async fn screen_pop_has_card_balance_alerts_last_20_contacts_and_open_cases() {
         assert_eq!(pop.records.documents.len(), 3);
         assert_eq!(pop.balance.amount_minor, 70_000);
         assert_eq!(pop.recent_contacts.len(), 20, "{}", db.name);
-        assert!(pop.recent_contacts.iter().all(|c| c.customer_id == Some(id)));
-        assert!(pop.recent_contacts.windows(2).all(|w| w[0].created_at >= w[1].created_at), "newest first");
+        assert!(pop
+            .recent_contacts
+            .iter()
+            .all(|c| c.customer_id == Some(id)));
+        assert!(
+            pop.recent_contacts
+                .windows(2)
+                .all(|w| w[0].created_at >= w[1].created_at),
+            "newest first"
+        );
         let kinds: Vec<_> = pop.recent_contacts.iter().map(|c| c.channel).collect();
-        assert!(kinds.contains(&Channel::Fax) && kinds.contains(&Channel::Chat), "every channel");
+        assert!(
+            kinds.contains(&Channel::Fax) && kinds.contains(&Channel::Chat),
+            "every channel"
+        );
         assert_eq!(pop.open_cases.len(), 1);
-        let alert = |kind: &str| pop.alerts.iter().filter(|a| format!("{:?}", a.kind) == kind).count();
+        let alert = |kind: &str| {
+            pop.alerts
+                .iter()
+                .filter(|a| format!("{:?}", a.kind) == kind)
+                .count()
+        };
         assert_eq!(alert("DocumentExpired"), 1, "{:?}", pop.alerts);
         assert_eq!(alert("DocumentExpiring"), 1);
         assert_eq!(alert("DocumentExpirySuspicious"), 1, "9999-12-31 is caught");
         assert_eq!(alert("BalanceOverdue"), 1);
         assert!(matches!(pop.alerts[0].kind, AlertKind::DocumentExpired));
-        assert!(matches!(store.screen_pop(424242, today, &cfg()).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.screen_pop(424242, today, &cfg()).await,
+            Err(StoreError::NotFound)
+        ));
     }
 }
 
@@ -196,28 +348,84 @@ async fn contact_events_and_agent_events_are_append_only() {
         let now = now_ms();
         let agent = common::add_user(&store, "agent-x", Role::Agent, "password-x").await;
         let cid = store
-            .create_customer(&normalize_customer(&input("C", &[], &[]), None, &cfg()).unwrap(), now)
+            .create_customer(
+                &normalize_customer(&input("C", &[], &[]), None, &cfg()).unwrap(),
+                now,
+            )
             .await
             .unwrap();
-        let c = store.create_contact(&contact(cid, Channel::Chat), now).await.unwrap();
-        store.set_contact_state(c.id, ContactState::Connected, Some(agent.id), now + 10, &serde_json::json!({})).await.unwrap();
-        store.set_contact_state(c.id, ContactState::Closed, None, now + 20, &serde_json::json!({"disposition": "resolved"})).await.unwrap();
+        let c = store
+            .create_contact(&contact(cid, Channel::Chat), now)
+            .await
+            .unwrap();
+        store
+            .set_contact_state(
+                c.id,
+                ContactState::Connected,
+                Some(agent.id),
+                now + 10,
+                &serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        store
+            .set_contact_state(
+                c.id,
+                ContactState::Closed,
+                None,
+                now + 20,
+                &serde_json::json!({"disposition": "resolved"}),
+            )
+            .await
+            .unwrap();
         let c2 = store.get_contact(c.id).await.unwrap();
         assert_eq!(c2.state, ContactState::Closed);
         assert_eq!(c2.agent_id, Some(agent.id), "agent kept when not given");
         assert!(c2.connected_at.is_some() && c2.ended_at.is_some());
         let events = store.contact_events(c.id).await.unwrap();
         let states: Vec<_> = events.iter().map(|e| e.state.unwrap()).collect();
-        assert_eq!(states, vec![ContactState::Queued, ContactState::Connected, ContactState::Closed], "{}", db.name);
+        assert_eq!(
+            states,
+            vec![
+                ContactState::Queued,
+                ContactState::Connected,
+                ContactState::Closed
+            ],
+            "{}",
+            db.name
+        );
         assert_eq!(events[2].data["disposition"], "resolved");
         assert!(matches!(
-            store.set_contact_state(99_999, ContactState::Closed, None, now, &serde_json::json!({})).await,
+            store
+                .set_contact_state(
+                    99_999,
+                    ContactState::Closed,
+                    None,
+                    now,
+                    &serde_json::json!({})
+                )
+                .await,
             Err(StoreError::NotFound)
         ));
 
         // The logs refuse changes.
-        for sql in ["UPDATE contact_events SET kind = 'x'", "DELETE FROM contact_events", "UPDATE agent_events SET kind = 'x'", "DELETE FROM agent_events"] {
-            store.append_agent_events(&[AgentEventRow { agent_id: agent.id, at: now, kind: "state".into(), state: Some("available".into()), reason: None, data: serde_json::json!({}) }]).await.unwrap();
+        for sql in [
+            "UPDATE contact_events SET kind = 'x'",
+            "DELETE FROM contact_events",
+            "UPDATE agent_events SET kind = 'x'",
+            "DELETE FROM agent_events",
+        ] {
+            store
+                .append_agent_events(&[AgentEventRow {
+                    agent_id: agent.id,
+                    at: now,
+                    kind: "state".into(),
+                    state: Some("available".into()),
+                    reason: None,
+                    data: serde_json::json!({}),
+                }])
+                .await
+                .unwrap();
             let r = sqlx::query(sql).execute(store.pool()).await;
             assert!(r.is_err(), "{}: {sql} must fail", db.name);
         }
@@ -225,12 +433,22 @@ async fn contact_events_and_agent_events_are_append_only() {
         assert_eq!(store.agent_events(agent.id, 100).await.unwrap().len(), 4);
 
         let filtered = store
-            .list_contacts(&ContactFilter { channel: Some(Channel::Chat), state: Some(ContactState::Closed), customer_id: Some(cid), limit: 10, before_id: None })
+            .list_contacts(&ContactFilter {
+                channel: Some(Channel::Chat),
+                state: Some(ContactState::Closed),
+                customer_id: Some(cid),
+                limit: 10,
+                before_id: None,
+            })
             .await
             .unwrap();
         assert_eq!(filtered.len(), 1);
         let none = store
-            .list_contacts(&ContactFilter { channel: Some(Channel::Voice), limit: 10, ..Default::default() })
+            .list_contacts(&ContactFilter {
+                channel: Some(Channel::Voice),
+                limit: 10,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(none.is_empty());
@@ -243,21 +461,56 @@ async fn sessions_expire_and_failed_logins_are_kept() {
         let store = common::store(&db).await;
         let user = common::add_user(&store, "sess", Role::Supervisor, "password-s").await;
         let now = now_ms();
-        store.create_session("hash-live", user.id, now, now + 60_000).await.unwrap();
-        store.create_session("hash-old", user.id, now - 120_000, now - 60_000).await.unwrap();
-        assert_eq!(store.session_user("hash-live", now).await.unwrap().unwrap().0.id, user.id);
-        assert!(store.session_user("hash-old", now).await.unwrap().is_none(), "expired");
-        assert!(store.session_user("hash-live", now + 60_001).await.unwrap().is_none());
+        store
+            .create_session("hash-live", user.id, now, now + 60_000)
+            .await
+            .unwrap();
+        store
+            .create_session("hash-old", user.id, now - 120_000, now - 60_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .session_user("hash-live", now)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .id,
+            user.id
+        );
+        assert!(
+            store.session_user("hash-old", now).await.unwrap().is_none(),
+            "expired"
+        );
+        assert!(store
+            .session_user("hash-live", now + 60_001)
+            .await
+            .unwrap()
+            .is_none());
         store.delete_session("hash-live").await.unwrap();
-        assert!(store.session_user("hash-live", now).await.unwrap().is_none());
+        assert!(store
+            .session_user("hash-live", now)
+            .await
+            .unwrap()
+            .is_none());
 
-        let f = FailedLogins { failures: 3, locked_until: now + 5000, last_failure_at: now };
+        let f = FailedLogins {
+            failures: 3,
+            locked_until: now + 5000,
+            last_failure_at: now,
+        };
         store.record_failed_login("sess", f).await.unwrap();
         assert_eq!(store.failed_logins("sess").await.unwrap(), f);
         store.clear_failed_logins("sess").await.unwrap();
-        assert_eq!(store.failed_logins("sess").await.unwrap(), FailedLogins::default());
+        assert_eq!(
+            store.failed_logins("sess").await.unwrap(),
+            FailedLogins::default()
+        );
         assert!(matches!(
-            store.create_user("sess", "again", Role::Agent, "h", now).await,
+            store
+                .create_user("sess", "again", Role::Agent, "h", now)
+                .await,
             Err(StoreError::Conflict(_))
         ));
     }
@@ -270,21 +523,34 @@ async fn bulk_import_creates_updates_and_rejects_per_row() {
         let row = |line: u64, r: Option<&str>, name: &str, phone: &str| {
             let mut i = input(name, &[phone], &[]);
             i.external_ref = r.map(String::from);
-            ImportRow { line, customer: normalize_customer(&i, None, &cfg()).unwrap() }
+            ImportRow {
+                line,
+                customer: normalize_customer(&i, None, &cfg()).unwrap(),
+            }
         };
         let first = vec![
             row(2, Some("R1"), "张三", "13800000001"),
             row(3, Some("R2"), "李四", "13800000002"),
             row(4, None, "王五", "13800000003"),
             row(5, Some("R3"), "趙六", "13800000001"), // phone of line 2
-            row(6, Some("R1"), "dup", "13800000009"),   // R1 again
+            row(6, Some("R1"), "dup", "13800000009"),  // R1 again
         ];
         let out = store.import_customers(&first, now_ms()).await.unwrap();
-        assert!(matches!(out[0], ImportOutcome::Created(_)), "{}: {out:?}", db.name);
+        assert!(
+            matches!(out[0], ImportOutcome::Created(_)),
+            "{}: {out:?}",
+            db.name
+        );
         assert!(matches!(out[1], ImportOutcome::Created(_)));
         assert!(matches!(out[2], ImportOutcome::Created(_)));
-        assert!(matches!(&out[3], ImportOutcome::Rejected { line: 5, reason } if reason.contains("line 2")), "{out:?}");
-        assert!(matches!(&out[4], ImportOutcome::Rejected { line: 6, .. }), "{out:?}");
+        assert!(
+            matches!(&out[3], ImportOutcome::Rejected { line: 5, reason } if reason.contains("line 2")),
+            "{out:?}"
+        );
+        assert!(
+            matches!(&out[4], ImportOutcome::Rejected { line: 6, .. }),
+            "{out:?}"
+        );
         assert_eq!(store.customer_count().await.unwrap(), 3);
 
         // Again, changed: updates by reference, and by phone for the row without one.
@@ -298,7 +564,10 @@ async fn bulk_import_creates_updates_and_rejects_per_row() {
         assert!(matches!(out[0], ImportOutcome::Updated(_)), "{out:?}");
         assert!(matches!(out[1], ImportOutcome::Updated(_)));
         assert!(matches!(out[2], ImportOutcome::Updated(_)));
-        assert!(matches!(&out[3], ImportOutcome::Rejected { .. }), "the old number still belonged to R2 when checked: {out:?}");
+        assert!(
+            matches!(&out[3], ImportOutcome::Rejected { .. }),
+            "the old number still belonged to R2 when checked: {out:?}"
+        );
         assert_eq!(store.customer_count().await.unwrap(), 3, "no duplicates");
         assert_eq!(search(&store, "13800000012").await, vec!["李四"]);
         assert_eq!(search(&store, "张三丰").await, vec!["张三丰"]);
@@ -311,14 +580,29 @@ async fn data_survives_a_restart() {
     for db in common::databases().await {
         let store = common::store(&db).await;
         let id = store
-            .create_customer(&normalize_customer(&input("持久 Durable", &["13812345678"], &[]), None, &cfg()).unwrap(), now_ms())
+            .create_customer(
+                &normalize_customer(&input("持久 Durable", &["13812345678"], &[]), None, &cfg())
+                    .unwrap(),
+                now_ms(),
+            )
             .await
             .unwrap();
-        store.create_contact(&contact(id, Channel::Email), now_ms()).await.unwrap();
+        store
+            .create_contact(&contact(id, Channel::Email), now_ms())
+            .await
+            .unwrap();
         store.close().await;
         let reopened = common::store(&db).await; // migrations again: a no-op
-        assert_eq!(reopened.get_customer(id).await.unwrap().name, "持久 Durable", "{}", db.name);
+        assert_eq!(
+            reopened.get_customer(id).await.unwrap().name,
+            "持久 Durable",
+            "{}",
+            db.name
+        );
         assert_eq!(reopened.recent_contacts(id, 20).await.unwrap().len(), 1);
-        assert_eq!(search(&reopened, "138 1234 5678").await, vec!["持久 Durable"]);
+        assert_eq!(
+            search(&reopened, "138 1234 5678").await,
+            vec!["持久 Durable"]
+        );
     }
 }

@@ -53,7 +53,10 @@ async fn fresh_postgres(admin_url: &str) -> TestDb {
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
     TestDb {
         name: "postgres",
         url: format!("{base}/{name}"),
@@ -79,7 +82,13 @@ pub fn config_for(db: &TestDb) -> Config {
 pub async fn add_user(store: &Store, username: &str, role: Role, password: &str) -> User {
     let hash = contact_hub::auth::hash_password(password).unwrap();
     store
-        .create_user(username, &format!("{username} display"), role, &hash, now_ms())
+        .create_user(
+            username,
+            &format!("{username} display"),
+            role,
+            &hash,
+            now_ms(),
+        )
         .await
         .unwrap()
 }
@@ -198,7 +207,9 @@ pub async fn ws_connect(
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 pub type Ws =
