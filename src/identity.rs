@@ -23,17 +23,36 @@ pub enum IdentityError {
 pub fn normalize_phone(raw: &str, default_region: &str) -> Result<String, IdentityError> {
     let region =
         region(default_region).ok_or_else(|| IdentityError::BadRegion(default_region.into()))?;
+    // `tel:` URIs are unwrapped here: the crate's RFC 3966 path misreads some (e.g. it drops
+    // the 1 of +86 138…), and parameters such as `;phone-context` carry no digits we need.
     let cleaned = raw.trim();
+    let cleaned = cleaned
+        .strip_prefix("tel:")
+        .or_else(|| cleaned.strip_prefix("TEL:"))
+        .unwrap_or(cleaned);
+    let cleaned = cleaned.split(';').next().unwrap_or(cleaned).trim();
     let digits = cleaned.chars().filter(|c| c.is_ascii_digit()).count();
     // Short codes and junk are never identities; the longest E.164 number has 15 digits, and we
     // leave room for an international prefix such as 00 or 011.
     if !(5..=18).contains(&digits) {
         return Err(IdentityError::BadPhone(raw.into()));
     }
-    let number = phonenumber::parse(Some(region), cleaned)
-        .map_err(|_| IdentityError::BadPhone(raw.into()))?;
+    // A number with its country code is parsed without a region: with one, the crate applies
+    // that region's national prefix to it (region US turned +86 138… into +86 38…).
+    let region = if cleaned.starts_with('+') {
+        None
+    } else {
+        Some(region)
+    };
+    let number =
+        phonenumber::parse(region, cleaned).map_err(|_| IdentityError::BadPhone(raw.into()))?;
     let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-    if e164.len() < 6 {
+    // The stored form must read back as itself; junk such as "+86 0138000" does not (the
+    // crate drops the trunk 0 on the second pass), and would never match a caller again.
+    let stable = phonenumber::parse(None, &e164)
+        .map(|n| n.format().mode(phonenumber::Mode::E164).to_string() == e164)
+        .unwrap_or(false);
+    if e164.len() < 6 || !stable {
         return Err(IdentityError::BadPhone(raw.into()));
     }
     Ok(e164)
@@ -99,6 +118,18 @@ mod tests {
         assert_eq!(
             normalize_phone("tel:+8613800138000", "US").unwrap(),
             "+8613800138000"
+        );
+        assert_eq!(
+            normalize_phone("+8613800138000", "US").unwrap(),
+            "+8613800138000"
+        );
+        assert_eq!(
+            normalize_phone("+1 415 555 0100", "CN").unwrap(),
+            "+14155550100"
+        );
+        assert_eq!(
+            normalize_phone("(415) 555-0100", "US").unwrap(),
+            "+14155550100"
         );
     }
 
