@@ -3,6 +3,7 @@
 //! `src/` holds the hub: domain types, the customer archive, the store, auth, the HTTP API and
 //! sockets, and the wiring that serves them. Channel protocols live in `channels/<name>/`.
 
+pub mod acd;
 pub mod agents;
 pub mod api;
 pub mod archive;

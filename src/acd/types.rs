@@ -1,0 +1,165 @@
+//! The ACD's vocabulary, shared by the engine, the routing rules and the statistics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Channel;
+
+/// Unix milliseconds: the engine's only notion of time.
+pub type Millis = i64;
+pub type AgentId = i64;
+pub type ContactId = i64;
+
+/// A skill with a level (1 = basic … 10 = expert).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Skill {
+    pub name: String,
+    pub level: u8,
+}
+
+/// An agent qualifies when it has every skill at least at its level (an AND of requirements).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillSet(pub Vec<Skill>);
+
+/// How a queue picks among several free, qualified agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The agent idle for the longest time (default).
+    #[default]
+    LongestIdle,
+    /// The agent with the fewest contacts in hand, then longest idle.
+    LeastOccupied,
+    /// Agents in turn, by when they were last offered a contact.
+    RoundRobin,
+    /// The highest level in the contact's skills, then longest idle.
+    BestSkill,
+}
+
+/// One step of a contact's overflow ("bullseye"): after `after_secs` of waiting, agents matching
+/// any of `targets` may take it. Step 0 is the queue's own requirement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverflowStep {
+    pub after_secs: u32,
+    /// Alternatives (OR); each is a set of required skills (AND). Widening skills, lowering
+    /// levels and adding another queue's agents are all a new alternative here.
+    pub targets: Vec<SkillSet>,
+}
+
+/// What happens to a contact a queue cannot take (closed, full, or waited too long).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedHandling {
+    /// Voice: leave a message; digital: keep it as a message for later.
+    #[default]
+    Voicemail,
+    /// Offer a callback contact.
+    Callback,
+    /// Acknowledge (e.g. an auto-reply) and keep it for the next opening.
+    Acknowledge,
+}
+
+/// Opening hours in the queue's fixed UTC offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusinessHours {
+    /// Offset of local time from UTC, in minutes (e.g. 480 for China).
+    pub utc_offset_minutes: i32,
+    /// For each weekday (0 = Monday), the open intervals in minutes since local midnight.
+    /// An empty week means always open.
+    pub week: [Vec<(u16, u16)>; 7],
+    /// Local dates (YYYY-MM-DD) when the queue is closed all day.
+    pub holidays: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueConfig {
+    pub name: String,
+    pub strategy: Strategy,
+    /// Step 0 = the queue's own requirement; later steps widen it.
+    pub steps: Vec<OverflowStep>,
+    /// Priority added per minute waited (aging); 0 = none.
+    pub aging_per_minute: i64,
+    /// Seconds an offer waits for the agent before RONA.
+    pub offer_timeout_secs: u32,
+    /// Seconds of wrap-up after a contact (extendable, can end early).
+    pub wrap_up_secs: u32,
+    /// Seconds a returning customer waits for their last agent (0 = no sticky routing).
+    pub sticky_secs: u32,
+    pub max_queue_length: Option<u32>,
+    pub max_wait_secs: Option<u32>,
+    pub hours: BusinessHours,
+    pub closed_handling: ClosedHandling,
+    /// Service-level threshold T of ARCHITECTURE §7 (default 20 s).
+    pub service_level_secs: u32,
+    /// Short-abandon threshold Ts (default 5 s).
+    pub short_abandon_secs: u32,
+}
+
+/// A contact as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactSpec {
+    pub id: ContactId,
+    pub channel: Channel,
+    pub queue: String,
+    /// Higher first. Customer tier and routing rules set it; aging adds to it while waiting.
+    pub priority: i64,
+    /// When the contact entered the queue (kept across restarts so order and waits survive).
+    pub enqueued_at: Millis,
+    /// Skills the contact itself needs on top of the queue's (e.g. language).
+    pub extra_skills: SkillSet,
+    /// The agent who last served this customer, for sticky routing.
+    pub last_agent: Option<AgentId>,
+}
+
+/// Concurrent contacts an agent may hold per channel; voice is exclusive of everything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub voice: u8,
+    pub chat: u8,
+    pub email: u8,
+    pub fax: u8,
+    /// Whether a voice offer may arrive while the agent holds digital contacts.
+    pub voice_interrupts_digital: bool,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            voice: 1,
+            chat: 3,
+            email: 2,
+            fax: 2,
+            voice_interrupts_digital: false,
+        }
+    }
+}
+
+/// Engine events consumed by the statistics (and stored as contact/agent events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StatEvent {
+    /// A contact entered a queue (counted as offered to the queue).
+    Queued { contact: ContactId, queue: String, channel: Channel, at: Millis },
+    /// An agent accepted it: the wait ends.
+    Answered { contact: ContactId, agent: AgentId, at: Millis },
+    /// The customer left while waiting.
+    Abandoned { contact: ContactId, at: Millis },
+    /// Left the queue another way (overflowed to another queue, closed handling, timeout).
+    Removed { contact: ContactId, at: Millis },
+    /// Handling ended; wrap-up begins. `hold_ms` is the part of the talk spent on hold.
+    Completed { contact: ContactId, at: Millis, hold_ms: Millis },
+    /// Wrap-up ended: the contact is handled.
+    WrappedUp { contact: ContactId, at: Millis },
+    /// An agent's state changed (for occupancy and agents-by-state).
+    AgentState { agent: AgentId, state: AgentStateKind, at: Millis },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStateKind {
+    LoggedOut,
+    Available,
+    NotReady,
+    Reserved,
+    Busy,
+    WrapUp,
+}
