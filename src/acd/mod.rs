@@ -6,6 +6,7 @@
 //! - [`stats`]: the metric definitions of ARCHITECTURE §7, computed from engine events.
 //! - [`erlang`]: Erlang C, to check the engine against theory.
 
+pub mod engine;
 pub mod erlang;
 pub mod rules;
 pub mod stats;

@@ -138,19 +138,36 @@ impl Default for Capacity {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum StatEvent {
     /// A contact entered a queue (counted as offered to the queue).
-    Queued { contact: ContactId, queue: String, channel: Channel, at: Millis },
+    Queued {
+        contact: ContactId,
+        queue: String,
+        channel: Channel,
+        at: Millis,
+    },
     /// An agent accepted it: the wait ends.
-    Answered { contact: ContactId, agent: AgentId, at: Millis },
+    Answered {
+        contact: ContactId,
+        agent: AgentId,
+        at: Millis,
+    },
     /// The customer left while waiting.
     Abandoned { contact: ContactId, at: Millis },
     /// Left the queue another way (overflowed to another queue, closed handling, timeout).
     Removed { contact: ContactId, at: Millis },
     /// Handling ended; wrap-up begins. `hold_ms` is the part of the talk spent on hold.
-    Completed { contact: ContactId, at: Millis, hold_ms: Millis },
+    Completed {
+        contact: ContactId,
+        at: Millis,
+        hold_ms: Millis,
+    },
     /// Wrap-up ended: the contact is handled.
     WrappedUp { contact: ContactId, at: Millis },
     /// An agent's state changed (for occupancy and agents-by-state).
-    AgentState { agent: AgentId, state: AgentStateKind, at: Millis },
+    AgentState {
+        agent: AgentId,
+        state: AgentStateKind,
+        at: Millis,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -162,4 +179,72 @@ pub enum AgentStateKind {
     Reserved,
     Busy,
     WrapUp,
+}
+
+impl BusinessHours {
+    /// Whether the queue is open at `now` (unix ms), in its own UTC offset.
+    pub fn is_open(&self, now: Millis) -> bool {
+        if self.week.iter().all(|d| d.is_empty()) && self.holidays.is_empty() {
+            return true;
+        }
+        let local_ms = now + self.utc_offset_minutes as i64 * 60_000;
+        let Some(local) = chrono::DateTime::from_timestamp_millis(local_ms) else {
+            return false;
+        };
+        let local = local.naive_utc();
+        let date = local.date().format("%Y-%m-%d").to_string();
+        if self.holidays.contains(&date) {
+            return false;
+        }
+        use chrono::{Datelike, Timelike};
+        let day = local.weekday().num_days_from_monday() as usize;
+        let minute = (local.hour() * 60 + local.minute()) as u16;
+        if self.week.iter().all(|d| d.is_empty()) {
+            return true;
+        }
+        self.week[day]
+            .iter()
+            .any(|(from, to)| minute >= *from && minute < *to)
+    }
+}
+
+impl SkillSet {
+    /// Whether an agent with `skills` (name → level) meets every requirement.
+    pub fn met_by(&self, skills: &std::collections::HashMap<String, u8>) -> bool {
+        self.0
+            .iter()
+            .all(|req| skills.get(&req.name).is_some_and(|l| *l >= req.level))
+    }
+
+    /// The agent's level in these skills (sum), for best-skill-first routing.
+    pub fn score(&self, skills: &std::collections::HashMap<String, u8>) -> u32 {
+        self.0
+            .iter()
+            .map(|req| skills.get(&req.name).copied().unwrap_or(0) as u32)
+            .sum()
+    }
+}
+
+impl QueueConfig {
+    /// A queue with defaults: longest-idle, no skills required, 20 s offers, 30 s wrap-up.
+    pub fn simple(name: &str) -> QueueConfig {
+        QueueConfig {
+            name: name.into(),
+            strategy: Strategy::LongestIdle,
+            steps: vec![OverflowStep {
+                after_secs: 0,
+                targets: vec![SkillSet::default()],
+            }],
+            aging_per_minute: 0,
+            offer_timeout_secs: 20,
+            wrap_up_secs: 30,
+            sticky_secs: 0,
+            max_queue_length: None,
+            max_wait_secs: None,
+            hours: BusinessHours::default(),
+            closed_handling: ClosedHandling::Voicemail,
+            service_level_secs: 20,
+            short_abandon_secs: 5,
+        }
+    }
 }

@@ -1,0 +1,1372 @@
+//! The routing engine. Sans-IO: `handle(now, input)`, `handle_timeout(now)`, `poll_output()`,
+//! `poll_timeout()`. Nothing here reads a clock, spawns, or draws random numbers.
+//!
+//! Index: waiting contacts live in *lanes*, one per (queue, overflow step, channel, extra
+//! skills). Each lane keeps its waiting contacts in queue order and the free agents qualified
+//! for it in the queue's strategy order, so a contact arriving takes the head of the lane's free
+//! agents, and an agent freeing up compares only the heads of the lanes it qualifies for — no
+//! scan over all agents or all contacts.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use serde::Serialize;
+
+use super::types::{
+    AgentId, AgentStateKind, Capacity, ClosedHandling, ContactId, ContactSpec, Millis, QueueConfig,
+    SkillSet, StatEvent, Strategy,
+};
+use crate::domain::{Channel, ContactState};
+
+/// Every input the engine takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    ContactArrived(ContactSpec),
+    /// The customer hung up or left while waiting or being offered.
+    ContactAbandoned(ContactId),
+    /// A waiting contact's priority changed (e.g. the customer turned out to be a VIP).
+    ContactPriority {
+        contact: ContactId,
+        priority: i64,
+    },
+    AgentLogin {
+        agent: AgentSpec,
+        available: bool,
+    },
+    AgentLogout(AgentId),
+    /// `None` = available; `Some(reason)` = not ready with a reason code.
+    AgentNotReady {
+        agent: AgentId,
+        reason: Option<String>,
+    },
+    AgentCapacity {
+        agent: AgentId,
+        capacity: Capacity,
+    },
+    OfferAccepted {
+        contact: ContactId,
+        agent: AgentId,
+    },
+    OfferRejected {
+        contact: ContactId,
+        agent: AgentId,
+    },
+    /// Handling ended (hang-up, chat closed, email sent); wrap-up begins.
+    ContactCompleted {
+        contact: ContactId,
+        hold_ms: Millis,
+    },
+    WrapUpExtend {
+        contact: ContactId,
+        secs: u32,
+    },
+    WrapUpDone {
+        contact: ContactId,
+    },
+    RulesReloaded(Vec<QueueConfig>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub id: AgentId,
+    /// Skill name → level.
+    pub skills: HashMap<String, u8>,
+    pub capacity: Capacity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    Rejected,
+    /// Ring-no-answer: the offer timed out and the agent was set not ready.
+    Timeout,
+    Abandoned,
+    AgentNotReady,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    Closed,
+    QueueFull,
+    MaxWait,
+    UnknownQueue,
+}
+
+/// What the engine asks the world to do or know. Stat events feed the statistics and the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Offer {
+        contact: ContactId,
+        agent: AgentId,
+        expires_at: Millis,
+    },
+    OfferCancelled {
+        contact: ContactId,
+        agent: AgentId,
+        reason: CancelReason,
+    },
+    ContactState {
+        contact: ContactId,
+        state: ContactState,
+        agent: Option<AgentId>,
+    },
+    AgentState {
+        agent: AgentId,
+        state: AgentStateKind,
+        reason: Option<String>,
+    },
+    /// The contact moved to a wider overflow step.
+    Overflowed {
+        contact: ContactId,
+        step: usize,
+    },
+    /// The queue cannot take the contact; the channel applies `handling`.
+    Refused {
+        contact: ContactId,
+        reason: RefuseReason,
+        handling: ClosedHandling,
+    },
+    Stat(StatEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcdError {
+    #[error("unknown agent {0}")]
+    UnknownAgent(AgentId),
+    #[error("unknown contact {0}")]
+    UnknownContact(ContactId),
+    #[error("contact {0} is already known")]
+    DuplicateContact(ContactId),
+    #[error("agent {0} is already logged in")]
+    AlreadyLoggedIn(AgentId),
+    #[error("no offer of contact {contact} to agent {agent} is pending (it may have expired)")]
+    NoSuchOffer { contact: ContactId, agent: AgentId },
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Timer {
+    Offer(ContactId),
+    WrapUp(ContactId),
+    Overflow(ContactId),
+    Sticky(ContactId),
+    MaxWait(ContactId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct LaneKey {
+    queue: usize,
+    step: usize,
+    channel: ChannelClass,
+    extra: usize,
+}
+
+/// Capacity classes: callbacks and outbound calls occupy the agent like voice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ChannelClass {
+    Voice,
+    Chat,
+    Email,
+    Fax,
+}
+
+impl ChannelClass {
+    fn of(c: Channel) -> Self {
+        match c {
+            Channel::Voice | Channel::Callback | Channel::Outbound => ChannelClass::Voice,
+            Channel::Chat => ChannelClass::Chat,
+            Channel::Email => ChannelClass::Email,
+            Channel::Fax => ChannelClass::Fax,
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Waiting order inside a lane: higher static priority first, then earlier arrival.
+type WaitKey = (Reverse<i64>, Millis, ContactId);
+/// Free-agent order inside a lane, by the queue's strategy.
+type FreeKey = (i64, i64, AgentId);
+
+struct Lane {
+    key: LaneKey,
+    waiting: BTreeSet<WaitKey>,
+    free: BTreeSet<FreeKey>,
+    /// Logged-in agents qualified for this lane.
+    qualified: Vec<AgentId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Available,
+    NotReady(String),
+}
+
+struct Agent {
+    spec: AgentSpec,
+    status: Status,
+    offer: Option<ContactId>,
+    /// Contacts offered, connected or in wrap-up, per channel class.
+    load: [u8; 4],
+    in_hand: Vec<ContactId>,
+    idle_since: Millis,
+    last_offer_seq: u64,
+    lanes: Vec<usize>,
+    /// (lane, key) entries currently in lanes' free sets.
+    free_entries: Vec<(usize, FreeKey)>,
+    /// Returning customers waiting for this agent.
+    sticky: Vec<ContactId>,
+    shown: (AgentStateKind, Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    Waiting { lane: usize },
+    Sticky { agent: AgentId, until: Millis },
+    Offered { agent: AgentId, expires: Millis },
+    Connected { agent: AgentId },
+    WrapUp { agent: AgentId, until: Millis },
+}
+
+struct Contact {
+    spec: ContactSpec,
+    queue: usize,
+    extra: usize,
+    step: usize,
+    phase: Phase,
+    declined: Vec<AgentId>,
+}
+
+pub struct Acd {
+    queues: Vec<QueueConfig>,
+    queue_index: HashMap<String, usize>,
+    extras: Vec<SkillSet>,
+    lanes: Vec<Lane>,
+    lane_index: HashMap<LaneKey, usize>,
+    agents: HashMap<AgentId, Agent>,
+    contacts: HashMap<ContactId, Contact>,
+    timers: BTreeSet<(Millis, Timer)>,
+    outputs: VecDeque<Output>,
+    offer_seq: u64,
+}
+
+/// Aging is priority per minute; keys work in priority-milliseconds so that a contact's
+/// effective priority at `now` is `priority * 60_000 + aging * waited_ms`.
+fn static_key(priority: i64, aging_per_minute: i64, enqueued_at: Millis) -> i64 {
+    priority
+        .saturating_mul(60_000)
+        .saturating_sub(aging_per_minute.saturating_mul(enqueued_at))
+}
+
+impl Acd {
+    pub fn new(queues: Vec<QueueConfig>) -> Acd {
+        let mut acd = Acd {
+            queues: Vec::new(),
+            queue_index: HashMap::new(),
+            extras: vec![SkillSet::default()],
+            lanes: Vec::new(),
+            lane_index: HashMap::new(),
+            agents: HashMap::new(),
+            contacts: HashMap::new(),
+            timers: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            offer_seq: 0,
+        };
+        acd.set_queues(queues);
+        acd
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Contacts waiting (in a lane or for their sticky agent).
+    pub fn waiting(&self) -> usize {
+        self.contacts
+            .values()
+            .filter(|c| matches!(c.phase, Phase::Waiting { .. } | Phase::Sticky { .. }))
+            .count()
+    }
+
+    pub fn agent_state(&self, agent: AgentId) -> Option<(AgentStateKind, Option<String>)> {
+        self.agents.get(&agent).map(|a| a.shown.clone())
+    }
+
+    /// The agent holding (offered, connected or in wrap-up) a contact.
+    pub fn contact_agent(&self, contact: ContactId) -> Option<AgentId> {
+        match self.contacts.get(&contact)?.phase {
+            Phase::Offered { agent, .. }
+            | Phase::Connected { agent }
+            | Phase::WrapUp { agent, .. } => Some(agent),
+            _ => None,
+        }
+    }
+
+    /// A waiting contact's place in its lane (1 = next).
+    pub fn position(&self, contact: ContactId) -> Option<usize> {
+        let c = self.contacts.get(&contact)?;
+        let Phase::Waiting { lane } = c.phase else {
+            return None;
+        };
+        let key = self.wait_key(c);
+        Some(self.lanes[lane].waiting.range(..key).count() + 1)
+    }
+
+    pub fn handle(&mut self, now: Millis, input: Input) -> Result<(), AcdError> {
+        // Deadlines that passed first: an offer that expired cannot be accepted.
+        self.handle_timeout(now);
+        match input {
+            Input::ContactArrived(spec) => self.arrive(now, spec),
+            Input::ContactAbandoned(id) => self.abandon(now, id),
+            Input::ContactPriority { contact, priority } => {
+                self.reprioritize(now, contact, priority)
+            }
+            Input::AgentLogin { agent, available } => self.login(now, agent, available),
+            Input::AgentLogout(id) => self.logout(now, id),
+            Input::AgentNotReady { agent, reason } => self.set_status(now, agent, reason),
+            Input::AgentCapacity { agent, capacity } => {
+                let a = self
+                    .agents
+                    .get_mut(&agent)
+                    .ok_or(AcdError::UnknownAgent(agent))?;
+                a.spec.capacity = capacity;
+                self.requalify(agent);
+                self.after_agent_change(now, agent);
+                Ok(())
+            }
+            Input::OfferAccepted { contact, agent } => self.accept(now, contact, agent),
+            Input::OfferRejected { contact, agent } => self.reject(now, contact, agent),
+            Input::ContactCompleted { contact, hold_ms } => self.complete(now, contact, hold_ms),
+            Input::WrapUpExtend { contact, secs } => {
+                let c = self
+                    .contacts
+                    .get_mut(&contact)
+                    .ok_or(AcdError::UnknownContact(contact))?;
+                let Phase::WrapUp { until, .. } = &mut c.phase else {
+                    return Err(AcdError::NotAllowed(format!(
+                        "contact {contact} is not in wrap-up"
+                    )));
+                };
+                *until += secs as i64 * 1000;
+                let until = *until;
+                self.timers.insert((until, Timer::WrapUp(contact)));
+                Ok(())
+            }
+            Input::WrapUpDone { contact } => self.wrap_up_done(now, contact),
+            Input::RulesReloaded(queues) => {
+                self.reload(now, queues);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.fire(at, timer);
+        }
+    }
+
+    // ---- queues and lanes ---------------------------------------------------------------
+
+    fn set_queues(&mut self, queues: Vec<QueueConfig>) {
+        for q in queues {
+            match self.queue_index.get(&q.name) {
+                Some(&i) => self.queues[i] = q,
+                None => {
+                    self.queue_index.insert(q.name.clone(), self.queues.len());
+                    self.queues.push(q);
+                }
+            }
+        }
+    }
+
+    fn extra_index(&mut self, s: &SkillSet) -> usize {
+        match self.extras.iter().position(|e| e == s) {
+            Some(i) => i,
+            None => {
+                self.extras.push(s.clone());
+                self.extras.len() - 1
+            }
+        }
+    }
+
+    fn qualifies(&self, a: &AgentSpec, key: LaneKey) -> bool {
+        let cap = &a.capacity;
+        let has_capacity = match key.channel {
+            ChannelClass::Voice => cap.voice > 0,
+            ChannelClass::Chat => cap.chat > 0,
+            ChannelClass::Email => cap.email > 0,
+            ChannelClass::Fax => cap.fax > 0,
+        };
+        let q = &self.queues[key.queue];
+        has_capacity
+            && self.extras[key.extra].met_by(&a.skills)
+            && q.steps[..=key.step.min(q.steps.len().saturating_sub(1))]
+                .iter()
+                .any(|s| s.targets.iter().any(|t| t.met_by(&a.skills)))
+    }
+
+    fn lane(&mut self, key: LaneKey) -> usize {
+        if let Some(&i) = self.lane_index.get(&key) {
+            return i;
+        }
+        let id = self.lanes.len();
+        let qualified: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| self.qualifies(&a.spec, key))
+            .map(|a| a.spec.id)
+            .collect();
+        self.lanes.push(Lane {
+            key,
+            waiting: BTreeSet::new(),
+            free: BTreeSet::new(),
+            qualified: qualified.clone(),
+        });
+        self.lane_index.insert(key, id);
+        for agent in qualified {
+            if let Some(a) = self.agents.get_mut(&agent) {
+                a.lanes.push(id);
+            }
+            self.refresh_free(agent);
+        }
+        id
+    }
+
+    fn wait_key(&self, c: &Contact) -> WaitKey {
+        let aging = self.queues[c.queue].aging_per_minute;
+        (
+            Reverse(static_key(c.spec.priority, aging, c.spec.enqueued_at)),
+            c.spec.enqueued_at,
+            c.spec.id,
+        )
+    }
+
+    /// The contact's priority at `now` including aging, in priority-milliseconds.
+    fn effective(&self, c: &Contact, now: Millis) -> i64 {
+        let aging = self.queues[c.queue].aging_per_minute;
+        c.spec
+            .priority
+            .saturating_mul(60_000)
+            .saturating_add(aging.saturating_mul(now - c.spec.enqueued_at))
+    }
+
+    // ---- agents -------------------------------------------------------------------------
+
+    fn free_for(a: &Agent, class: ChannelClass) -> bool {
+        if a.status != Status::Available || a.offer.is_some() {
+            return false;
+        }
+        let cap = &a.spec.capacity;
+        let voice = a.load[ChannelClass::Voice.index()];
+        let digital: u8 = a.load[1..].iter().sum();
+        match class {
+            ChannelClass::Voice => {
+                voice < cap.voice && (digital == 0 || cap.voice_interrupts_digital)
+            }
+            ChannelClass::Chat => voice == 0 && a.load[1] < cap.chat,
+            ChannelClass::Email => voice == 0 && a.load[2] < cap.email,
+            ChannelClass::Fax => voice == 0 && a.load[3] < cap.fax,
+        }
+    }
+
+    fn free_key(&self, a: &Agent, lane: &Lane) -> FreeKey {
+        let id = a.spec.id;
+        match self.queues[lane.key.queue].strategy {
+            Strategy::LongestIdle => (a.idle_since, 0, id),
+            Strategy::LeastOccupied => (a.load.iter().map(|l| *l as i64).sum(), a.idle_since, id),
+            Strategy::RoundRobin => (a.last_offer_seq as i64, 0, id),
+            Strategy::BestSkill => {
+                let q = &self.queues[lane.key.queue];
+                let score: u32 = q.steps[0]
+                    .targets
+                    .iter()
+                    .map(|t| t.score(&a.spec.skills))
+                    .max()
+                    .unwrap_or(0)
+                    + self.extras[lane.key.extra].score(&a.spec.skills);
+                (-(score as i64), a.idle_since, id)
+            }
+        }
+    }
+
+    /// Puts the agent in (or takes it out of) the free sets of its lanes.
+    fn refresh_free(&mut self, agent: AgentId) {
+        let Some(a) = self.agents.get_mut(&agent) else {
+            return;
+        };
+        let old = std::mem::take(&mut a.free_entries);
+        for (lane, key) in old {
+            self.lanes[lane].free.remove(&key);
+        }
+        let Some(a) = self.agents.get(&agent) else {
+            return;
+        };
+        let mut entries = Vec::new();
+        for &lane in &a.lanes {
+            let l = &self.lanes[lane];
+            if Self::free_for(a, l.key.channel) {
+                entries.push((lane, self.free_key(a, l)));
+            }
+        }
+        for (lane, key) in &entries {
+            self.lanes[*lane].free.insert(*key);
+        }
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.free_entries = entries;
+        }
+    }
+
+    /// Recomputes which lanes an agent qualifies for (login, capacity or rules change).
+    fn requalify(&mut self, agent: AgentId) {
+        let Some(a) = self.agents.get(&agent) else {
+            return;
+        };
+        let lanes: Vec<usize> = (0..self.lanes.len())
+            .filter(|&l| self.qualifies(&a.spec, self.lanes[l].key))
+            .collect();
+        for lane in &mut self.lanes {
+            lane.qualified.retain(|x| *x != agent);
+        }
+        for &l in &lanes {
+            self.lanes[l].qualified.push(agent);
+        }
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.lanes = lanes;
+        }
+        self.refresh_free(agent);
+    }
+
+    fn show_agent(&mut self, agent: AgentId, now: Millis) {
+        let Some(a) = self.agents.get_mut(&agent) else {
+            return;
+        };
+        let wrap = a.in_hand.iter().any(|c| {
+            self.contacts
+                .get(c)
+                .is_some_and(|c| matches!(c.phase, Phase::WrapUp { .. }))
+        });
+        let busy = a.in_hand.iter().any(|c| {
+            self.contacts
+                .get(c)
+                .is_some_and(|c| matches!(c.phase, Phase::Connected { .. }))
+        });
+        let shown = if a.offer.is_some() {
+            (AgentStateKind::Reserved, None)
+        } else if busy {
+            (AgentStateKind::Busy, None)
+        } else if wrap {
+            (AgentStateKind::WrapUp, None)
+        } else {
+            match &a.status {
+                Status::Available => (AgentStateKind::Available, None),
+                Status::NotReady(r) => (AgentStateKind::NotReady, Some(r.clone())),
+            }
+        };
+        if shown != a.shown {
+            a.shown = shown.clone();
+            self.outputs.push_back(Output::AgentState {
+                agent,
+                state: shown.0,
+                reason: shown.1,
+            });
+            self.outputs.push_back(Output::Stat(StatEvent::AgentState {
+                agent,
+                state: shown.0,
+                at: now,
+            }));
+        }
+    }
+
+    fn after_agent_change(&mut self, now: Millis, agent: AgentId) {
+        self.refresh_free(agent);
+        self.show_agent(agent, now);
+        self.try_agent(now, agent);
+    }
+
+    fn login(&mut self, now: Millis, spec: AgentSpec, available: bool) -> Result<(), AcdError> {
+        if self.agents.contains_key(&spec.id) {
+            return Err(AcdError::AlreadyLoggedIn(spec.id));
+        }
+        let id = spec.id;
+        self.agents.insert(
+            id,
+            Agent {
+                spec,
+                status: if available {
+                    Status::Available
+                } else {
+                    Status::NotReady("login".into())
+                },
+                offer: None,
+                load: [0; 4],
+                in_hand: Vec::new(),
+                idle_since: now,
+                last_offer_seq: 0,
+                lanes: Vec::new(),
+                free_entries: Vec::new(),
+                sticky: Vec::new(),
+                shown: (AgentStateKind::LoggedOut, None),
+            },
+        );
+        self.requalify(id);
+        self.after_agent_change(now, id);
+        Ok(())
+    }
+
+    fn logout(&mut self, now: Millis, id: AgentId) -> Result<(), AcdError> {
+        let a = self.agents.get(&id).ok_or(AcdError::UnknownAgent(id))?;
+        if a.in_hand.iter().any(|c| Some(*c) != a.offer) {
+            return Err(AcdError::NotAllowed(format!(
+                "agent {id} still has contacts in hand; finish them first"
+            )));
+        }
+        let offer = a.offer;
+        // Take the agent out of routing first, so nothing it hands back comes back to it.
+        if let Some(a) = self.agents.get_mut(&id) {
+            a.status = Status::NotReady("logout".into());
+        }
+        self.refresh_free(id);
+        if let Some(c) = offer {
+            self.cancel_offer(now, c, CancelReason::AgentNotReady);
+        }
+        let sticky = self
+            .agents
+            .get(&id)
+            .map(|a| a.sticky.clone())
+            .unwrap_or_default();
+        for c in sticky {
+            self.unstick(now, c);
+        }
+        let entries = self
+            .agents
+            .get_mut(&id)
+            .map(|a| std::mem::take(&mut a.free_entries));
+        for (lane, key) in entries.unwrap_or_default() {
+            self.lanes[lane].free.remove(&key);
+        }
+        for lane in &mut self.lanes {
+            lane.qualified.retain(|x| *x != id);
+        }
+        self.agents.remove(&id);
+        self.outputs.push_back(Output::AgentState {
+            agent: id,
+            state: AgentStateKind::LoggedOut,
+            reason: None,
+        });
+        self.outputs.push_back(Output::Stat(StatEvent::AgentState {
+            agent: id,
+            state: AgentStateKind::LoggedOut,
+            at: now,
+        }));
+        Ok(())
+    }
+
+    fn set_status(
+        &mut self,
+        now: Millis,
+        id: AgentId,
+        reason: Option<String>,
+    ) -> Result<(), AcdError> {
+        let a = self.agents.get_mut(&id).ok_or(AcdError::UnknownAgent(id))?;
+        let was_available = a.status == Status::Available;
+        a.status = match reason {
+            None => Status::Available,
+            Some(r) => Status::NotReady(r),
+        };
+        if a.status == Status::Available && !was_available {
+            a.idle_since = now;
+        }
+        if let (Status::NotReady(_), Some(c)) = (&a.status, a.offer) {
+            self.cancel_offer(now, c, CancelReason::AgentNotReady);
+        }
+        self.after_agent_change(now, id);
+        Ok(())
+    }
+
+    // ---- contacts -----------------------------------------------------------------------
+
+    fn arrive(&mut self, now: Millis, spec: ContactSpec) -> Result<(), AcdError> {
+        if self.contacts.contains_key(&spec.id) {
+            return Err(AcdError::DuplicateContact(spec.id));
+        }
+        let id = spec.id;
+        let Some(&queue) = self.queue_index.get(&spec.queue) else {
+            self.outputs.push_back(Output::Refused {
+                contact: id,
+                reason: RefuseReason::UnknownQueue,
+                handling: ClosedHandling::Voicemail,
+            });
+            return Ok(());
+        };
+        let q = &self.queues[queue];
+        let handling = q.closed_handling;
+        let refuse = if !q.hours.is_open(now) {
+            Some(RefuseReason::Closed)
+        } else if q.max_queue_length.is_some_and(|max| {
+            self.contacts
+                .values()
+                .filter(|c| {
+                    c.queue == queue
+                        && matches!(c.phase, Phase::Waiting { .. } | Phase::Sticky { .. })
+                })
+                .count() as u32
+                >= max
+        }) {
+            Some(RefuseReason::QueueFull)
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            self.outputs.push_back(Output::Refused {
+                contact: id,
+                reason,
+                handling,
+            });
+            return Ok(());
+        }
+        let extra = self.extra_index(&spec.extra_skills);
+        // A contact restored after a restart resumes at the step its wait has reached.
+        let waited = (now - spec.enqueued_at).max(0);
+        let q = &self.queues[queue];
+        let step = q
+            .steps
+            .iter()
+            .rposition(|s| s.after_secs as i64 * 1000 <= waited)
+            .unwrap_or(0);
+        if let Some(max) = q.max_wait_secs {
+            self.timers
+                .insert((spec.enqueued_at + max as i64 * 1000, Timer::MaxWait(id)));
+        }
+        let sticky_secs = q.sticky_secs;
+        self.outputs.push_back(Output::Stat(StatEvent::Queued {
+            contact: id,
+            queue: spec.queue.clone(),
+            channel: spec.channel,
+            at: now,
+        }));
+        self.outputs.push_back(Output::ContactState {
+            contact: id,
+            state: ContactState::Queued,
+            agent: None,
+        });
+        let last_agent = spec.last_agent;
+        self.contacts.insert(
+            id,
+            Contact {
+                spec,
+                queue,
+                extra,
+                step,
+                phase: Phase::Waiting { lane: usize::MAX },
+                declined: Vec::new(),
+            },
+        );
+        // Sticky: wait a little for the customer's last agent if that agent is logged in.
+        if let Some(agent) = last_agent.filter(|_| sticky_secs > 0) {
+            if self.agents.contains_key(&agent) {
+                let until = now + sticky_secs as i64 * 1000;
+                if let Some(c) = self.contacts.get_mut(&id) {
+                    c.phase = Phase::Sticky { agent, until };
+                }
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.sticky.push(id);
+                }
+                self.timers.insert((until, Timer::Sticky(id)));
+                self.try_agent(now, agent);
+                return Ok(());
+            }
+        }
+        self.enter_lane(now, id);
+        Ok(())
+    }
+
+    /// Puts a contact in the lane of its current step and offers it if an agent is free.
+    fn enter_lane(&mut self, now: Millis, id: ContactId) {
+        let Some(c) = self.contacts.get(&id) else {
+            return;
+        };
+        let channel = ChannelClass::of(c.spec.channel);
+        let key = LaneKey {
+            queue: c.queue,
+            step: c.step,
+            channel,
+            extra: c.extra,
+        };
+        let next_step = self.queues[c.queue]
+            .steps
+            .get(c.step + 1)
+            .map(|s| c.spec.enqueued_at + s.after_secs as i64 * 1000);
+        let lane = self.lane(key);
+        let Some(c) = self.contacts.get_mut(&id) else {
+            return;
+        };
+        c.phase = Phase::Waiting { lane };
+        let wk = self.wait_key(&self.contacts[&id]);
+        self.lanes[lane].waiting.insert(wk);
+        if let Some(at) = next_step {
+            self.timers.insert((at.max(now), Timer::Overflow(id)));
+        }
+        self.try_lane(now, lane);
+    }
+
+    fn leave_lane(&mut self, id: ContactId) {
+        let Some(c) = self.contacts.get(&id) else {
+            return;
+        };
+        if let Phase::Waiting { lane } = c.phase {
+            if lane != usize::MAX {
+                let wk = self.wait_key(c);
+                self.lanes[lane].waiting.remove(&wk);
+            }
+        }
+    }
+
+    /// Offers waiting contacts of a lane to its free agents, best first.
+    fn try_lane(&mut self, now: Millis, lane: usize) {
+        loop {
+            let Some(&head) = self.lanes[lane].waiting.first() else {
+                return;
+            };
+            let contact = head.2;
+            let declined = &self.contacts[&contact].declined;
+            let agent = self.lanes[lane]
+                .free
+                .iter()
+                .find(|k| !declined.contains(&k.2))
+                .map(|k| k.2);
+            let Some(agent) = agent else { return };
+            self.offer(now, contact, agent);
+        }
+    }
+
+    /// Gives a newly free agent the best contact it may take: its sticky customers first,
+    /// then the best head among its lanes.
+    fn try_agent(&mut self, now: Millis, agent: AgentId) {
+        loop {
+            let Some(a) = self.agents.get(&agent) else {
+                return;
+            };
+            if a.status != Status::Available || a.offer.is_some() {
+                return;
+            }
+            let sticky = a.sticky.iter().copied().find(|c| {
+                self.contacts
+                    .get(c)
+                    .is_some_and(|c| Self::free_for(a, ChannelClass::of(c.spec.channel)))
+            });
+            if let Some(c) = sticky {
+                self.offer(now, c, agent);
+                continue;
+            }
+            let mut best: Option<(i64, Millis, ContactId)> = None;
+            for &(lane, _) in &a.free_entries {
+                let l = &self.lanes[lane];
+                let Some(head) = l
+                    .waiting
+                    .iter()
+                    .find(|k| !self.contacts[&k.2].declined.contains(&agent))
+                else {
+                    continue;
+                };
+                let c = &self.contacts[&head.2];
+                let cand = (self.effective(c, now), c.spec.enqueued_at, c.spec.id);
+                let better = match best {
+                    None => true,
+                    Some(b) => cand.0 > b.0 || (cand.0 == b.0 && (cand.1, cand.2) < (b.1, b.2)),
+                };
+                if better {
+                    best = Some(cand);
+                }
+            }
+            match best {
+                Some((_, _, c)) => self.offer(now, c, agent),
+                None => return,
+            }
+        }
+    }
+
+    fn offer(&mut self, now: Millis, contact: ContactId, agent: AgentId) {
+        self.leave_lane(contact);
+        let Some(c) = self.contacts.get_mut(&contact) else {
+            return;
+        };
+        if let Phase::Sticky {
+            agent: sticky_agent,
+            ..
+        } = c.phase
+        {
+            if let Some(a) = self.agents.get_mut(&sticky_agent) {
+                a.sticky.retain(|x| *x != contact);
+            }
+        }
+        let Some(c) = self.contacts.get_mut(&contact) else {
+            return;
+        };
+        let timeout = self.queues[c.queue].offer_timeout_secs as i64 * 1000;
+        let expires = now + timeout;
+        c.phase = Phase::Offered { agent, expires };
+        let class = ChannelClass::of(c.spec.channel);
+        self.offer_seq += 1;
+        let Some(a) = self.agents.get_mut(&agent) else {
+            return;
+        };
+        a.offer = Some(contact);
+        a.load[class.index()] += 1;
+        a.in_hand.push(contact);
+        a.last_offer_seq = self.offer_seq;
+        self.timers.insert((expires, Timer::Offer(contact)));
+        self.outputs.push_back(Output::Offer {
+            contact,
+            agent,
+            expires_at: expires,
+        });
+        self.outputs.push_back(Output::ContactState {
+            contact,
+            state: ContactState::Offered,
+            agent: Some(agent),
+        });
+        self.refresh_free(agent);
+        self.show_agent(agent, now);
+    }
+
+    /// Takes an offer back: the contact returns to its place, the agent's slot is freed.
+    fn cancel_offer(&mut self, now: Millis, contact: ContactId, reason: CancelReason) {
+        let Some(c) = self.contacts.get_mut(&contact) else {
+            return;
+        };
+        let Phase::Offered { agent, .. } = c.phase else {
+            return;
+        };
+        let class = ChannelClass::of(c.spec.channel);
+        if reason == CancelReason::Rejected {
+            c.declined.push(agent);
+        }
+        c.phase = Phase::Waiting { lane: usize::MAX };
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.offer = None;
+            a.load[class.index()] = a.load[class.index()].saturating_sub(1);
+            a.in_hand.retain(|x| *x != contact);
+        }
+        self.outputs.push_back(Output::OfferCancelled {
+            contact,
+            agent,
+            reason,
+        });
+        if reason != CancelReason::Abandoned {
+            self.outputs.push_back(Output::ContactState {
+                contact,
+                state: ContactState::Queued,
+                agent: None,
+            });
+        }
+        if reason == CancelReason::Timeout {
+            if let Some(a) = self.agents.get_mut(&agent) {
+                a.status = Status::NotReady("no_answer".into());
+            }
+        }
+        self.refresh_free(agent);
+        self.show_agent(agent, now);
+        if reason != CancelReason::Abandoned {
+            // Back to its original place: the wait key keeps priority and enqueue time.
+            self.enter_lane(now, contact);
+        }
+    }
+
+    fn abandon(&mut self, now: Millis, id: ContactId) -> Result<(), AcdError> {
+        let c = self.contacts.get(&id).ok_or(AcdError::UnknownContact(id))?;
+        let agent = match c.phase {
+            Phase::Waiting { .. } => {
+                self.leave_lane(id);
+                None
+            }
+            Phase::Sticky { .. } => {
+                self.unstick_remove(id);
+                None
+            }
+            Phase::Offered { agent, .. } => {
+                self.cancel_offer(now, id, CancelReason::Abandoned);
+                Some(agent)
+            }
+            Phase::Connected { .. } | Phase::WrapUp { .. } => {
+                return Err(AcdError::NotAllowed(format!(
+                    "contact {id} is already answered; complete it instead"
+                )))
+            }
+        };
+        self.contacts.remove(&id);
+        self.outputs.push_back(Output::ContactState {
+            contact: id,
+            state: ContactState::Abandoned,
+            agent: None,
+        });
+        self.outputs.push_back(Output::Stat(StatEvent::Abandoned {
+            contact: id,
+            at: now,
+        }));
+        if let Some(agent) = agent {
+            self.try_agent(now, agent);
+        }
+        Ok(())
+    }
+
+    fn reprioritize(&mut self, now: Millis, id: ContactId, priority: i64) -> Result<(), AcdError> {
+        let c = self.contacts.get(&id).ok_or(AcdError::UnknownContact(id))?;
+        let waiting_lane = match c.phase {
+            Phase::Waiting { lane } => Some(lane),
+            _ => None,
+        };
+        self.leave_lane(id);
+        if let Some(c) = self.contacts.get_mut(&id) {
+            c.spec.priority = priority;
+        }
+        if let Some(lane) = waiting_lane {
+            let wk = self.wait_key(&self.contacts[&id]);
+            self.lanes[lane].waiting.insert(wk);
+            self.try_lane(now, lane);
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, now: Millis, contact: ContactId, agent: AgentId) -> Result<(), AcdError> {
+        let c = self
+            .contacts
+            .get_mut(&contact)
+            .ok_or(AcdError::UnknownContact(contact))?;
+        match c.phase {
+            Phase::Offered { agent: a, .. } if a == agent => {}
+            _ => return Err(AcdError::NoSuchOffer { contact, agent }),
+        }
+        c.phase = Phase::Connected { agent };
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.offer = None;
+        }
+        self.outputs.push_back(Output::ContactState {
+            contact,
+            state: ContactState::Connected,
+            agent: Some(agent),
+        });
+        self.outputs.push_back(Output::Stat(StatEvent::Answered {
+            contact,
+            agent,
+            at: now,
+        }));
+        self.after_agent_change(now, agent);
+        Ok(())
+    }
+
+    fn reject(&mut self, now: Millis, contact: ContactId, agent: AgentId) -> Result<(), AcdError> {
+        let c = self
+            .contacts
+            .get(&contact)
+            .ok_or(AcdError::UnknownContact(contact))?;
+        match c.phase {
+            Phase::Offered { agent: a, .. } if a == agent => {}
+            _ => return Err(AcdError::NoSuchOffer { contact, agent }),
+        }
+        self.cancel_offer(now, contact, CancelReason::Rejected);
+        self.try_agent(now, agent);
+        Ok(())
+    }
+
+    fn complete(
+        &mut self,
+        now: Millis,
+        contact: ContactId,
+        hold_ms: Millis,
+    ) -> Result<(), AcdError> {
+        let c = self
+            .contacts
+            .get_mut(&contact)
+            .ok_or(AcdError::UnknownContact(contact))?;
+        let Phase::Connected { agent } = c.phase else {
+            return Err(AcdError::NotAllowed(format!(
+                "contact {contact} is not connected"
+            )));
+        };
+        let wrap = self.queues[c.queue].wrap_up_secs as i64 * 1000;
+        let until = now + wrap;
+        c.phase = Phase::WrapUp { agent, until };
+        self.outputs.push_back(Output::Stat(StatEvent::Completed {
+            contact,
+            at: now,
+            hold_ms,
+        }));
+        self.outputs.push_back(Output::ContactState {
+            contact,
+            state: ContactState::WrapUp,
+            agent: Some(agent),
+        });
+        if wrap == 0 {
+            return self.wrap_up_done(now, contact);
+        }
+        self.timers.insert((until, Timer::WrapUp(contact)));
+        self.show_agent(agent, now);
+        Ok(())
+    }
+
+    fn wrap_up_done(&mut self, now: Millis, contact: ContactId) -> Result<(), AcdError> {
+        let c = self
+            .contacts
+            .get(&contact)
+            .ok_or(AcdError::UnknownContact(contact))?;
+        let Phase::WrapUp { agent, .. } = c.phase else {
+            return Err(AcdError::NotAllowed(format!(
+                "contact {contact} is not in wrap-up"
+            )));
+        };
+        let class = ChannelClass::of(c.spec.channel);
+        self.contacts.remove(&contact);
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.load[class.index()] = a.load[class.index()].saturating_sub(1);
+            a.in_hand.retain(|x| *x != contact);
+            a.idle_since = now;
+        }
+        self.outputs.push_back(Output::ContactState {
+            contact,
+            state: ContactState::Closed,
+            agent: Some(agent),
+        });
+        self.outputs
+            .push_back(Output::Stat(StatEvent::WrappedUp { contact, at: now }));
+        self.after_agent_change(now, agent);
+        Ok(())
+    }
+
+    fn unstick_remove(&mut self, id: ContactId) {
+        if let Some(Phase::Sticky { agent, .. }) = self.contacts.get(&id).map(|c| c.phase.clone()) {
+            if let Some(a) = self.agents.get_mut(&agent) {
+                a.sticky.retain(|x| *x != id);
+            }
+        }
+    }
+
+    /// The sticky wait is over (or the agent left): the contact joins its lane.
+    fn unstick(&mut self, now: Millis, id: ContactId) {
+        self.unstick_remove(id);
+        if matches!(
+            self.contacts.get(&id).map(|c| &c.phase),
+            Some(Phase::Sticky { .. })
+        ) {
+            if let Some(c) = self.contacts.get_mut(&id) {
+                c.phase = Phase::Waiting { lane: usize::MAX };
+            }
+            self.enter_lane(now, id);
+        }
+    }
+
+    fn fire(&mut self, at: Millis, timer: Timer) {
+        match timer {
+            Timer::Offer(c) => {
+                if matches!(self.contacts.get(&c).map(|c| &c.phase), Some(Phase::Offered { expires, .. }) if *expires == at)
+                {
+                    self.cancel_offer(at, c, CancelReason::Timeout);
+                }
+            }
+            Timer::WrapUp(c) => {
+                if matches!(self.contacts.get(&c).map(|c| &c.phase), Some(Phase::WrapUp { until, .. }) if *until == at)
+                {
+                    let _ = self.wrap_up_done(at, c);
+                }
+            }
+            Timer::Sticky(c) => {
+                if matches!(self.contacts.get(&c).map(|c| &c.phase), Some(Phase::Sticky { until, .. }) if *until == at)
+                {
+                    self.unstick(at, c);
+                }
+            }
+            Timer::Overflow(c) => {
+                let Some(contact) = self.contacts.get(&c) else {
+                    return;
+                };
+                let Phase::Waiting { .. } = contact.phase else {
+                    return;
+                };
+                let steps = &self.queues[contact.queue].steps;
+                let Some(next) = steps.get(contact.step + 1) else {
+                    return;
+                };
+                if contact.spec.enqueued_at + next.after_secs as i64 * 1000 > at {
+                    return;
+                }
+                self.leave_lane(c);
+                let step = {
+                    let contact = self.contacts.get_mut(&c).expect("checked above");
+                    contact.step += 1;
+                    contact.step
+                };
+                self.outputs
+                    .push_back(Output::Overflowed { contact: c, step });
+                self.enter_lane(at, c);
+            }
+            Timer::MaxWait(c) => {
+                let Some(contact) = self.contacts.get(&c) else {
+                    return;
+                };
+                let max =
+                    self.queues[contact.queue].max_wait_secs.unwrap_or(u32::MAX) as i64 * 1000;
+                let waiting = matches!(contact.phase, Phase::Waiting { .. } | Phase::Sticky { .. });
+                if !waiting || contact.spec.enqueued_at + max > at {
+                    return;
+                }
+                let handling = self.queues[contact.queue].closed_handling;
+                if matches!(contact.phase, Phase::Sticky { .. }) {
+                    self.unstick_remove(c);
+                } else {
+                    self.leave_lane(c);
+                }
+                self.contacts.remove(&c);
+                self.outputs.push_back(Output::Refused {
+                    contact: c,
+                    reason: RefuseReason::MaxWait,
+                    handling,
+                });
+                self.outputs
+                    .push_back(Output::Stat(StatEvent::Removed { contact: c, at }));
+            }
+        }
+    }
+
+    /// New rules: queues are replaced by name (a queue no longer listed keeps its last
+    /// settings until its contacts are gone); lanes and agents' qualifications are rebuilt and
+    /// waiting contacts keep their place (same priority and enqueue time).
+    fn reload(&mut self, now: Millis, queues: Vec<QueueConfig>) {
+        self.set_queues(queues);
+        let waiting: Vec<ContactId> = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Waiting { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut waiting: Vec<(Millis, ContactId)> = waiting
+            .into_iter()
+            .map(|id| (self.contacts[&id].spec.enqueued_at, id))
+            .collect();
+        waiting.sort();
+        self.lanes.clear();
+        self.lane_index.clear();
+        let agents: Vec<AgentId> = self.agents.keys().copied().collect();
+        for a in &agents {
+            if let Some(a) = self.agents.get_mut(a) {
+                a.lanes.clear();
+                a.free_entries.clear();
+            }
+        }
+        for (_, id) in waiting {
+            if let Some(c) = self.contacts.get_mut(&id) {
+                c.phase = Phase::Waiting { lane: usize::MAX };
+                let waited = now - c.spec.enqueued_at;
+                c.step = self.queues[c.queue]
+                    .steps
+                    .iter()
+                    .rposition(|s| s.after_secs as i64 * 1000 <= waited)
+                    .unwrap_or(0);
+            }
+            self.enter_lane(now, id);
+        }
+        for a in agents {
+            self.requalify(a);
+            self.try_agent(now, a);
+        }
+    }
+
+    /// Checks the engine's internal consistency (used by the property tests).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut offered: HashMap<ContactId, AgentId> = HashMap::new();
+        for a in self.agents.values() {
+            let mut load = [0u8; 4];
+            for c in &a.in_hand {
+                let contact = self
+                    .contacts
+                    .get(c)
+                    .ok_or(format!("agent {} holds unknown contact {c}", a.spec.id))?;
+                load[ChannelClass::of(contact.spec.channel).index()] += 1;
+                if self.contact_agent(*c) != Some(a.spec.id) {
+                    return Err(format!(
+                        "contact {c} in agent {}'s hand belongs elsewhere",
+                        a.spec.id
+                    ));
+                }
+            }
+            if load != a.load {
+                return Err(format!(
+                    "agent {} load {:?} != {:?}",
+                    a.spec.id, a.load, load
+                ));
+            }
+            let cap = &a.spec.capacity;
+            let voice = load[0];
+            let digital: u8 = load[1..].iter().sum();
+            if voice > cap.voice.max(0)
+                || load[1] > cap.chat
+                || load[2] > cap.email
+                || load[3] > cap.fax
+            {
+                return Err(format!(
+                    "agent {} over capacity: {load:?} {cap:?}",
+                    a.spec.id
+                ));
+            }
+            if voice > 0 && digital > 0 && !cap.voice_interrupts_digital {
+                return Err(format!("agent {} mixes voice and digital", a.spec.id));
+            }
+            if let Some(c) = a.offer {
+                if offered.insert(c, a.spec.id).is_some() {
+                    return Err(format!("contact {c} offered twice"));
+                }
+            }
+        }
+        for (id, c) in &self.contacts {
+            match c.phase {
+                Phase::Offered { agent, .. } => {
+                    if offered.get(id) != Some(&agent) {
+                        return Err(format!(
+                            "contact {id} offered to {agent} who does not know it"
+                        ));
+                    }
+                }
+                Phase::Waiting { lane } => {
+                    if !self.lanes[lane].waiting.contains(&self.wait_key(c)) {
+                        return Err(format!("waiting contact {id} missing from its lane"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let in_lanes: usize = self.lanes.iter().map(|l| l.waiting.len()).sum();
+        let waiting = self
+            .contacts
+            .values()
+            .filter(|c| matches!(c.phase, Phase::Waiting { .. }))
+            .count();
+        if in_lanes != waiting {
+            return Err(format!(
+                "{in_lanes} contacts in lanes but {waiting} waiting"
+            ));
+        }
+        // A free agent and a contact it may take never coexist in one lane.
+        for l in &self.lanes {
+            if let Some(head) = l.waiting.first() {
+                let declined = &self.contacts[&head.2].declined;
+                if l.free.iter().any(|k| !declined.contains(&k.2)) {
+                    return Err(format!(
+                        "lane {:?} has a waiting contact and a free agent",
+                        l.key
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
