@@ -22,6 +22,36 @@ pub struct Config {
     pub auth: AuthConfig,
     pub archive: ArchiveConfig,
     pub agent: AgentConfig,
+    pub routing: RoutingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Directory of the routing rules (queues.toml, routing.toml); empty means
+    /// `<data_dir>/routing-rules`, created from the shipped sample on first start.
+    pub rules_dir: String,
+    /// How often the rules directory is checked for changes (hot reload), in milliseconds.
+    pub reload_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            rules_dir: String::new(),
+            reload_ms: 1000,
+        }
+    }
+}
+
+impl RoutingConfig {
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        if self.rules_dir.is_empty() {
+            data_dir.join("routing-rules")
+        } else {
+            PathBuf::from(&self.rules_dir)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +110,8 @@ pub struct AgentConfig {
     pub heartbeat_secs: u64,
     /// An agent whose socket dropped is logged out if it does not come back within this time.
     pub disconnect_grace_secs: i64,
+    /// Disposition codes an agent picks from at wrap-up.
+    pub dispositions: Vec<String>,
 }
 
 impl Default for Config {
@@ -93,6 +125,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             archive: ArchiveConfig::default(),
             agent: AgentConfig::default(),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -152,6 +185,15 @@ impl Default for AgentConfig {
         AgentConfig {
             heartbeat_secs: 15,
             disconnect_grace_secs: 60,
+            dispositions: [
+                "resolved",
+                "follow_up",
+                "escalated",
+                "callback_requested",
+                "no_action",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

@@ -5,13 +5,14 @@
 use chrono::{Duration, NaiveDate};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::acd::types::Capacity;
 use crate::archive::normalize_customer;
 use crate::config::Config;
 use crate::domain::{
     now_ms, ArchiveRecordInput, Channel, ContactState, CustomerInput, CustomerKind, Direction,
     RecordCategory, Role,
 };
-use crate::store::{ContactFilter, ImportRow, NewContact, Store};
+use crate::store::{AgentProfile, ContactFilter, ImportRow, NewContact, Store};
 
 pub struct DemoAccount {
     pub username: String,
@@ -41,6 +42,42 @@ const ACCOUNTS: &[(&str, &str, Role)] = &[
     ("alice", "Alice Wang 王爱丽", Role::Agent),
     ("bob", "Bob Li 李博", Role::Agent),
     ("lina", "李娜", Role::Agent),
+];
+
+/// Skills of the demo agents, matching the sample routing rules (routing-rules/).
+const SKILLS: &[(&str, &[(&str, u8)])] = &[
+    (
+        "sophie",
+        &[("support", 3), ("vip", 2), ("mandarin", 5), ("english", 4)],
+    ),
+    (
+        "alice",
+        &[
+            ("support", 3),
+            ("sales", 2),
+            ("vip", 1),
+            ("mandarin", 5),
+            ("english", 4),
+        ],
+    ),
+    (
+        "bob",
+        &[
+            ("support", 2),
+            ("billing", 3),
+            ("english", 5),
+            ("mandarin", 3),
+        ],
+    ),
+    (
+        "lina",
+        &[
+            ("support", 2),
+            ("billing", 2),
+            ("mandarin", 5),
+            ("traditional_chinese", 4),
+        ],
+    ),
 ];
 
 struct DemoCustomer {
@@ -178,6 +215,17 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAcco
                     .create_user(username, display, *role, &hash, now)
                     .await?;
             }
+        }
+        let user = store
+            .user_by_name(username)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("demo user {username} vanished"))?;
+        if let Some((_, skills)) = SKILLS.iter().find(|(u, _)| u == username) {
+            let profile = AgentProfile {
+                skills: skills.iter().map(|(n, l)| (n.to_string(), *l)).collect(),
+                capacity: Capacity::default(),
+            };
+            store.set_agent_profile(user.id, &profile, now).await?;
         }
         accounts.push(DemoAccount {
             username: username.to_string(),

@@ -1,41 +1,126 @@
-//! The hub loop: the single owner of live state (agent presence today; the ACD joins it).
-//! IO tasks talk to it through a bounded channel; it publishes changes on a broadcast channel
-//! and hands them to the writer task, never awaiting the database itself.
+//! The hub loop: the single owner of live state — the ACD engine (agents, queues, offers),
+//! agent presence and the live statistics. IO tasks talk to it through a bounded channel; it
+//! publishes changes on a broadcast channel and hands every change to the writer task, never
+//! awaiting the database itself.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::agents::{AgentBoard, AgentChange, AgentStateView, AgentStatus, Cause, StateError};
-use crate::domain::{now_ms, Role};
-use crate::store::{AgentEventRow, Store};
+use crate::acd::engine::{Acd, AcdError, AgentSpec, CancelReason, Input, Output};
+use crate::acd::stats::{Snapshot, Stats, StatsConfig};
+use crate::acd::types::{AgentStateKind, ContactSpec, Millis, QueueConfig, SkillSet};
+use crate::agents::{valid_reason, AgentStateView, Cause, Presence};
+use crate::domain::{now_ms, rfc3339, Channel, ContactState, Role};
+use crate::store::{parse_skills, AgentEventRow, AgentProfile, Store};
 
-pub enum HubInput {
+/// Statistics go to supervisors at most this often.
+const STATS_EVERY: Duration = Duration::from_millis(250);
+
+/// What an agent asks to do with a contact it holds.
+#[derive(Debug, Clone)]
+pub enum ContactOp {
+    Accept,
+    Reject,
+    Complete {
+        hold_ms: Millis,
+    },
+    WrapUp {
+        disposition: Option<String>,
+        notes: String,
+    },
+    Extend {
+        secs: u32,
+    },
+}
+
+/// The state an agent may choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    Available,
+    NotReady(String),
+    LoggedOut,
+}
+
+/// What a console needs on (re)connect.
+#[derive(Debug, Clone)]
+pub struct AgentSession {
+    pub state: AgentStateView,
+    /// Contacts in hand: (id, state, deadline).
+    pub contacts: Vec<(i64, ContactState, Option<Millis>)>,
+}
+
+enum HubInput {
     Connect {
-        agent_id: i64,
-        reply: oneshot::Sender<AgentStateView>,
+        agent: i64,
+        profile: AgentProfile,
+        reply: oneshot::Sender<AgentSession>,
     },
     Disconnect {
-        agent_id: i64,
+        agent: i64,
     },
     SetState {
-        agent_id: i64,
-        status: AgentStatus,
-        reason: Option<String>,
-        reply: oneshot::Sender<Result<(AgentStateView, bool), StateError>>,
+        agent: i64,
+        wanted: Wanted,
+        reply: oneshot::Sender<Result<(AgentStateView, bool), String>>,
     },
-    Snapshot {
-        reply: oneshot::Sender<Vec<(i64, AgentStateView)>>,
+    Profile {
+        agent: i64,
+        profile: AgentProfile,
     },
     LogOut {
-        agent_id: i64,
+        agent: i64,
+    },
+    Contact {
+        agent: i64,
+        contact: i64,
+        op: ContactOp,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
+    Route {
+        spec: ContactSpec,
+    },
+    Abandon {
+        contact: i64,
+    },
+    Queues {
+        queues: Vec<QueueConfig>,
+    },
+    Agents {
+        reply: oneshot::Sender<Vec<(i64, AgentStateView)>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Arc<Snapshot>>,
     },
 }
 
 /// What the hub publishes to sockets.
 #[derive(Debug, Clone)]
 pub enum HubEvent {
-    AgentState(AgentChange),
+    AgentState {
+        agent: i64,
+        view: AgentStateView,
+    },
+    Offer {
+        contact: i64,
+        agent: i64,
+        expires_at: Millis,
+    },
+    OfferCancelled {
+        contact: i64,
+        agent: i64,
+        reason: CancelReason,
+    },
+    ContactState {
+        contact: i64,
+        agent: Option<i64>,
+        state: ContactState,
+        until: Option<Millis>,
+    },
+    Stats(Arc<Snapshot>),
 }
 
 #[derive(Clone)]
@@ -62,55 +147,148 @@ impl HubHandle {
         rx.await.map_err(|_| HubStopped)
     }
 
-    pub async fn connect(&self, agent_id: i64) -> Result<AgentStateView, HubStopped> {
-        self.ask(|reply| HubInput::Connect { agent_id, reply })
-            .await
+    async fn tell(&self, input: HubInput) {
+        let _ = self.tx.send(input).await;
     }
 
-    pub async fn disconnect(&self, agent_id: i64) {
-        let _ = self.tx.send(HubInput::Disconnect { agent_id }).await;
-    }
-
-    pub async fn set_state(
+    pub async fn connect(
         &self,
-        agent_id: i64,
-        status: AgentStatus,
-        reason: Option<String>,
-    ) -> Result<Result<(AgentStateView, bool), StateError>, HubStopped> {
-        self.ask(|reply| HubInput::SetState {
-            agent_id,
-            status,
-            reason,
+        agent: i64,
+        profile: AgentProfile,
+    ) -> Result<AgentSession, HubStopped> {
+        self.ask(|reply| HubInput::Connect {
+            agent,
+            profile,
             reply,
         })
         .await
     }
 
-    /// The user ended their session: whatever their sockets, they take no more work.
-    pub async fn log_out(&self, agent_id: i64) {
-        let _ = self.tx.send(HubInput::LogOut { agent_id }).await;
+    pub async fn disconnect(&self, agent: i64) {
+        self.tell(HubInput::Disconnect { agent }).await
     }
 
-    pub async fn snapshot(&self) -> Result<Vec<(i64, AgentStateView)>, HubStopped> {
-        self.ask(|reply| HubInput::Snapshot { reply }).await
+    /// Sets the agent's chosen state; `Ok((view, changed))` or a reason for refusing.
+    pub async fn set_state(
+        &self,
+        agent: i64,
+        wanted: Wanted,
+    ) -> Result<Result<(AgentStateView, bool), String>, HubStopped> {
+        self.ask(|reply| HubInput::SetState {
+            agent,
+            wanted,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_profile(&self, agent: i64, profile: AgentProfile) {
+        self.tell(HubInput::Profile { agent, profile }).await
+    }
+
+    /// The user ended their session: they take no more work.
+    pub async fn log_out(&self, agent: i64) {
+        self.tell(HubInput::LogOut { agent }).await
+    }
+
+    pub async fn contact_op(
+        &self,
+        agent: i64,
+        contact: i64,
+        op: ContactOp,
+    ) -> Result<Result<(), AcdError>, HubStopped> {
+        self.ask(|reply| HubInput::Contact {
+            agent,
+            contact,
+            op,
+            reply,
+        })
+        .await
+    }
+
+    /// Hands a stored contact to the ACD.
+    pub async fn route(&self, spec: ContactSpec) {
+        self.tell(HubInput::Route { spec }).await
+    }
+
+    pub async fn abandon(&self, contact: i64) {
+        self.tell(HubInput::Abandon { contact }).await
+    }
+
+    pub async fn set_queues(&self, queues: Vec<QueueConfig>) {
+        self.tell(HubInput::Queues { queues }).await
+    }
+
+    pub async fn agents(&self) -> Result<Vec<(i64, AgentStateView)>, HubStopped> {
+        self.ask(|reply| HubInput::Agents { reply }).await
+    }
+
+    pub async fn stats(&self) -> Result<Arc<Snapshot>, HubStopped> {
+        self.ask(|reply| HubInput::Stats { reply }).await
     }
 }
 
-/// Starts the hub loop and its writer task. Agents left logged in by a previous run are logged
-/// out first (with an event), so the log never shows an agent available across a restart.
-pub async fn start(store: Store, disconnect_grace_secs: i64) -> anyhow::Result<HubHandle> {
-    log_out_after_restart(&store).await?;
+/// A change for the writer task, applied in order.
+#[derive(Debug)]
+enum Write {
+    Agent(AgentEventRow),
+    ContactState {
+        id: i64,
+        state: ContactState,
+        agent: Option<i64>,
+        at: Millis,
+        data: Value,
+    },
+    ContactEvent {
+        id: i64,
+        at: Millis,
+        kind: &'static str,
+        data: Value,
+    },
+}
+
+/// Starts the hub loop and its writer task. Before it serves, agents a previous run left
+/// logged in are logged out (with an event), and unfinished contacts are resumed: digital ones
+/// go back to their queue with their original enqueue time and order, calls that died with the
+/// previous run are closed as failed.
+pub async fn start(
+    store: Store,
+    queues: Vec<QueueConfig>,
+    disconnect_grace_secs: i64,
+) -> anyhow::Result<HubHandle> {
+    let now = now_ms();
+    log_out_after_restart(&store, now).await?;
     let (tx, rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
     let (writer_tx, writer_rx) = mpsc::channel(65_536);
+    let configs: HashMap<String, StatsConfig> = queues
+        .iter()
+        .map(|q| (q.name.clone(), StatsConfig::from(q)))
+        .collect();
+    let mut core = Core {
+        acd: Acd::new(queues),
+        presence: Presence::new(disconnect_grace_secs * 1000),
+        stats: Stats::new(configs),
+        profiles: HashMap::new(),
+        since: HashMap::new(),
+        dispositions: HashMap::new(),
+        events: events.clone(),
+        writes: Vec::new(),
+        stats_dirty: true,
+    };
+    for c in store.unfinished_contacts().await? {
+        core.resume(now, c);
+    }
+    let writes = std::mem::take(&mut core.writes);
     tokio::spawn(writer(store, writer_rx));
-    let board = AgentBoard::new(disconnect_grace_secs * 1000);
-    tokio::spawn(run(board, rx, events.clone(), writer_tx));
+    for w in writes {
+        let _ = writer_tx.send(w).await;
+    }
+    tokio::spawn(run(core, rx, writer_tx));
     Ok(HubHandle { tx, events })
 }
 
-async fn log_out_after_restart(store: &Store) -> anyhow::Result<()> {
-    let now = now_ms();
+async fn log_out_after_restart(store: &Store, now: Millis) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for user in store.list_users().await? {
         if user.role == Role::Admin {
@@ -118,17 +296,14 @@ async fn log_out_after_restart(store: &Store) -> anyhow::Result<()> {
         }
         let last = store.agent_events(user.id, 1).await?;
         if let Some(e) = last.last() {
-            if e.state.as_deref() != Some(AgentStatus::LoggedOut.as_str()) {
-                rows.push(event_row(&AgentChange {
-                    agent_id: user.id,
-                    at: now,
-                    view: AgentStateView {
-                        state: AgentStatus::LoggedOut,
-                        reason: None,
-                        since: crate::domain::rfc3339(now),
-                    },
-                    cause: Cause::Restart,
-                }));
+            if e.state.as_deref() != Some(AgentStateKind::LoggedOut.as_str()) {
+                rows.push(agent_row(
+                    user.id,
+                    now,
+                    AgentStateKind::LoggedOut,
+                    None,
+                    Cause::Restart,
+                ));
             }
         }
     }
@@ -138,30 +313,487 @@ async fn log_out_after_restart(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn event_row(c: &AgentChange) -> AgentEventRow {
+fn agent_row(
+    agent: i64,
+    at: Millis,
+    state: AgentStateKind,
+    reason: Option<String>,
+    cause: Cause,
+) -> AgentEventRow {
     AgentEventRow {
-        agent_id: c.agent_id,
-        at: c.at,
+        agent_id: agent,
+        at,
         kind: "state".into(),
-        state: Some(c.view.state.as_str().into()),
-        reason: c.view.reason.clone(),
-        data: serde_json::json!({ "cause": c.cause }),
+        state: Some(state.as_str().into()),
+        reason,
+        data: json!({ "cause": cause }),
     }
 }
 
-async fn run(
-    mut board: AgentBoard,
-    mut rx: mpsc::Receiver<HubInput>,
+/// The hub's state, driven by the loop below; everything here is synchronous.
+struct Core {
+    acd: Acd,
+    presence: Presence,
+    stats: Stats,
+    /// Skills and capacity of connected agents (loaded by their socket task).
+    profiles: HashMap<i64, AgentProfile>,
+    since: HashMap<i64, Millis>,
+    /// Disposition and notes given at wrap-up, stored when the contact closes.
+    dispositions: HashMap<i64, Value>,
     events: broadcast::Sender<HubEvent>,
-    writer: mpsc::Sender<AgentEventRow>,
-) {
+    writes: Vec<Write>,
+    stats_dirty: bool,
+}
+
+impl Core {
+    fn view(&self, agent: i64) -> AgentStateView {
+        let (state, reason) = self
+            .acd
+            .agent_state(agent)
+            .unwrap_or((AgentStateKind::LoggedOut, None));
+        AgentStateView {
+            state,
+            reason,
+            since: rfc3339(self.since.get(&agent).copied().unwrap_or_else(now_ms)),
+        }
+    }
+
+    fn session(&self, agent: i64) -> AgentSession {
+        AgentSession {
+            state: self.view(agent),
+            contacts: self
+                .acd
+                .agent_contacts(agent)
+                .into_iter()
+                .filter_map(|c| self.acd.contact_phase(c).map(|(s, _, d)| (c, s, d)))
+                .collect(),
+        }
+    }
+
+    fn resume(&mut self, now: Millis, c: crate::store::ResumableContact) {
+        let digital = matches!(
+            c.channel,
+            Channel::Email | Channel::Chat | Channel::Fax | Channel::Callback
+        );
+        let cause = json!({ "cause": "hub_restart" });
+        match (digital, c.state, c.queue) {
+            (
+                true,
+                ContactState::Queued | ContactState::Offered | ContactState::Connected,
+                Some(queue),
+            ) => {
+                if c.state != ContactState::Queued {
+                    self.writes.push(Write::ContactState {
+                        id: c.id,
+                        state: ContactState::Queued,
+                        agent: None,
+                        at: now,
+                        data: cause,
+                    });
+                }
+                let spec = ContactSpec {
+                    id: c.id,
+                    channel: c.channel,
+                    queue,
+                    priority: c.priority,
+                    enqueued_at: c.created_at,
+                    extra_skills: SkillSet(parse_skills(&c.skills).unwrap_or_default()),
+                    // A contact someone was handling goes back to them first if they return.
+                    last_agent: c.agent_id,
+                };
+                let _ = self.acd.handle(now, Input::ContactArrived(spec));
+            }
+            (_, ContactState::WrapUp, _) => {
+                self.writes.push(Write::ContactState {
+                    id: c.id,
+                    state: ContactState::Closed,
+                    agent: None,
+                    at: now,
+                    data: cause,
+                });
+            }
+            _ => {
+                // The call (or a contact without a queue) died with the previous run.
+                self.writes.push(Write::ContactState {
+                    id: c.id,
+                    state: ContactState::Failed,
+                    agent: None,
+                    at: now,
+                    data: cause,
+                });
+            }
+        }
+        self.drain(now);
+    }
+
+    fn input(&mut self, now: Millis, input: HubInput) {
+        match input {
+            HubInput::Connect {
+                agent,
+                profile,
+                reply,
+            } => {
+                self.presence.connect(agent);
+                if self.acd.is_logged_in(agent) && self.profiles.get(&agent) != Some(&profile) {
+                    let _ = self.acd.handle(
+                        now,
+                        Input::AgentCapacity {
+                            agent,
+                            capacity: profile.capacity.clone(),
+                        },
+                    );
+                }
+                self.profiles.insert(agent, profile);
+                let _ = reply.send(self.session(agent));
+            }
+            HubInput::Disconnect { agent } => self.presence.disconnect(now, agent),
+            HubInput::SetState {
+                agent,
+                wanted,
+                reply,
+            } => {
+                let before = self.view(agent);
+                let result = self.set_state(now, agent, wanted);
+                self.drain(now);
+                let after = self.view(agent);
+                let changed = after.state != before.state || after.reason != before.reason;
+                let _ = reply.send(result.map(|_| (after, changed)));
+            }
+            HubInput::Profile { agent, profile } => {
+                if self.acd.is_logged_in(agent) {
+                    // Skills changed: log out and in again keeps the engine's qualification
+                    // exact; only when nothing is in hand, else just the capacity.
+                    if self.acd.agent_contacts(agent).is_empty() {
+                        let state = self.acd.agent_state(agent);
+                        let _ = self.acd.handle(now, Input::AgentLogout(agent));
+                        let available = matches!(state, Some((AgentStateKind::Available, _)));
+                        let _ = self.acd.handle(
+                            now,
+                            Input::AgentLogin {
+                                agent: spec(agent, &profile),
+                                available,
+                            },
+                        );
+                        if let Some((AgentStateKind::NotReady, Some(r))) = state {
+                            let _ = self.acd.handle(
+                                now,
+                                Input::AgentNotReady {
+                                    agent,
+                                    reason: Some(r),
+                                },
+                            );
+                        }
+                    } else {
+                        let _ = self.acd.handle(
+                            now,
+                            Input::AgentCapacity {
+                                agent,
+                                capacity: profile.capacity.clone(),
+                            },
+                        );
+                    }
+                }
+                self.profiles.insert(agent, profile);
+            }
+            HubInput::LogOut { agent } => {
+                if self.acd.handle(now, Input::AgentLogout(agent)).is_err()
+                    && self.acd.is_logged_in(agent)
+                {
+                    let _ = self.acd.handle(
+                        now,
+                        Input::AgentNotReady {
+                            agent,
+                            reason: Some("logged_out".into()),
+                        },
+                    );
+                }
+            }
+            HubInput::Contact {
+                agent,
+                contact,
+                op,
+                reply,
+            } => {
+                let owner = self.acd.contact_phase(contact).and_then(|(_, a, _)| a);
+                let result = if owner != Some(agent)
+                    && !matches!(op, ContactOp::Accept | ContactOp::Reject)
+                {
+                    Err(AcdError::NotAllowed(format!(
+                        "contact {contact} is not in your hands"
+                    )))
+                } else {
+                    match op {
+                        ContactOp::Accept => self
+                            .acd
+                            .handle(now, Input::OfferAccepted { contact, agent }),
+                        ContactOp::Reject => self
+                            .acd
+                            .handle(now, Input::OfferRejected { contact, agent }),
+                        ContactOp::Complete { hold_ms } => self
+                            .acd
+                            .handle(now, Input::ContactCompleted { contact, hold_ms }),
+                        ContactOp::Extend { secs } => {
+                            self.acd.handle(now, Input::WrapUpExtend { contact, secs })
+                        }
+                        ContactOp::WrapUp { disposition, notes } => {
+                            let data = json!({ "disposition": disposition, "notes": notes });
+                            self.dispositions.insert(contact, data);
+                            let r = self.acd.handle(now, Input::WrapUpDone { contact });
+                            if r.is_err() {
+                                self.dispositions.remove(&contact);
+                            }
+                            r
+                        }
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            HubInput::Route { spec } => {
+                let _ = self.acd.handle(now, Input::ContactArrived(spec));
+            }
+            HubInput::Abandon { contact } => {
+                let _ = self.acd.handle(now, Input::ContactAbandoned(contact));
+            }
+            HubInput::Queues { queues } => {
+                for q in &queues {
+                    self.stats.set_config(&q.name, StatsConfig::from(q));
+                }
+                let _ = self.acd.handle(now, Input::RulesReloaded(queues));
+            }
+            HubInput::Agents { reply } => {
+                let _ = reply.send(
+                    self.acd
+                        .agent_ids()
+                        .into_iter()
+                        .map(|a| (a, self.view(a)))
+                        .collect(),
+                );
+            }
+            HubInput::Stats { reply } => {
+                let _ = reply.send(Arc::new(self.stats.snapshot(now)));
+            }
+        }
+        self.drain(now);
+    }
+
+    fn set_state(&mut self, now: Millis, agent: i64, wanted: Wanted) -> Result<(), String> {
+        if !self.presence.is_connected(agent) {
+            return Err("the agent console is not connected".into());
+        }
+        let logged_in = self.acd.is_logged_in(agent);
+        let profile = self.profiles.get(&agent).cloned().unwrap_or_default();
+        let r = match wanted {
+            Wanted::Available if logged_in => self.acd.handle(
+                now,
+                Input::AgentNotReady {
+                    agent,
+                    reason: None,
+                },
+            ),
+            Wanted::Available => self.acd.handle(
+                now,
+                Input::AgentLogin {
+                    agent: spec(agent, &profile),
+                    available: true,
+                },
+            ),
+            Wanted::NotReady(reason) => {
+                if !valid_reason(&reason) {
+                    return Err(
+                        "a not_ready state needs a reason code (letters, digits, _; at most 40)"
+                            .into(),
+                    );
+                }
+                if !logged_in {
+                    self.acd
+                        .handle(
+                            now,
+                            Input::AgentLogin {
+                                agent: spec(agent, &profile),
+                                available: false,
+                            },
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+                self.acd.handle(
+                    now,
+                    Input::AgentNotReady {
+                        agent,
+                        reason: Some(reason),
+                    },
+                )
+            }
+            Wanted::LoggedOut if logged_in => self.acd.handle(now, Input::AgentLogout(agent)),
+            Wanted::LoggedOut => Ok(()),
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    fn timeout(&mut self, now: Millis) {
+        self.acd.handle_timeout(now);
+        for agent in self.presence.expired(now) {
+            self.profiles.remove(&agent);
+            if self.acd.handle(now, Input::AgentLogout(agent)).is_err()
+                && self.acd.is_logged_in(agent)
+            {
+                // Contacts still in hand: stop new work; the supervisor sees why.
+                let _ = self.acd.handle(
+                    now,
+                    Input::AgentNotReady {
+                        agent,
+                        reason: Some("disconnected".into()),
+                    },
+                );
+            } else if !self.acd.is_logged_in(agent) {
+                self.since.insert(agent, now);
+            }
+            self.drain_with_cause(now, Cause::Disconnected);
+        }
+        self.drain(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        match (self.acd.poll_timeout(), self.presence.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn drain(&mut self, now: Millis) {
+        self.drain_with_cause(now, Cause::Acd);
+    }
+
+    /// Turns engine outputs into events for sockets, rows for the writer, and statistics.
+    fn drain_with_cause(&mut self, now: Millis, cause: Cause) {
+        while let Some(out) = self.acd.poll_output() {
+            match out {
+                Output::AgentState {
+                    agent,
+                    state,
+                    reason,
+                } => {
+                    self.since.insert(agent, now);
+                    let view = AgentStateView {
+                        state,
+                        reason: reason.clone(),
+                        since: rfc3339(now),
+                    };
+                    self.writes
+                        .push(Write::Agent(agent_row(agent, now, state, reason, cause)));
+                    let _ = self.events.send(HubEvent::AgentState { agent, view });
+                }
+                Output::Offer {
+                    contact,
+                    agent,
+                    expires_at,
+                } => {
+                    let _ = self.events.send(HubEvent::Offer {
+                        contact,
+                        agent,
+                        expires_at,
+                    });
+                }
+                Output::OfferCancelled {
+                    contact,
+                    agent,
+                    reason,
+                } => {
+                    self.writes.push(Write::ContactEvent {
+                        id: contact,
+                        at: now,
+                        kind: "offer_cancelled",
+                        data: json!({ "agent": agent, "reason": reason }),
+                    });
+                    let _ = self.events.send(HubEvent::OfferCancelled {
+                        contact,
+                        agent,
+                        reason,
+                    });
+                }
+                Output::ContactState {
+                    contact,
+                    state,
+                    agent,
+                } => {
+                    let until = match state {
+                        ContactState::WrapUp => self.acd.contact_phase(contact).and_then(|p| p.2),
+                        _ => None,
+                    };
+                    let data = match state {
+                        ContactState::Closed => self
+                            .dispositions
+                            .remove(&contact)
+                            .unwrap_or_else(|| json!({ "wrap_up": "timed_out" })),
+                        _ => json!({}),
+                    };
+                    self.writes.push(Write::ContactState {
+                        id: contact,
+                        state,
+                        agent,
+                        at: now,
+                        data,
+                    });
+                    let _ = self.events.send(HubEvent::ContactState {
+                        contact,
+                        agent,
+                        state,
+                        until,
+                    });
+                }
+                Output::Overflowed { contact, step } => {
+                    self.writes.push(Write::ContactEvent {
+                        id: contact,
+                        at: now,
+                        kind: "overflow",
+                        data: json!({ "step": step }),
+                    });
+                }
+                Output::Refused {
+                    contact,
+                    reason,
+                    handling,
+                } => {
+                    self.writes.push(Write::ContactState {
+                        id: contact,
+                        state: ContactState::Closed,
+                        agent: None,
+                        at: now,
+                        data: json!({ "refused": reason, "handling": handling }),
+                    });
+                    let _ = self.events.send(HubEvent::ContactState {
+                        contact,
+                        agent: None,
+                        state: ContactState::Closed,
+                        until: None,
+                    });
+                }
+                Output::Stat(ev) => {
+                    self.stats.apply(&ev);
+                    self.stats_dirty = true;
+                }
+            }
+        }
+    }
+}
+
+fn spec(agent: i64, p: &AgentProfile) -> AgentSpec {
+    AgentSpec {
+        id: agent,
+        skills: p.skills.clone(),
+        capacity: p.capacity.clone(),
+    }
+}
+
+async fn run(mut core: Core, mut rx: mpsc::Receiver<HubInput>, writer: mpsc::Sender<Write>) {
+    let mut stats_tick = tokio::time::interval(STATS_EVERY);
+    stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_ticks = 0u32;
     loop {
-        let deadline = board.poll_timeout();
+        let deadline = core.poll_timeout();
         let sleep = async {
             match deadline {
                 Some(at) => {
-                    let wait = (at - now_ms()).max(0) as u64;
-                    tokio::time::sleep(Duration::from_millis(wait)).await
+                    tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await
                 }
                 None => std::future::pending().await,
             }
@@ -169,42 +801,87 @@ async fn run(
         tokio::select! {
             input = rx.recv() => {
                 let Some(input) = input else { break };
-                let now = now_ms();
-                match input {
-                    HubInput::Connect { agent_id, reply } => {
-                        let _ = reply.send(board.connect(now, agent_id));
-                    }
-                    HubInput::Disconnect { agent_id } => board.disconnect(now, agent_id),
-                    HubInput::SetState { agent_id, status, reason, reply } => {
-                        let _ = reply.send(board.set_state(now, agent_id, status, reason));
-                    }
-                    HubInput::LogOut { agent_id } => board.log_out(now, agent_id),
-                    HubInput::Snapshot { reply } => {
-                        let _ = reply.send(board.snapshot());
-                    }
+                core.input(now_ms(), input);
+            }
+            _ = sleep => core.timeout(now_ms()),
+            _ = stats_tick.tick() => {
+                // Changes are coalesced to one frame per 250 ms; while contacts wait, a frame
+                // every 5 s keeps longest-wait figures fresh without any event.
+                idle_ticks += 1;
+                if core.stats_dirty || (idle_ticks >= 20 && core.acd.waiting() > 0) {
+                    core.stats_dirty = false;
+                    idle_ticks = 0;
+                    let snapshot = Arc::new(core.stats.snapshot(now_ms()));
+                    let _ = core.events.send(HubEvent::Stats(snapshot));
                 }
             }
-            _ = sleep => board.handle_timeout(now_ms()),
         }
-        while let Some(change) = board.poll_change() {
-            if writer.send(event_row(&change)).await.is_err() {
-                tracing::error!("event writer stopped; agent events are not being stored");
+        for w in core.writes.drain(..) {
+            if writer.send(w).await.is_err() {
+                tracing::error!("event writer stopped; changes are not being stored");
             }
-            let _ = events.send(HubEvent::AgentState(change));
         }
     }
 }
 
-/// Writes events in batches; a failed write is retried, never dropped.
-async fn writer(store: Store, mut rx: mpsc::Receiver<AgentEventRow>) {
+/// Applies changes in order, batching agent events; a failed write is retried, never dropped.
+async fn writer(store: Store, mut rx: mpsc::Receiver<Write>) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = store.append_agent_events(&batch).await {
-            tracing::error!(error = %e, events = batch.len(), "storing agent events failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+        let mut agents = Vec::new();
+        for w in batch.drain(..) {
+            match w {
+                Write::Agent(row) => agents.push(row),
+                other => {
+                    flush_agents(&store, &mut agents).await;
+                    let mut backoff = Duration::from_millis(100);
+                    loop {
+                        let r = match &other {
+                            Write::ContactState {
+                                id,
+                                state,
+                                agent,
+                                at,
+                                data,
+                            } => {
+                                store
+                                    .set_contact_state(*id, *state, *agent, *at, data)
+                                    .await
+                            }
+                            Write::ContactEvent { id, at, kind, data } => {
+                                store.append_contact_event(*id, *at, kind, data).await
+                            }
+                            Write::Agent(_) => Ok(()),
+                        };
+                        match r {
+                            Ok(()) => break,
+                            Err(crate::store::StoreError::NotFound) => {
+                                tracing::warn!("a change for an unknown contact was dropped");
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "storing a contact change failed; retrying");
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(10));
+                            }
+                        }
+                    }
+                }
+            }
         }
-        batch.clear();
+        flush_agents(&store, &mut agents).await;
     }
+}
+
+async fn flush_agents(store: &Store, rows: &mut Vec<AgentEventRow>) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = store.append_agent_events(rows).await {
+        tracing::error!(error = %e, events = rows.len(), "storing agent events failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    rows.clear();
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::agents::AgentStatus;
+use crate::acd::types::AgentStateKind;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -27,7 +27,7 @@ impl Metrics {
     }
 
     /// Renders all metrics; `agents` is the live count per state from the hub.
-    pub fn render(&self, agents: &[(AgentStatus, usize)], customers: i64) -> String {
+    pub fn render(&self, agents: &[(AgentStateKind, usize)], customers: i64) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,

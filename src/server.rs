@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::acd::rules::{watch, RuleError, RuleSet};
 use crate::config::Config;
 use crate::domain::{now_ms, Role};
 use crate::hub::{self, HubHandle};
@@ -20,6 +21,63 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hub: HubHandle,
     pub metrics: Arc<Metrics>,
+    pub routing: Arc<Routing>,
+}
+
+/// The routing rules in force, replaced whole on each valid reload.
+pub struct Routing {
+    pub dir: std::path::PathBuf,
+    current: std::sync::RwLock<Arc<RuleSet>>,
+    /// The last invalid edit (file, line, reason), until a valid one replaces it.
+    last_error: std::sync::RwLock<Option<RuleError>>,
+}
+
+impl Routing {
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.current
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub fn last_error(&self) -> Option<RuleError> {
+        self.last_error.read().ok().and_then(|e| e.clone())
+    }
+}
+
+/// The sample rules shipped with the project, written to an empty rules directory.
+const SHIPPED_RULES: &[(&str, &str)] = &[
+    ("queues.toml", include_str!("../routing-rules/queues.toml")),
+    (
+        "queues.cases.toml",
+        include_str!("../routing-rules/queues.cases.toml"),
+    ),
+    (
+        "routing.toml",
+        include_str!("../routing-rules/routing.toml"),
+    ),
+    (
+        "routing.cases.toml",
+        include_str!("../routing-rules/routing.cases.toml"),
+    ),
+    ("README.md", include_str!("../routing-rules/README.md")),
+];
+
+/// Loads the routing rules, creating the directory from the shipped sample when it is missing.
+pub fn load_rules(config: &Config) -> anyhow::Result<(std::path::PathBuf, RuleSet)> {
+    let dir = config.routing.dir(&config.data_dir);
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, text) in SHIPPED_RULES {
+            std::fs::write(dir.join(name), text)
+                .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+        }
+        tracing::info!(dir = %dir.display(), "wrote the sample routing rules; edit them to fit your company");
+    }
+    let rules = watch::load_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("invalid routing rules in {}: {e}", dir.display()))?;
+    Ok((dir, rules))
 }
 
 impl AppState {
@@ -70,7 +128,51 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Running> {
-    let hub = hub::start(store.clone(), config.agent.disconnect_grace_secs).await?;
+    let (dir, rules) = load_rules(&config)?;
+    let hub = hub::start(
+        store.clone(),
+        rules.queues.clone(),
+        config.agent.disconnect_grace_secs,
+    )
+    .await?;
+    let routing = Arc::new(Routing {
+        dir: dir.clone(),
+        current: std::sync::RwLock::new(Arc::new(rules)),
+        last_error: std::sync::RwLock::new(None),
+    });
+    // Hot reload: a valid edit replaces the rules whole; an invalid one is reported (file,
+    // line, reason) and the rules in force stay.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let watcher = watch::spawn(
+        dir,
+        std::time::Duration::from_millis(config.routing.reload_ms.max(50)),
+        tx,
+    );
+    {
+        let routing = routing.clone();
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let _watcher = AbortOnDrop(watcher);
+            while let Some(update) = rx.recv().await {
+                match update {
+                    Ok(set) => {
+                        hub.set_queues(set.queues.clone()).await;
+                        if let Ok(mut cur) = routing.current.write() {
+                            *cur = Arc::new(set);
+                        }
+                        if let Ok(mut e) = routing.last_error.write() {
+                            *e = None;
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut last) = routing.last_error.write() {
+                            *last = Some(e);
+                        }
+                    }
+                }
+            }
+        });
+    }
     let listener = TcpListener::bind(&config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
@@ -80,6 +182,7 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         config: Arc::new(config),
         hub,
         metrics: Arc::new(Metrics::default()),
+        routing,
     };
     let app = crate::api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -100,6 +203,14 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         shutdown: Some(tx),
         task,
     })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `contact-hub serve`: start, say where, and stop cleanly on Ctrl-C or SIGTERM.

@@ -14,11 +14,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::agents::{AgentStateView, AgentStatus};
+use crate::acd::types::AgentStateKind;
+use crate::agents::AgentStateView;
 use crate::auth::AuthUser;
-use crate::domain::{now_ms, rfc3339, Role, User};
+use crate::domain::{now_ms, rfc3339, ContactState, Role, User};
 use crate::error::ApiError;
-use crate::hub::HubEvent;
+use crate::hub::{ContactOp, HubEvent, Wanted};
 use crate::server::AppState;
 
 /// Largest frame a client may send.
@@ -152,14 +153,41 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
     metrics.agent_sockets.fetch_add(1, Ordering::Relaxed);
     let mut events = state.hub.subscribe();
     let hb_secs = state.config.agent.heartbeat_secs.max(1);
-    let Ok(current) = state.hub.connect(agent.id).await else {
+    let profile = match state.store.agent_profile(agent.id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, agent_id = agent.id, "cannot load the agent profile");
+            close(&mut socket, 1011, "store unavailable").await;
+            metrics.agent_sockets.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let Ok(session) = state.hub.connect(agent.id, profile).await else {
         close(&mut socket, 1011, "hub stopped").await;
         metrics.agent_sockets.fetch_sub(1, Ordering::Relaxed);
         return;
     };
     tracing::info!(agent_id = agent.id, "agent socket open");
-    let hello =
-        json!({"type": "hello", "agent": agent, "state": current, "heartbeat_secs": hb_secs});
+    let mut contacts = Vec::new();
+    for (id, cstate, deadline) in &session.contacts {
+        let mut item = contact_payload(&state, *id).await;
+        item["state"] = json!(cstate);
+        item["expires_at"] = json!(deadline
+            .filter(|_| *cstate == ContactState::Offered)
+            .map(rfc3339));
+        item["wrap_up_until"] = json!(deadline
+            .filter(|_| *cstate == ContactState::WrapUp)
+            .map(rfc3339));
+        contacts.push(item);
+    }
+    let hello = json!({
+        "type": "hello",
+        "agent": agent,
+        "state": session.state,
+        "contacts": contacts,
+        "dispositions": state.config.agent.dispositions,
+        "heartbeat_secs": hb_secs,
+    });
     let mut alive = send(&mut socket, &hello).await;
     let mut ticker = tokio::time::interval(Duration::from_secs(hb_secs));
     ticker.tick().await;
@@ -189,16 +217,33 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
                 }
             }
             ev = events.recv() => match ev {
-                Ok(HubEvent::AgentState(c)) if c.agent_id == agent.id => {
-                    alive = send(&mut socket, &state_frame(&c.view)).await;
+                Ok(HubEvent::AgentState { agent: a, view }) if a == agent.id => {
+                    alive = send(&mut socket, &state_frame(&view)).await;
+                }
+                Ok(HubEvent::Offer { contact, agent: a, expires_at }) if a == agent.id => {
+                    let mut frame = contact_payload(&state, contact).await;
+                    frame["type"] = "offer".into();
+                    frame["expires_at"] = rfc3339(expires_at).into();
+                    alive = send(&mut socket, &frame).await;
+                }
+                Ok(HubEvent::OfferCancelled { contact, agent: a, reason }) if a == agent.id => {
+                    alive = send(&mut socket, &json!({"type": "offer_cancelled", "contact_id": contact, "reason": reason})).await;
+                }
+                Ok(HubEvent::ContactState { contact, agent: Some(a), state: cs, until }) if a == agent.id => {
+                    if cs != ContactState::Offered {
+                        alive = send(&mut socket, &json!({
+                            "type": "contact_state", "contact_id": contact, "state": cs,
+                            "wrap_up_until": until.map(rfc3339),
+                        })).await;
+                    }
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
                     // Missed changes: resend the current state rather than guess.
-                    if let Ok(Some(s)) = state.hub.snapshot().await.map(|all| {
-                        all.into_iter().find(|(id, _)| *id == agent.id).map(|(_, s)| s)
-                    }) {
-                        alive = send(&mut socket, &state_frame(&s)).await;
+                    if let Ok(all) = state.hub.agents().await {
+                        if let Some((_, s)) = all.into_iter().find(|(id, _)| *id == agent.id) {
+                            alive = send(&mut socket, &state_frame(&s)).await;
+                        }
                     }
                 }
                 Err(RecvError::Closed) => break,
@@ -218,40 +263,125 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
     tracing::info!(agent_id = agent.id, "agent socket closed");
 }
 
+/// The contact (and its customer's screen-pop) for an offer or a restored work item.
+async fn contact_payload(state: &AppState, contact: i64) -> Value {
+    let Ok(c) = state.store.get_contact(contact).await else {
+        return json!({"contact": {"id": contact}, "screen_pop": null});
+    };
+    let pop = match c.customer_id {
+        Some(customer) => state
+            .store
+            .screen_pop(
+                customer,
+                chrono::Utc::now().date_naive(),
+                &state.config.archive,
+            )
+            .await
+            .ok(),
+        None => None,
+    };
+    json!({"contact": c, "screen_pop": pop})
+}
+
+fn contact_id(v: &Value) -> Result<i64, Value> {
+    v.get("contact_id")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| error_frame("invalid_message", "contact_id (a number) is required"))
+}
+
 /// Handles one agent frame: `Ok(Some(reply))`, `Ok(None)`, or `Err(error frame)`.
 async fn agent_frame(state: &AppState, agent_id: i64, v: Value) -> Result<Option<Value>, Value> {
     let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-    match kind {
-        "ping" => Ok(Some(json!({"type": "pong"}))),
-        "set_state" => {
-            let status: AgentStatus = v
-                .get("state")
-                .cloned()
-                .and_then(|s| serde_json::from_value(s).ok())
-                .ok_or_else(|| {
-                    error_frame(
-                        "invalid_state",
-                        "state must be one of available, not_ready, logged_out",
-                    )
-                })?;
-            let reason = match v.get("reason") {
+    let op = match kind {
+        "ping" => return Ok(Some(json!({"type": "pong"}))),
+        "set_state" => return set_state(state, agent_id, &v).await,
+        "accept" => ContactOp::Accept,
+        "reject" => ContactOp::Reject,
+        "complete" => ContactOp::Complete {
+            hold_ms: v.get("hold_ms").and_then(Value::as_i64).unwrap_or(0).max(0),
+        },
+        "wrap_up" => {
+            let disposition = match v.get("disposition") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => return Err(error_frame("invalid_reason", "reason must be a string")),
+                Some(Value::String(d)) if state.config.agent.dispositions.contains(d) => {
+                    Some(d.clone())
+                }
+                Some(_) => {
+                    return Err(error_frame(
+                        "invalid_disposition",
+                        format!(
+                            "disposition must be one of {}",
+                            state.config.agent.dispositions.join(", ")
+                        ),
+                    ))
+                }
             };
-            match state.hub.set_state(agent_id, status, reason).await {
-                // A change reaches every socket of the agent through the hub's broadcast;
-                // only a no-op is answered here, so no client sees the state twice.
-                Ok(Ok((_, true))) => Ok(None),
-                Ok(Ok((view, false))) => Ok(Some(state_frame(&view))),
-                Ok(Err(e)) => Err(error_frame("state_refused", e.to_string())),
-                Err(_) => Err(error_frame("unavailable", "the hub is stopping")),
-            }
+            let notes = match v.get("notes") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(n)) if n.chars().count() <= 4000 => n.clone(),
+                Some(_) => {
+                    return Err(error_frame(
+                        "invalid_notes",
+                        "notes: text of at most 4000 characters",
+                    ))
+                }
+            };
+            ContactOp::WrapUp { disposition, notes }
         }
-        other => Err(error_frame(
-            "unknown_type",
-            format!("unknown message type {other:?}"),
-        )),
+        "wrap_up_extend" => ContactOp::Extend {
+            secs: v
+                .get("secs")
+                .and_then(Value::as_u64)
+                .unwrap_or(30)
+                .clamp(1, 600) as u32,
+        },
+        other => {
+            return Err(error_frame(
+                "unknown_type",
+                format!("unknown message type {other:?}"),
+            ))
+        }
+    };
+    let contact = contact_id(&v)?;
+    match state.hub.contact_op(agent_id, contact, op).await {
+        Ok(Ok(())) => Ok(None),
+        Ok(Err(e)) => {
+            let code = match e {
+                crate::acd::engine::AcdError::NoSuchOffer { .. } => "no_such_offer",
+                crate::acd::engine::AcdError::UnknownContact(_) => "unknown_contact",
+                crate::acd::engine::AcdError::UnknownAgent(_) => "not_logged_in",
+                _ => "not_allowed",
+            };
+            Err(error_frame(code, e.to_string()))
+        }
+        Err(_) => Err(error_frame("unavailable", "the hub is stopping")),
+    }
+}
+
+async fn set_state(state: &AppState, agent_id: i64, v: &Value) -> Result<Option<Value>, Value> {
+    let reason = match v.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(error_frame("invalid_reason", "reason must be a string")),
+    };
+    let wanted = match v.get("state").and_then(Value::as_str) {
+        Some("available") => Wanted::Available,
+        Some("not_ready") => Wanted::NotReady(reason.unwrap_or_default()),
+        Some("logged_out") => Wanted::LoggedOut,
+        _ => {
+            return Err(error_frame(
+                "invalid_state",
+                "state must be one of available, not_ready, logged_out",
+            ))
+        }
+    };
+    match state.hub.set_state(agent_id, wanted).await {
+        // A change reaches every socket of the agent through the hub's broadcast; only a
+        // no-op is answered here, so no client sees the state twice.
+        Ok(Ok((_, true))) => Ok(None),
+        Ok(Ok((view, false))) => Ok(Some(state_frame(&view))),
+        Ok(Err(e)) => Err(error_frame("state_refused", e)),
+        Err(_) => Err(error_frame("unavailable", "the hub is stopping")),
     }
 }
 
@@ -298,9 +428,13 @@ async fn supervisor_session(state: AppState, user: User, mut socket: WebSocket) 
                 }
             }
             ev = events.recv() => match ev {
-                Ok(HubEvent::AgentState(c)) => {
-                    alive = send(&mut socket, &json!({"type": "agent_state", "agent_id": c.agent_id, "state": c.view})).await;
+                Ok(HubEvent::AgentState { agent, view }) => {
+                    alive = send(&mut socket, &json!({"type": "agent_state", "agent_id": agent, "state": view})).await;
                 }
+                Ok(HubEvent::Stats(snapshot)) => {
+                    alive = send(&mut socket, &json!({"type": "stats", "stats": &*snapshot})).await;
+                }
+                Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
                     // Too far behind to replay: send a fresh snapshot instead.
                     alive = match supervisor_hello(&state, &user, hb_secs).await {
@@ -329,7 +463,8 @@ async fn supervisor_session(state: AppState, user: User, mut socket: WebSocket) 
 /// The supervisor's view on connect: every agent with its state, and the queues.
 async fn supervisor_hello(state: &AppState, user: &User, hb_secs: u64) -> Option<Value> {
     let users = state.store.list_users().await.ok()?;
-    let live = state.hub.snapshot().await.ok()?;
+    let live = state.hub.agents().await.ok()?;
+    let stats = state.hub.stats().await.ok()?;
     let agents: Vec<Value> = users
         .into_iter()
         .filter(|u| u.role != Role::Admin)
@@ -339,7 +474,7 @@ async fn supervisor_hello(state: &AppState, user: &User, hb_secs: u64) -> Option
                 .find(|(id, _)| *id == u.id)
                 .map(|(_, s)| s.clone())
                 .unwrap_or(AgentStateView {
-                    state: AgentStatus::LoggedOut,
+                    state: AgentStateKind::LoggedOut,
                     reason: None,
                     since: rfc3339(now_ms()),
                 });
@@ -352,6 +487,7 @@ async fn supervisor_hello(state: &AppState, user: &User, hb_secs: u64) -> Option
         "user": user,
         "agents": agents,
         "queues": queues,
+        "stats": &*stats,
         "heartbeat_secs": hb_secs,
     }))
 }

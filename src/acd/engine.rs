@@ -309,6 +309,40 @@ impl Acd {
         }
     }
 
+    pub fn is_logged_in(&self, agent: AgentId) -> bool {
+        self.agents.contains_key(&agent)
+    }
+
+    /// Where a contact stands: its state, agent, and deadline (offer expiry or wrap-up end).
+    pub fn contact_phase(
+        &self,
+        contact: ContactId,
+    ) -> Option<(ContactState, Option<AgentId>, Option<Millis>)> {
+        Some(match self.contacts.get(&contact)?.phase {
+            Phase::Waiting { .. } | Phase::Sticky { .. } => (ContactState::Queued, None, None),
+            Phase::Offered { agent, expires } => {
+                (ContactState::Offered, Some(agent), Some(expires))
+            }
+            Phase::Connected { agent } => (ContactState::Connected, Some(agent), None),
+            Phase::WrapUp { agent, until } => (ContactState::WrapUp, Some(agent), Some(until)),
+        })
+    }
+
+    /// The contacts an agent holds (offered, connected, in wrap-up).
+    pub fn agent_contacts(&self, agent: AgentId) -> Vec<ContactId> {
+        self.agents
+            .get(&agent)
+            .map(|a| a.in_hand.clone())
+            .unwrap_or_default()
+    }
+
+    /// Logged-in agents.
+    pub fn agent_ids(&self) -> Vec<AgentId> {
+        let mut ids: Vec<AgentId> = self.agents.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
     /// A waiting contact's place in its lane (1 = next).
     pub fn position(&self, contact: ContactId) -> Option<usize> {
         let c = self.contacts.get(&contact)?;

@@ -170,7 +170,21 @@ pub enum StatEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// An agent's state (ARCHITECTURE §4). The agent chooses available / not ready / logged out;
+/// the ACD sets reserved (an offer is pending), busy and wrap-up.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStateKind {
     LoggedOut,
@@ -245,6 +259,28 @@ impl QueueConfig {
             closed_handling: ClosedHandling::Voicemail,
             service_level_secs: 20,
             short_abandon_secs: 5,
+        }
+    }
+}
+
+impl AgentStateKind {
+    pub const ALL: [AgentStateKind; 6] = [
+        AgentStateKind::LoggedOut,
+        AgentStateKind::Available,
+        AgentStateKind::NotReady,
+        AgentStateKind::Reserved,
+        AgentStateKind::Busy,
+        AgentStateKind::WrapUp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStateKind::LoggedOut => "logged_out",
+            AgentStateKind::Available => "available",
+            AgentStateKind::NotReady => "not_ready",
+            AgentStateKind::Reserved => "reserved",
+            AgentStateKind::Busy => "busy",
+            AgentStateKind::WrapUp => "wrap_up",
         }
     }
 }

@@ -7,9 +7,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::agents::AgentStatus;
+use crate::acd::types::AgentStateKind;
 use crate::auth::{self, AuthUser};
-use crate::domain::{Case, Channel, Contact, ContactEvent, ContactState, Queue, Role, User};
+use crate::domain::{Case, Channel, Contact, ContactEvent, ContactState, Role, User};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::server::AppState;
 use crate::store::{ContactFilter, StoreError};
@@ -71,44 +71,6 @@ pub async fn contact(
     })?;
     let events = state.store.contact_events(id).await?;
     Ok(Json(ContactDetail { contact, events }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QueueStats {
-    #[serde(flatten)]
-    pub queue: Queue,
-    /// Contacts waiting now.
-    pub waiting: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QueueList {
-    pub queues: Vec<QueueStats>,
-}
-
-/// Queues with live figures.
-#[utoipa::path(get, path = "/api/v1/queues", tag = "queues",
-    responses((status = 200, body = QueueList), (status = 401, body = ErrorBody)))]
-pub async fn queues(
-    State(state): State<AppState>,
-    user: AuthUser,
-) -> Result<Json<QueueList>, ApiError> {
-    user.require(&[Role::Agent, Role::Supervisor, Role::Admin])?;
-    let waiting = state.store.waiting_by_queue().await?;
-    let queues = state
-        .store
-        .list_queues()
-        .await?
-        .into_iter()
-        .map(|q| QueueStats {
-            waiting: waiting
-                .iter()
-                .find(|(n, _)| *n == q.name)
-                .map_or(0, |(_, w)| *w),
-            queue: q,
-        })
-        .collect();
-    Ok(Json(QueueList { queues }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -244,15 +206,11 @@ pub async fn metrics(
             .await?
             .require(&[Role::Supervisor, Role::Admin])?;
     }
-    let snapshot = state.hub.snapshot().await.unwrap_or_default();
-    let agents: Vec<(AgentStatus, usize)> = [
-        AgentStatus::LoggedOut,
-        AgentStatus::Available,
-        AgentStatus::NotReady,
-    ]
-    .into_iter()
-    .map(|s| (s, snapshot.iter().filter(|(_, v)| v.state == s).count()))
-    .collect();
+    let snapshot = state.hub.agents().await.unwrap_or_default();
+    let agents: Vec<(AgentStateKind, usize)> = AgentStateKind::ALL
+        .into_iter()
+        .map(|s| (s, snapshot.iter().filter(|(_, v)| v.state == s).count()))
+        .collect();
     let customers = state.store.customer_count().await.unwrap_or(-1);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

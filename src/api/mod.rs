@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod customers;
 pub mod misc;
+pub mod routing;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -25,7 +26,8 @@ use crate::server::AppState;
         auth::login, auth::logout, auth::me,
         customers::search, customers::create, customers::get, customers::update, customers::delete,
         customers::records, customers::upsert_record, customers::history, customers::screen_pop,
-        misc::contacts, misc::contact, misc::queues, misc::users, misc::create_user, misc::create_case,
+        misc::contacts, misc::contact, routing::create_contact, routing::queues, routing::set_profile, routing::routing_status,
+        misc::users, misc::create_user, misc::create_case,
         misc::healthz, misc::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -59,10 +61,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/customers/{id}/history", get(customers::history))
         .route("/customers/{id}/screen-pop", get(customers::screen_pop))
-        .route("/contacts", get(misc::contacts))
+        .route(
+            "/contacts",
+            get(misc::contacts).post(routing::create_contact),
+        )
         .route("/contacts/{id}", get(misc::contact))
         .route("/cases", post(misc::create_case))
-        .route("/queues", get(misc::queues))
+        .route("/queues", get(routing::queues))
+        .route("/routing", get(routing::routing_status))
+        .route(
+            "/users/{id}/profile",
+            axum::routing::put(routing::set_profile),
+        )
         .route("/users", get(misc::users).post(misc::create_user))
         .route("/agent/ws", get(crate::ws::agent_socket))
         .route("/supervisor/ws", get(crate::ws::supervisor_socket))

@@ -147,6 +147,32 @@ impl Store {
         Ok(())
     }
 
+    /// Appends an event that does not change the contact's state (e.g. an overflow step).
+    pub async fn append_contact_event(
+        &self,
+        id: i64,
+        at: i64,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO contact_events (contact_id, at, kind, data) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(kind)
+        .bind(data.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.message().to_lowercase().contains("foreign key") => {
+                StoreError::NotFound
+            }
+            _ => e.into(),
+        })?;
+        Ok(())
+    }
+
     pub async fn get_contact(&self, id: i64) -> StoreResult<Contact> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CONTACT_COLS} FROM contacts WHERE id = $1"

@@ -4,11 +4,13 @@
 //! `RETURNING`); the few differences are chosen by [`Backend`]. Times are unix milliseconds,
 //! booleans 0/1 integers, money minor units, so every value maps the same on both.
 
+mod acd;
 mod contacts;
 mod customers;
 mod import;
 mod users;
 
+pub use acd::{format_skills, parse_skills, AgentProfile, ResumableContact};
 pub use contacts::{AgentEventRow, ContactFilter, NewContact};
 pub use customers::{CustomerSearch, NormalizedCustomer};
 pub use import::{ImportOutcome, ImportRow};

@@ -76,6 +76,7 @@ pub fn config_for(db: &TestDb) -> Config {
     config.http.listen = "127.0.0.1:0".into();
     config.agent.heartbeat_secs = 1;
     config.agent.disconnect_grace_secs = 2;
+    config.routing.rules_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/routing-rules").into();
     config
 }
 
@@ -215,8 +216,33 @@ pub async fn ws_connect(
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Next JSON text frame whose `type` is not `heartbeat`, within 5 s.
+/// Next JSON text frame that is not a `heartbeat` or a `stats` frame, within 5 s.
 pub async fn next_frame(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let v = next_any(ws).await;
+        if v["type"] != "stats" {
+            return v;
+        }
+    }
+}
+
+/// Next frame of the given type, skipping others, within 10 s.
+pub async fn next_of(ws: &mut Ws, kind: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind} frame within 10 s"
+        );
+        let v = next_any(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Next JSON text frame whose `type` is not `heartbeat`, within 5 s.
+pub async fn next_any(ws: &mut Ws) -> serde_json::Value {
     use futures_util::StreamExt;
     loop {
         let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())

@@ -1,0 +1,18 @@
+-- ACD: agents' skills and capacity; what routing decided for each contact.
+
+CREATE TABLE agent_profiles (
+    user_id                  INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    -- "skill:level" pairs separated by commas, e.g. "mandarin:5,billing:3"
+    skills                   TEXT NOT NULL DEFAULT '',
+    voice                    INTEGER NOT NULL DEFAULT 1,
+    chat                     INTEGER NOT NULL DEFAULT 3,
+    email                    INTEGER NOT NULL DEFAULT 2,
+    fax                      INTEGER NOT NULL DEFAULT 2,
+    voice_interrupts_digital INTEGER NOT NULL DEFAULT 0,
+    updated_at               INTEGER NOT NULL
+);
+
+-- Extra skills the contact needs (from routing rules), "skill:level" pairs.
+ALTER TABLE contacts ADD COLUMN skills TEXT NOT NULL DEFAULT '';
+-- The routing rule that placed the contact, for the event log and reports.
+ALTER TABLE contacts ADD COLUMN routed_by TEXT;
