@@ -665,6 +665,9 @@ impl Core {
 
     /// Turns engine outputs into events for sockets, rows for the writer, and statistics.
     fn drain_with_cause(&mut self, now: Millis, cause: Cause) {
+        // One input is one change: an agent passing through several states within it (e.g.
+        // logged in, then not ready with a reason) is told and logged once, in its final state.
+        let mut agent_states: Vec<(i64, AgentStateKind, Option<String>)> = Vec::new();
         while let Some(out) = self.acd.poll_output() {
             match out {
                 Output::AgentState {
@@ -672,15 +675,8 @@ impl Core {
                     state,
                     reason,
                 } => {
-                    self.since.insert(agent, now);
-                    let view = AgentStateView {
-                        state,
-                        reason: reason.clone(),
-                        since: rfc3339(now),
-                    };
-                    self.writes
-                        .push(Write::Agent(agent_row(agent, now, state, reason, cause)));
-                    let _ = self.events.send(HubEvent::AgentState { agent, view });
+                    agent_states.retain(|(a, _, _)| *a != agent);
+                    agent_states.push((agent, state, reason));
                 }
                 Output::Offer {
                     contact,
@@ -772,6 +768,17 @@ impl Core {
                     self.stats_dirty = true;
                 }
             }
+        }
+        for (agent, state, reason) in agent_states {
+            self.since.insert(agent, now);
+            let view = AgentStateView {
+                state,
+                reason: reason.clone(),
+                since: rfc3339(now),
+            };
+            self.writes
+                .push(Write::Agent(agent_row(agent, now, state, reason, cause)));
+            let _ = self.events.send(HubEvent::AgentState { agent, view });
         }
     }
 }

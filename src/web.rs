@@ -51,6 +51,33 @@ pub fn router() -> Router<AppState> {
             }),
         )
         .route(
+            "/wallboard",
+            get(|| async {
+                asset(
+                    "text/html; charset=utf-8",
+                    include_str!("../web-agent/wallboard.html"),
+                )
+            }),
+        )
+        .route(
+            "/wallboard.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web-agent/wallboard.js"),
+                )
+            }),
+        )
+        .route(
+            "/wallboard.css",
+            get(|| async {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../web-agent/wallboard.css"),
+                )
+            }),
+        )
+        .route(
             "/app.css",
             get(|| async {
                 asset(

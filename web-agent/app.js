@@ -86,6 +86,11 @@
     wallet: ['M3 4h18a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 'M1 10h22', 'M16 15h3'],
     hash: ['M4 9h16', 'M4 15h16', 'M10 3L8 21', 'M16 3l-2 18'],
     language: ['M5 8l6 6', 'M4 14l6-6 2-3', 'M2 5h12', 'M7 2h1', 'M22 22l-5-10-5 10', 'M14 18h6'],
+    wallboard: ['M18 20V10', 'M12 20V4', 'M6 20v-6'],
+    check: ['M20 6L9 17l-5-5'],
+    'check-circle': ['M22 11.08V12a10 10 0 1 1-5.93-9.14', 'M22 4L12 14.01l-3-3'],
+    plus: ['M12 5v14', 'M5 12h14'],
+    'phone-incoming': [PHONE, 'M16 2v6h6', 'M23 1l-7 7'],
   };
 
   function icon(name, cls) {
@@ -298,7 +303,10 @@
     view: 'welcome', // welcome | results | customer
     search: { q: '', status: 'idle', results: [], error: null, seq: 0, abort: null },
     customer: { id: null, status: 'idle', data: null, error: null, seq: 0, tab: 'orders', highlight: null },
-    workItems: [],
+    workItems: [], // items given by the channel panes through window.ContactHub
+    acd: { contacts: new Map(), dispositions: [], queueNames: new Map(), seq: 0 }, // work from the ACD
+    urlNotice: null, // catalogue key of a notice asked for by another page (?notice=...)
+    next: null, // page to open after sign-in (?next=wallboard)
     loginMessage: null, // {kind:'error'|'info', key, vars}
     lockUntil: 0,
     lockTimer: null,
@@ -383,6 +391,7 @@
     renderState();
     renderWorkItems();
     socketStart();
+    loadQueueNames();
     routeFromHash();
     if (app.view !== 'customer') $('search-input').focus();
   }
@@ -457,6 +466,12 @@
       const data = await api('POST', '/api/v1/auth/login', { username, password });
       $('login-password').value = '';
       setLoginBusy(false);
+      // Signed in from the wallboard's redirect: a supervisor goes back there.
+      const role = data && data.user && data.user.role;
+      if (app.next && (role === 'supervisor' || role === 'admin')) {
+        location.assign(app.next);
+        return;
+      }
       // The session lives in the HttpOnly cookie; the token is not kept by the page.
       showConsole(data && data.user ? data.user : { username, display_name: username, role: '' });
     } catch (err) {
@@ -501,6 +516,12 @@
     app.pendingState = null;
     clearTimeout(app.pendingTimer);
     app.workItems = [];
+    for (const e of app.acd.contacts.values()) clearPending(e);
+    app.acd.contacts = new Map();
+    app.acd.dispositions = [];
+    acdNodes.clear();
+    clearDrafts();
+    renderWorkItems();
     if (app.search.abort) app.search.abort.abort();
     app.search = { q: '', status: 'idle', results: [], error: null, seq: app.search.seq + 1, abort: null };
     app.customer = { id: null, status: 'idle', data: null, error: null, seq: app.customer.seq + 1, tab: 'orders', highlight: null };
@@ -522,6 +543,7 @@
     av.textContent = initials(name);
     av.dataset.hue = avatarHue(u.username || name);
     $('user-avatar').title = u.username || '';
+    $('wallboard-link').hidden = !(u.role === 'supervisor' || u.role === 'admin');
   }
 
   // ------------------------------------------------------------------ agent state
@@ -711,6 +733,7 @@
     }
     setConn('reconnecting');
     renderState();
+    clearAllPending(); // buttons stay disabled until the next hello
     // Did the socket drop because the session ended? Then go back to the login page.
     try {
       await api('GET', '/api/v1/auth/me');
@@ -767,6 +790,16 @@
         }
         setConn('connected');
         applyAgentState(msg.state);
+        onHelloContacts(msg);
+        break;
+      case 'offer':
+        onOffer(msg);
+        break;
+      case 'offer_cancelled':
+        onOfferCancelled(msg);
+        break;
+      case 'contact_state':
+        onContactState(msg);
         break;
       case 'agent_state':
         applyAgentState(msg.state);
@@ -784,6 +817,8 @@
           clearTimeout(app.pendingTimer);
           renderState();
         }
+        // Error frames name no contact: whatever was waiting for an answer is not waiting any more.
+        clearAllPending();
         toast(msg.code && I18N.has('error.code.' + msg.code)
           ? t('error.code.' + msg.code)
           : t('error.server', { message: msg.message || msg.code || '?' }), 'error');
@@ -799,22 +834,490 @@
 
   // ------------------------------------------------------------------ work items (contacts)
 
+  /*
+   * Work in hand from the ACD (docs/protocol.md, agent socket): an offer, connected contacts and
+   * contacts in wrap-up, kept in app.acd.contacts by contact id. A card is built once per state
+   * and language (so a half-typed wrap-up note keeps its text and focus) and refreshed in place
+   * by the ticker: countdowns, progress bars, buttons waiting for the server. Items given through
+   * window.ContactHub (the channel panes) are listed after them.
+   */
+
+  const ACD_ORDER = { offered: 0, connected: 1, wrap_up: 2 };
+  const ACTION_TIMEOUT_MS = 10000;
+  const WRAP_UP_EXTEND_SECS = 30;
+  const NOTES_MAX = 2000;
+  const OFFER_URGENT_SECS = 5;
+  const DRAFTS_KEY = 'contact-hub.wrapup-drafts';
+
+  const acdNodes = new Map(); // contact id -> {key, node}
+  const adopting = new Set(); // contact ids being fetched (a contact_state for an unknown id)
+
+  function serverNow() {
+    return Date.now() + app.clockOffsetMs;
+  }
+
+  function msUntil(value) {
+    const d = parseDate(value);
+    return d ? d.getTime() - serverNow() : null;
+  }
+
+  function queueLabel(name) {
+    return app.acd.queueNames.get(name) || name;
+  }
+
+  function entryCustomer(e) {
+    return (e.screen_pop && e.screen_pop.customer) || null;
+  }
+
+  function entryName(e) {
+    const cust = entryCustomer(e);
+    return (cust && cust.name) || t('contact.unknown_customer');
+  }
+
+  function newEntry(contact, state, extra) {
+    return Object.assign({
+      id: contact.id, seq: ++app.acd.seq, contact, state,
+      expires_at: null, wrap_up_until: null, windowMs: null, screen_pop: null,
+      pending: null, pendingTimer: null, disposition: '', notes: '', error: null,
+    }, extra);
+  }
+
+  function clearPending(e) {
+    clearTimeout(e.pendingTimer);
+    e.pendingTimer = null;
+    e.pending = null;
+  }
+
+  function removeEntry(id) {
+    const e = app.acd.contacts.get(id);
+    if (!e) return null;
+    clearPending(e);
+    app.acd.contacts.delete(id);
+    saveDrafts();
+    renderWorkItems();
+    return e;
+  }
+
+  // Wrap-up drafts survive a reload of the page (sessionStorage, this tab only).
+  function loadDrafts() {
+    try {
+      const v = JSON.parse(window.sessionStorage.getItem(DRAFTS_KEY) || '{}');
+      return v && typeof v === 'object' ? v : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function saveDrafts() {
+    const out = {};
+    for (const e of app.acd.contacts.values()) {
+      if (e.disposition || e.notes) out[e.id] = { disposition: e.disposition, notes: e.notes };
+    }
+    try {
+      window.sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(out));
+    } catch (err) { /* storage full or disabled: the draft lives in the page only */ }
+  }
+
+  function clearDrafts() {
+    try { window.sessionStorage.removeItem(DRAFTS_KEY); } catch (err) { /* ignore */ }
+  }
+
+  // ---- socket messages
+
+  function onHelloContacts(msg) {
+    app.acd.dispositions = Array.isArray(msg.dispositions) ? msg.dispositions.map(String) : [];
+    const drafts = loadDrafts();
+    const old = app.acd.contacts;
+    const next = new Map();
+    for (const item of Array.isArray(msg.contacts) ? msg.contacts : []) {
+      const c = item && item.contact;
+      if (!c || c.id === undefined || c.id === null || !Object.prototype.hasOwnProperty.call(ACD_ORDER, item.state)) continue;
+      const prev = old.get(c.id);
+      const e = newEntry(c, item.state, { screen_pop: item.screen_pop || (prev && prev.screen_pop) || null });
+      if (prev) e.seq = prev.seq;
+      // expires_at is the deadline of the state in hand: the offer's, or the wrap-up's end.
+      if (item.state === 'offered') e.expires_at = item.expires_at || null;
+      if (item.state === 'wrap_up') e.wrap_up_until = item.wrap_up_until || item.expires_at || null;
+      const left = msUntil(item.state === 'offered' ? e.expires_at : e.wrap_up_until);
+      e.windowMs = prev && prev.windowMs ? prev.windowMs : (left && left > 0 ? left : null);
+      const d = (prev && (prev.disposition || prev.notes)) ? prev : drafts[c.id];
+      if (d) {
+        e.disposition = String(d.disposition || '');
+        e.notes = String(d.notes || '');
+      }
+      next.set(c.id, e);
+    }
+    for (const e of old.values()) clearPending(e);
+    app.acd.contacts = next;
+    saveDrafts();
+    renderWorkItems();
+    // After a reload: bring the customer of the work in hand back on screen.
+    if (app.view !== 'customer') {
+      const first = sortedAcd().find((e) => entryCustomer(e) || e.contact.customer_id != null);
+      if (first) showContactCustomer(first, false);
+    }
+  }
+
+  function onOffer(msg) {
+    const c = msg.contact;
+    if (!c || c.id === undefined || c.id === null) return;
+    const prev = app.acd.contacts.get(c.id);
+    if (prev) clearPending(prev);
+    const e = newEntry(c, 'offered', { expires_at: msg.expires_at || null, screen_pop: msg.screen_pop || null });
+    if (prev) e.seq = prev.seq;
+    const left = msUntil(e.expires_at);
+    e.windowMs = left && left > 0 ? left : null;
+    app.acd.contacts.set(c.id, e);
+    renderWorkItems();
+    showContactCustomer(e, true);
+  }
+
+  function onOfferCancelled(msg) {
+    removeEntry(msg.contact_id);
+    const reason = String(msg.reason || '');
+    const key = I18N.has('offer.cancelled.' + reason) ? 'offer.cancelled.' + reason : 'offer.cancelled.other';
+    toast(t(key), reason === 'rejected' ? 'info' : 'error');
+  }
+
+  /** Keep the contact's own line in the screen-pop's recent contacts in step with its state. */
+  function patchRecentContact(e, state) {
+    const list = e.screen_pop && Array.isArray(e.screen_pop.recent_contacts) ? e.screen_pop.recent_contacts : null;
+    const item = list && list.find((c) => c && c.id === e.id);
+    if (!item || item.state === state) return;
+    item.state = state;
+    if (app.view === 'customer' && app.customer.data === e.screen_pop) renderCustomer();
+  }
+
+  function onContactState(msg) {
+    const id = msg.contact_id;
+    const e = app.acd.contacts.get(id);
+    if (e && typeof msg.state === 'string') patchRecentContact(e, msg.state);
+    switch (msg.state) {
+      case 'connected':
+      case 'wrap_up':
+        if (!e) {
+          adoptContact(id, msg);
+          return;
+        }
+        clearPending(e);
+        e.error = null;
+        if (msg.state === 'connected') {
+          e.contact = Object.assign({}, e.contact, {
+            state: 'connected',
+            connected_at: e.contact.connected_at || new Date(serverNow()).toISOString(),
+          });
+        } else {
+          e.contact = Object.assign({}, e.contact, { state: 'wrap_up' });
+          if (msg.wrap_up_until) e.wrap_up_until = msg.wrap_up_until;
+          const left = msUntil(e.wrap_up_until);
+          if (e.state !== 'wrap_up') e.windowMs = left && left > 0 ? left : null;
+          else if (left && left > (e.windowMs || 0)) e.windowMs = left; // extended
+        }
+        e.state = msg.state;
+        renderWorkItems();
+        break;
+      case 'closed':
+      case 'abandoned': {
+        const wasPending = e && e.pending;
+        const was = removeEntry(id);
+        if (!was) return;
+        if (msg.state === 'abandoned') toast(t('work.customer_left', { name: entryName(was) }), 'error');
+        else if (wasPending === 'wrap_up') toast(t('wrapup.saved'));
+        else if (was.state === 'wrap_up') toast(t('wrapup.closed_auto'));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** A contact_state for a contact this page does not know (e.g. accepted in another tab). */
+  async function adoptContact(id, msg) {
+    if (adopting.has(id)) return;
+    adopting.add(id);
+    try {
+      const data = await api('GET', '/api/v1/contacts/' + encodeURIComponent(id));
+      if (!data || !data.contact || app.acd.contacts.has(id)) return;
+      const e = newEntry(data.contact, msg.state, { wrap_up_until: msg.wrap_up_until || null });
+      app.acd.contacts.set(id, e);
+      renderWorkItems();
+    } catch (err) {
+      /* not ours to show */
+    } finally {
+      adopting.delete(id);
+    }
+  }
+
+  function clearAllPending() {
+    for (const e of app.acd.contacts.values()) clearPending(e);
+    refreshAcd();
+  }
+
+  // ---- actions
+
+  function acdAction(id, action) {
+    const e = app.acd.contacts.get(id);
+    if (!e || e.pending) return;
+    let msg;
+    switch (action) {
+      case 'accept': msg = { type: 'accept', contact_id: id }; break;
+      case 'reject': msg = { type: 'reject', contact_id: id }; break;
+      case 'complete': msg = { type: 'complete', contact_id: id }; break;
+      case 'extend': msg = { type: 'wrap_up_extend', contact_id: id, secs: WRAP_UP_EXTEND_SECS }; break;
+      case 'wrap_up':
+        if (!e.disposition) {
+          e.error = 'wrapup.need_disposition';
+          refreshAcdNode(e);
+          const rec = acdNodes.get(id);
+          const sel = rec && rec.node.querySelector('[data-role="disposition"]');
+          if (sel) sel.focus();
+          return;
+        }
+        msg = { type: 'wrap_up', contact_id: id, disposition: e.disposition, notes: e.notes || '' };
+        break;
+      default:
+        return;
+    }
+    if (!socketSend(msg)) {
+      toast(t('work.error.not_connected'), 'error');
+      return;
+    }
+    e.pending = action;
+    e.error = null;
+    e.pendingTimer = setTimeout(() => {
+      if (e.pending !== action) return;
+      e.pending = null;
+      toast(t('work.error.timeout'), 'error');
+      refreshAcdNode(e);
+    }, ACTION_TIMEOUT_MS);
+    refreshAcdNode(e);
+  }
+
+  /** Show the contact's customer in the main area, from the screen-pop payload when there is one. */
+  function showContactCustomer(e, push) {
+    const sp = e.screen_pop;
+    const cust = sp && sp.customer;
+    if (cust && cust.id !== undefined && cust.id !== null) {
+      const hash = '#customer/' + cust.id;
+      if (location.hash !== hash) {
+        if (push) history.pushState(null, '', hash);
+        else history.replaceState(null, '', hash);
+      }
+      const same = app.customer.id === cust.id && app.customer.data;
+      app.customer = Object.assign(app.customer, {
+        id: cust.id, status: 'done', data: sp, error: null, seq: app.customer.seq + 1,
+        tab: same && app.customer.tab ? app.customer.tab : defaultTab(sp), highlight: null,
+      });
+      setView('customer');
+      renderCustomer();
+      $('main').scrollTop = 0;
+    } else if (e.contact.customer_id !== undefined && e.contact.customer_id !== null) {
+      openCustomer(e.contact.customer_id, push !== false);
+    }
+  }
+
+  // ---- rendering
+
+  function sortedAcd() {
+    return [...app.acd.contacts.values()].sort((a, b) => (ACD_ORDER[a.state] - ACD_ORDER[b.state]) || (a.seq - b.seq));
+  }
+
+  function customerLine(e, cls) {
+    const cust = entryCustomer(e);
+    return h('span', { class: cls },
+      h('span', { class: 'acd-name', text: entryName(e) }),
+      cust ? tierBadge(cust.tier) : null);
+  }
+
+  function channelLine(c) {
+    return h('span', { class: 'acd-channel' },
+      h('span', { class: 'channel-badge channel-badge-sm ch-' + (c.channel || 'chat') }, channelIcon(c.channel, 'icon-xs')),
+      h('span', { text: tOr('channel.', c.channel) }),
+      c.queue ? h('span', { class: 'acd-queue', title: t('contact.queue', { queue: c.queue }), text: queueLabel(c.queue) }) : null);
+  }
+
+  function buildOfferCard(e) {
+    const c = e.contact;
+    return h('li', {
+      class: 'acd-card offer-card', role: 'group', 'aria-label': t('offer.title'),
+      dataset: { contactId: c.id, state: 'offered', channel: c.channel || '' },
+    },
+    h('div', { class: 'offer-head' },
+      h('span', { class: 'offer-signal', 'aria-hidden': 'true' }, icon('phone-incoming', 'icon-xs')),
+      h('span', { class: 'offer-title', text: t('offer.title') }),
+      h('span', { class: 'offer-countdown', title: t('offer.time_left'), dataset: { role: 'countdown' } })),
+    h('button', { type: 'button', class: 'acd-main offer-main', title: t('work.show_customer'), onclick: () => showContactCustomer(e, true) },
+      customerLine(e, 'offer-customer'),
+      channelLine(c),
+      h('span', { class: 'offer-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') })),
+    h('div', { class: 'acd-progress', 'aria-hidden': 'true' }, h('span', { class: 'acd-progress-bar', dataset: { role: 'bar' } })),
+    h('div', { class: 'offer-actions' },
+      h('button', { type: 'button', class: 'btn btn-accept', dataset: { action: 'accept' }, onclick: () => acdAction(e.id, 'accept') },
+        icon('check'), h('span', { text: t('offer.accept') })),
+      h('button', { type: 'button', class: 'btn btn-reject', dataset: { action: 'reject' }, onclick: () => acdAction(e.id, 'reject') },
+        icon('x'), h('span', { text: t('offer.reject') }))));
+  }
+
+  function buildWorkHead(e) {
+    const c = e.contact;
+    return h('button', { type: 'button', class: 'acd-main', title: t('work.show_customer'), onclick: () => showContactCustomer(e, true) },
+      customerLine(e, 'acd-customer'),
+      channelLine(c),
+      h('span', { class: 'acd-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') }));
+  }
+
+  function buildConnectedCard(e) {
+    const c = e.contact;
+    return h('li', { class: 'acd-card work-card', dataset: { contactId: c.id, state: 'connected', channel: c.channel || '' } },
+      buildWorkHead(e),
+      h('div', { class: 'acd-row' },
+        h('span', { class: 'chip chip-state cs-connected', text: tOr('cstate.', 'connected') }),
+        h('span', { class: 'acd-timer', title: t('work.handling_time') }, icon('clock', 'icon-xs'), h('span', { class: 'mono', dataset: { role: 'elapsed' } })),
+        h('button', {
+          type: 'button', class: 'btn btn-sm btn-complete', title: t('work.complete_title'),
+          dataset: { action: 'complete' }, onclick: () => acdAction(e.id, 'complete'),
+        }, icon('check-circle', 'icon-xs'), h('span', { text: t('work.complete') }))));
+  }
+
+  function buildWrapUpCard(e) {
+    const c = e.contact;
+    const selId = 'wrapup-disposition-' + e.id;
+    const notesId = 'wrapup-notes-' + e.id;
+    const codes = app.acd.dispositions.slice();
+    if (e.disposition && !codes.includes(e.disposition)) e.disposition = '';
+    const sel = h('select', {
+      id: selId, class: 'wrapup-select', dataset: { role: 'disposition' },
+      onchange: (ev) => { e.disposition = ev.target.value; e.error = null; saveDrafts(); refreshAcdNode(e); },
+    },
+    h('option', { value: '', text: t('wrapup.choose') }),
+    codes.map((d) => h('option', { value: d, text: tOr('disposition.', d) })));
+    sel.value = e.disposition || '';
+    const notes = h('textarea', {
+      id: notesId, class: 'wrapup-notes', rows: 3, maxlength: NOTES_MAX, placeholder: t('wrapup.notes_placeholder'),
+      dataset: { role: 'notes' }, oninput: (ev) => { e.notes = ev.target.value; saveDrafts(); },
+    });
+    notes.value = e.notes || '';
+    return h('li', { class: 'acd-card wrapup-card', dataset: { contactId: c.id, state: 'wrap_up', channel: c.channel || '' } },
+      buildWorkHead(e),
+      h('div', { class: 'acd-row' },
+        h('span', { class: 'chip chip-state cs-wrap_up', text: t('wrapup.title') }),
+        h('span', { class: 'acd-timer', title: t('wrapup.time_left') }, icon('clock', 'icon-xs'), h('span', { class: 'mono', dataset: { role: 'wrap-left' } }))),
+      h('div', { class: 'acd-progress', 'aria-hidden': 'true' }, h('span', { class: 'acd-progress-bar', dataset: { role: 'bar' } })),
+      h('form', {
+        class: 'wrapup-form', novalidate: true,
+        onsubmit: (ev) => { ev.preventDefault(); acdAction(e.id, 'wrap_up'); },
+      },
+      h('label', { for: selId, class: 'wrapup-label', text: t('wrapup.disposition') }), sel,
+      h('label', { for: notesId, class: 'wrapup-label', text: t('wrapup.notes') }), notes,
+      h('p', { class: 'wrapup-error', role: 'alert', dataset: { role: 'error' }, hidden: true }),
+      h('div', { class: 'wrapup-actions' },
+        h('button', { type: 'submit', class: 'btn btn-primary btn-sm btn-done', dataset: { action: 'wrap_up' } },
+          icon('check', 'icon-xs'), h('span', { text: t('wrapup.done') })),
+        h('button', {
+          type: 'button', class: 'btn btn-sm btn-extend', title: t('wrapup.extend_title'),
+          dataset: { action: 'extend' }, onclick: () => acdAction(e.id, 'extend'),
+        }, icon('plus', 'icon-xs'), h('span', { text: t('wrapup.extend') })))));
+  }
+
+  function acdNode(e) {
+    const key = [e.state, I18N.getLang(), app.acd.dispositions.join(','), queueLabel(e.contact.queue || '')].join('|');
+    let rec = acdNodes.get(e.id);
+    if (!rec || rec.key !== key) {
+      const build = e.state === 'offered' ? buildOfferCard : e.state === 'connected' ? buildConnectedCard : buildWrapUpCard;
+      rec = { key, node: build(e) };
+      acdNodes.set(e.id, rec);
+    }
+    return rec.node;
+  }
+
+  /** Update the parts of a card that change while it stays in one state. */
+  function refreshAcdNode(e) {
+    const rec = acdNodes.get(e.id);
+    if (!rec) return;
+    const node = rec.node;
+    const part = (role) => node.querySelector('[data-role="' + role + '"]');
+    for (const btn of node.querySelectorAll('button[data-action]')) {
+      btn.disabled = !!e.pending || !sock.ready;
+      btn.classList.toggle('is-busy', e.pending === btn.dataset.action);
+    }
+    node.classList.toggle('is-pending', !!e.pending);
+    const setBar = (left) => {
+      const bar = part('bar');
+      if (!bar) return;
+      const frac = left === null || !e.windowMs ? 1 : Math.max(0, Math.min(1, left / e.windowMs));
+      bar.style.width = (frac * 100).toFixed(1) + '%';
+    };
+    if (e.state === 'offered') {
+      const left = msUntil(e.expires_at);
+      const secs = left === null ? null : Math.max(0, Math.ceil(left / 1000));
+      part('countdown').textContent = secs === null ? '' : t('offer.secs', { secs });
+      node.classList.toggle('is-urgent', secs !== null && secs <= OFFER_URGENT_SECS);
+      setBar(left);
+    } else if (e.state === 'connected') {
+      const since = parseDate(e.contact.connected_at);
+      part('elapsed').textContent = since ? formatDuration(serverNow() - since.getTime()) : '';
+    } else if (e.state === 'wrap_up') {
+      const left = msUntil(e.wrap_up_until);
+      part('wrap-left').textContent = left === null ? '' : formatDuration(Math.max(0, left) + 999);
+      node.classList.toggle('is-urgent', left !== null && left <= 10000);
+      setBar(left);
+      const err = part('error');
+      err.textContent = e.error ? t(e.error) : '';
+      err.hidden = !e.error;
+      part('disposition').classList.toggle('is-invalid', !!e.error);
+    }
+  }
+
+  function refreshAcd() {
+    for (const e of app.acd.contacts.values()) refreshAcdNode(e);
+  }
+
+  /** Make parent's children exactly `nodes`, leaving nodes already in place untouched. */
+  function reconcile(parent, nodes) {
+    nodes.forEach((node, i) => {
+      if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
+    });
+    while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+  }
+
+  function buildWorkItem(item) {
+    const title = item.customer_name || item.from || t('contact.unknown_customer');
+    return h('li', { class: 'workitem', dataset: { id: item.id, channel: item.channel || '', state: item.state || '' } },
+      h('span', { class: 'channel-badge ch-' + (item.channel || 'chat'), title: tOr('channel.', item.channel) }, channelIcon(item.channel)),
+      h('span', { class: 'workitem-body' },
+        h('span', { class: 'workitem-title', text: title }),
+        h('span', { class: 'workitem-sub', text: item.subject || tOr('channel.', item.channel) })),
+      h('span', { class: 'workitem-meta' },
+        item.state ? h('span', { class: 'chip chip-state cs-' + item.state, text: tOr('cstate.', item.state) }) : null,
+        item.created_at ? h('span', { class: 'muted small', title: formatDateTime(item.created_at), text: formatWhen(item.created_at) }) : null));
+  }
+
   function renderWorkItems() {
     const list = $('workitem-list');
-    const items = app.workItems;
-    $('workitem-count').textContent = String(items.length);
-    $('workitem-empty').hidden = items.length > 0;
-    list.replaceChildren(...items.map((item) => {
-      const title = item.customer_name || item.from || t('contact.unknown_customer');
-      return h('li', { class: 'workitem', dataset: { id: item.id, channel: item.channel || '', state: item.state || '' } },
-        h('span', { class: 'channel-badge ch-' + (item.channel || 'chat'), title: tOr('channel.', item.channel) }, channelIcon(item.channel)),
-        h('span', { class: 'workitem-body' },
-          h('span', { class: 'workitem-title', text: title }),
-          h('span', { class: 'workitem-sub', text: item.subject || tOr('channel.', item.channel) })),
-        h('span', { class: 'workitem-meta' },
-          item.state ? h('span', { class: 'chip chip-state cs-' + item.state, text: tOr('cstate.', item.state) }) : null,
-          item.created_at ? h('span', { class: 'muted small', title: formatDateTime(item.created_at), text: formatWhen(item.created_at) }) : null));
-    }));
+    for (const id of [...acdNodes.keys()]) if (!app.acd.contacts.has(id)) acdNodes.delete(id);
+    const acd = sortedAcd();
+    const nodes = acd.map(acdNode).concat(app.workItems.map(buildWorkItem));
+    reconcile(list, nodes);
+    for (const e of acd) refreshAcdNode(e);
+    $('workitem-count').textContent = String(nodes.length);
+    $('workitem-empty').hidden = nodes.length > 0;
+    // A console in a background tab still shows an offer in its tab title.
+    const offering = acd.some((e) => e.state === 'offered');
+    if (app.user) document.title = (offering ? t('offer.title') + ' · ' : '') + t('app.title_console');
+  }
+
+  async function loadQueueNames() {
+    try {
+      const data = await api('GET', '/api/v1/queues');
+      const map = new Map();
+      for (const q of (data && Array.isArray(data.queues)) ? data.queues : []) {
+        if (q && q.name) map.set(q.name, q.display_name || q.name);
+      }
+      app.acd.queueNames = map;
+      renderWorkItems();
+    } catch (err) {
+      /* queue names are a nicety: the raw name is shown */
+    }
   }
 
   // ------------------------------------------------------------------ main area views
@@ -1379,6 +1882,23 @@
     }
   }
 
+  // Notices other pages may ask for (the wallboard sends people here), by allow-list only.
+  const URL_NOTICES = { wallboard: 'login.notice.wallboard', wallboard_forbidden: 'notice.wallboard_forbidden' };
+  const URL_NEXT = { wallboard: '/wallboard' };
+
+  function takeUrlNotice() {
+    const params = new URLSearchParams(location.search);
+    if (!params.has('notice') && !params.has('next')) return;
+    const notice = params.get('notice');
+    const next = params.get('next');
+    app.urlNotice = Object.prototype.hasOwnProperty.call(URL_NOTICES, notice) ? URL_NOTICES[notice] : null;
+    app.next = Object.prototype.hasOwnProperty.call(URL_NEXT, next) ? URL_NEXT[next] : null;
+    params.delete('notice');
+    params.delete('next');
+    const qs = params.toString();
+    history.replaceState(null, '', location.pathname + (qs ? '?' + qs : '') + location.hash);
+  }
+
   async function boot() {
     document.documentElement.lang = I18N.getLang();
     decorateStaticIcons();
@@ -1414,13 +1934,23 @@
       tickStateTimer();
       if (sock.status === 'reconnecting') renderConn();
     }, 1000);
+    // Countdowns of offers and wrap-up: often enough that a second never shows twice as long.
+    setInterval(() => {
+      if (app.user && app.acd.contacts.size) refreshAcd();
+    }, 250);
 
+    takeUrlNotice();
+    const notice = app.urlNotice ? { kind: 'info', key: app.urlNotice } : undefined;
     try {
       const me = await api('GET', '/api/v1/auth/me');
-      if (me && me.user) showConsole(me.user);
-      else showLogin();
+      if (me && me.user) {
+        showConsole(me.user);
+        if (app.urlNotice) toast(t(app.urlNotice));
+      } else {
+        showLogin(notice);
+      }
     } catch (err) {
-      if (err.status === 401 || err.status === 403) showLogin();
+      if (err.status === 401 || err.status === 403) showLogin(notice);
       else showLogin({ kind: 'error', key: '@error', vars: err });
     }
   }

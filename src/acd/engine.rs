@@ -391,6 +391,13 @@ impl Acd {
                 *until += secs as i64 * 1000;
                 let until = *until;
                 self.timers.insert((until, Timer::WrapUp(contact)));
+                // Tell the world the new end, so consoles count down to it.
+                let agent = self.contact_agent(contact);
+                self.outputs.push_back(Output::ContactState {
+                    contact,
+                    state: ContactState::WrapUp,
+                    agent,
+                });
                 Ok(())
             }
             Input::WrapUpDone { contact } => self.wrap_up_done(now, contact),
@@ -790,11 +797,7 @@ impl Acd {
             channel: spec.channel,
             at: now,
         }));
-        self.outputs.push_back(Output::ContactState {
-            contact: id,
-            state: ContactState::Queued,
-            agent: None,
-        });
+        // No `Queued` state output here: whoever hands the contact over stored it as queued.
         let last_agent = spec.last_agent;
         self.contacts.insert(
             id,

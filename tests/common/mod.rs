@@ -218,42 +218,36 @@ pub type Ws =
 
 /// Next JSON text frame that is not a `heartbeat` or a `stats` frame, within 5 s.
 pub async fn next_frame(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let v = next_any(ws).await;
-        if v["type"] != "stats" {
-            return v;
-        }
-    }
+    next_matching(ws, std::time::Duration::from_secs(5), |t| t != "stats").await
 }
 
 /// Next frame of the given type, skipping others, within 10 s.
 pub async fn next_of(ws: &mut Ws, kind: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {kind} frame within 10 s"
-        );
-        let v = next_any(ws).await;
-        if v["type"] == kind {
-            return v;
-        }
-    }
+    next_matching(ws, std::time::Duration::from_secs(10), |t| t == kind).await
 }
 
-/// Next JSON text frame whose `type` is not `heartbeat`, within 5 s.
-pub async fn next_any(ws: &mut Ws) -> serde_json::Value {
+/// Next JSON text frame (never a heartbeat) whose type passes `want`, within `within`.
+pub async fn next_matching(
+    ws: &mut Ws,
+    within: std::time::Duration,
+    want: impl Fn(&str) -> bool,
+) -> serde_json::Value {
     use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .expect("a frame within 5 s")
+            .unwrap_or_else(|_| panic!("no wanted frame within {within:?}"))
             .expect("socket open")
             .expect("frame");
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" {
+            let kind = v["type"].as_str().unwrap_or("");
+            if kind != "heartbeat" && want(kind) {
                 return v;
+            }
+            if std::env::var("TEST_TRACE_FRAMES").is_ok() {
+                eprintln!("skipped frame: {v}");
             }
         }
     }

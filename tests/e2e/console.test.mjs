@@ -191,16 +191,19 @@ test('agent console in a real browser', { timeout: 240_000 }, async (t) => {
     await page.locator('#state-select:not([disabled])').waitFor();
     // Go through Not ready first so the change to Available is a real change even when the
     // server still has this agent Available from an earlier run.
+    // Wait for the answer to this request: the hub may send other agent_state frames first
+    // (after connecting, its own not_ready "login").
     let from = frames.length;
     await sel.selectOption('not_ready:break');
-    const nr = await waitForFrame(from, (f) => f.type === 'agent_state', 'agent_state');
+    const nr = await waitForFrame(from, (f) => f.type === 'error'
+      || (f.type === 'agent_state' && f.state.state === 'not_ready' && f.state.reason === 'break'), 'agent_state');
     assert.equal(nr.state.state, 'not_ready');
     assert.equal(nr.state.reason, 'break');
     await page.locator('#state-select[data-value="not_ready:break"]:not([disabled])').waitFor();
 
     from = frames.length;
     await sel.selectOption('available');
-    const av = await waitForFrame(from, (f) => f.type === 'agent_state', 'agent_state');
+    const av = await waitForFrame(from, (f) => f.type === 'error' || (f.type === 'agent_state' && f.state.state === 'available'), 'agent_state');
     assert.equal(av.state.state, 'available', `server answered ${JSON.stringify(av.state)}`);
     await page.locator('#state-select[data-value="available"]:not([disabled])').waitFor();
     assert.equal(await sel.inputValue(), 'available');
