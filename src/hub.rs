@@ -82,6 +82,7 @@ enum HubInput {
     },
     Route {
         spec: ContactSpec,
+        overflow: Option<Vec<crate::acd::types::OverflowStep>>,
     },
     Abandon {
         contact: i64,
@@ -206,9 +207,13 @@ impl HubHandle {
         .await
     }
 
-    /// Hands a stored contact to the ACD.
-    pub async fn route(&self, spec: ContactSpec) {
-        self.tell(HubInput::Route { spec }).await
+    /// Hands a stored contact to the ACD, with its routing rule's own overflow steps if any.
+    pub async fn route(
+        &self,
+        spec: ContactSpec,
+        overflow: Option<Vec<crate::acd::types::OverflowStep>>,
+    ) {
+        self.tell(HubInput::Route { spec, overflow }).await
     }
 
     pub async fn abandon(&self, contact: i64) {
@@ -401,7 +406,10 @@ impl Core {
                     // A contact someone was handling goes back to them first if they return.
                     last_agent: c.agent_id,
                 };
-                let _ = self.acd.handle(now, Input::ContactArrived(spec));
+                let overflow = c.overflow;
+                let _ = self
+                    .acd
+                    .handle(now, Input::ContactRouted { spec, overflow });
             }
             (_, ContactState::WrapUp, _) => {
                 self.writes.push(Write::ContactState {
@@ -548,8 +556,10 @@ impl Core {
                 };
                 let _ = reply.send(result);
             }
-            HubInput::Route { spec } => {
-                let _ = self.acd.handle(now, Input::ContactArrived(spec));
+            HubInput::Route { spec, overflow } => {
+                let _ = self
+                    .acd
+                    .handle(now, Input::ContactRouted { spec, overflow });
             }
             HubInput::Abandon { contact } => {
                 let _ = self.acd.handle(now, Input::ContactAbandoned(contact));

@@ -925,3 +925,70 @@ fn property_fifo_within_equal_priority_and_skills() {
         assert_eq!(served.len(), 50);
     }
 }
+
+#[test]
+fn a_routing_rule_can_give_a_contact_its_own_overflow() {
+    let mut q = QueueConfig::simple("vip");
+    q.steps[0].targets = vec![req(&[("vip", 1)])];
+    let mut acd = Acd::new(vec![q]);
+    login(&mut acd, T0, agent(1, &[("support", 2)]));
+    // The night rule: after 30 s anyone may answer this contact; the queue itself never widens.
+    let own = vec![
+        OverflowStep {
+            after_secs: 0,
+            targets: vec![req(&[("vip", 1)])],
+        },
+        OverflowStep {
+            after_secs: 30,
+            targets: vec![SkillSet::default()],
+        },
+    ];
+    acd.handle(
+        T0,
+        Input::ContactRouted {
+            spec: contact(1, Channel::Voice, "vip", 0, T0),
+            overflow: Some(own),
+        },
+    )
+    .unwrap();
+    acd.handle(
+        T0,
+        Input::ContactArrived(contact(2, Channel::Voice, "vip", 0, T0)),
+    )
+    .unwrap();
+    assert!(offers(&drain(&mut acd)).is_empty());
+    acd.handle_timeout(T0 + 30_000);
+    let out = drain(&mut acd);
+    assert!(out.contains(&Output::Overflowed {
+        contact: 1,
+        step: 1
+    }));
+    assert_eq!(
+        offers(&out),
+        vec![(1, 1)],
+        "only the contact with its own overflow widens"
+    );
+    acd.handle(
+        T0 + 31_000,
+        Input::OfferAccepted {
+            contact: 1,
+            agent: 1,
+        },
+    )
+    .unwrap();
+    acd.handle(
+        T0 + 32_000,
+        Input::ContactCompleted {
+            contact: 1,
+            hold_ms: 0,
+        },
+    )
+    .unwrap();
+    acd.handle(T0 + 32_000, Input::WrapUpDone { contact: 1 })
+        .unwrap();
+    assert!(
+        offers(&drain(&mut acd)).is_empty(),
+        "contact 2 still needs a vip agent"
+    );
+    acd.check_invariants().unwrap();
+}

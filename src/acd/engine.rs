@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use serde::Serialize;
 
 use super::types::{
-    AgentId, AgentStateKind, Capacity, ClosedHandling, ContactId, ContactSpec, Millis, QueueConfig,
-    SkillSet, StatEvent, Strategy,
+    AgentId, AgentStateKind, Capacity, ClosedHandling, ContactId, ContactSpec, Millis,
+    OverflowStep, QueueConfig, SkillSet, StatEvent, Strategy,
 };
 use crate::domain::{Channel, ContactState};
 
@@ -22,6 +22,11 @@ use crate::domain::{Channel, ContactState};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     ContactArrived(ContactSpec),
+    /// A contact whose routing rule brings its own overflow steps (step 0 = the queue's own).
+    ContactRouted {
+        spec: ContactSpec,
+        overflow: Option<Vec<OverflowStep>>,
+    },
     /// The customer hung up or left while waiting or being offered.
     ContactAbandoned(ContactId),
     /// A waiting contact's priority changed (e.g. the customer turned out to be a VIP).
@@ -158,6 +163,8 @@ enum Timer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct LaneKey {
     queue: usize,
+    /// `Some(i)`: the contact's own overflow steps (`Acd::overrides[i]`), else the queue's.
+    steps: Option<usize>,
     step: usize,
     channel: ChannelClass,
     extra: usize,
@@ -234,6 +241,7 @@ enum Phase {
 struct Contact {
     spec: ContactSpec,
     queue: usize,
+    steps: Option<usize>,
     extra: usize,
     step: usize,
     phase: Phase,
@@ -244,6 +252,8 @@ pub struct Acd {
     queues: Vec<QueueConfig>,
     queue_index: HashMap<String, usize>,
     extras: Vec<SkillSet>,
+    /// Overflow step lists that routing rules gave individual contacts (interned).
+    overrides: Vec<Vec<OverflowStep>>,
     lanes: Vec<Lane>,
     lane_index: HashMap<LaneKey, usize>,
     agents: HashMap<AgentId, Agent>,
@@ -267,6 +277,7 @@ impl Acd {
             queues: Vec::new(),
             queue_index: HashMap::new(),
             extras: vec![SkillSet::default()],
+            overrides: Vec::new(),
             lanes: Vec::new(),
             lane_index: HashMap::new(),
             agents: HashMap::new(),
@@ -357,7 +368,8 @@ impl Acd {
         // Deadlines that passed first: an offer that expired cannot be accepted.
         self.handle_timeout(now);
         match input {
-            Input::ContactArrived(spec) => self.arrive(now, spec),
+            Input::ContactArrived(spec) => self.arrive(now, spec, None),
+            Input::ContactRouted { spec, overflow } => self.arrive(now, spec, overflow),
             Input::ContactAbandoned(id) => self.abandon(now, id),
             Input::ContactPriority { contact, priority } => {
                 self.reprioritize(now, contact, priority)
@@ -450,12 +462,28 @@ impl Acd {
             ChannelClass::Email => cap.email > 0,
             ChannelClass::Fax => cap.fax > 0,
         };
-        let q = &self.queues[key.queue];
+        let steps = self.steps_of(key.queue, key.steps);
         has_capacity
             && self.extras[key.extra].met_by(&a.skills)
-            && q.steps[..=key.step.min(q.steps.len().saturating_sub(1))]
+            && steps[..=key.step.min(steps.len().saturating_sub(1))]
                 .iter()
                 .any(|s| s.targets.iter().any(|t| t.met_by(&a.skills)))
+    }
+
+    /// The overflow steps a lane or contact follows: its own, or its queue's.
+    fn steps_of(&self, queue: usize, own: Option<usize>) -> &[OverflowStep] {
+        match own {
+            Some(i) => &self.overrides[i],
+            None => &self.queues[queue].steps,
+        }
+    }
+
+    /// The step a contact has reached after `waited_ms` in the queue.
+    fn step_after(steps: &[OverflowStep], waited_ms: Millis) -> usize {
+        steps
+            .iter()
+            .rposition(|s| s.after_secs as i64 * 1000 <= waited_ms)
+            .unwrap_or(0)
     }
 
     fn lane(&mut self, key: LaneKey) -> usize {
@@ -738,7 +766,12 @@ impl Acd {
 
     // ---- contacts -----------------------------------------------------------------------
 
-    fn arrive(&mut self, now: Millis, spec: ContactSpec) -> Result<(), AcdError> {
+    fn arrive(
+        &mut self,
+        now: Millis,
+        spec: ContactSpec,
+        overflow: Option<Vec<OverflowStep>>,
+    ) -> Result<(), AcdError> {
         if self.contacts.contains_key(&spec.id) {
             return Err(AcdError::DuplicateContact(spec.id));
         }
@@ -778,14 +811,19 @@ impl Acd {
             return Ok(());
         }
         let extra = self.extra_index(&spec.extra_skills);
+        let own_steps = overflow.filter(|o| !o.is_empty()).map(|o| {
+            match self.overrides.iter().position(|x| *x == o) {
+                Some(i) => i,
+                None => {
+                    self.overrides.push(o);
+                    self.overrides.len() - 1
+                }
+            }
+        });
         // A contact restored after a restart resumes at the step its wait has reached.
         let waited = (now - spec.enqueued_at).max(0);
+        let step = Self::step_after(self.steps_of(queue, own_steps), waited);
         let q = &self.queues[queue];
-        let step = q
-            .steps
-            .iter()
-            .rposition(|s| s.after_secs as i64 * 1000 <= waited)
-            .unwrap_or(0);
         if let Some(max) = q.max_wait_secs {
             self.timers
                 .insert((spec.enqueued_at + max as i64 * 1000, Timer::MaxWait(id)));
@@ -804,6 +842,7 @@ impl Acd {
             Contact {
                 spec,
                 queue,
+                steps: own_steps,
                 extra,
                 step,
                 phase: Phase::Waiting { lane: usize::MAX },
@@ -837,12 +876,13 @@ impl Acd {
         let channel = ChannelClass::of(c.spec.channel);
         let key = LaneKey {
             queue: c.queue,
+            steps: c.steps,
             step: c.step,
             channel,
             extra: c.extra,
         };
-        let next_step = self.queues[c.queue]
-            .steps
+        let next_step = self
+            .steps_of(c.queue, c.steps)
             .get(c.step + 1)
             .map(|s| c.spec.enqueued_at + s.after_secs as i64 * 1000);
         let lane = self.lane(key);
@@ -1230,7 +1270,7 @@ impl Acd {
                 let Phase::Waiting { .. } = contact.phase else {
                     return;
                 };
-                let steps = &self.queues[contact.queue].steps;
+                let steps = self.steps_of(contact.queue, contact.steps);
                 let Some(next) = steps.get(contact.step + 1) else {
                     return;
                 };
@@ -1301,14 +1341,13 @@ impl Acd {
             }
         }
         for (_, id) in waiting {
-            if let Some(c) = self.contacts.get_mut(&id) {
-                c.phase = Phase::Waiting { lane: usize::MAX };
-                let waited = now - c.spec.enqueued_at;
-                c.step = self.queues[c.queue]
-                    .steps
-                    .iter()
-                    .rposition(|s| s.after_secs as i64 * 1000 <= waited)
-                    .unwrap_or(0);
+            if let Some(c) = self.contacts.get(&id) {
+                let step =
+                    Self::step_after(self.steps_of(c.queue, c.steps), now - c.spec.enqueued_at);
+                if let Some(c) = self.contacts.get_mut(&id) {
+                    c.phase = Phase::Waiting { lane: usize::MAX };
+                    c.step = step;
+                }
             }
             self.enter_lane(now, id);
         }

@@ -77,6 +77,12 @@ pub async fn create_contact(
         attrs.tags.extend(c.tags.iter().cloned());
     }
     let decision = rules.route(&attrs, now);
+    // A rule's own overflow applies only when that rule chose the queue.
+    let overflow = if req.queue.is_none() {
+        decision.overflow.clone()
+    } else {
+        None
+    };
     let (queue, rule) = match req.queue {
         Some(q) => {
             if rules.queue(&q).is_none() {
@@ -116,6 +122,7 @@ pub async fn create_contact(
             priority,
             &decision.extra_skills,
             rule.as_deref().unwrap_or("explicit"),
+            overflow.as_deref(),
         )
         .await?;
     let last_agent = match req.customer_id {
@@ -125,15 +132,18 @@ pub async fn create_contact(
     // Stored first, then routed: a contact the ACD knows is always in the database.
     state
         .hub
-        .route(ContactSpec {
-            id: contact.id,
-            channel: req.channel,
-            queue,
-            priority,
-            enqueued_at: now,
-            extra_skills: decision.extra_skills,
-            last_agent,
-        })
+        .route(
+            ContactSpec {
+                id: contact.id,
+                channel: req.channel,
+                queue,
+                priority,
+                enqueued_at: now,
+                extra_skills: decision.extra_skills,
+                last_agent,
+            },
+            overflow,
+        )
         .await;
     Ok((StatusCode::CREATED, Json(ContactCreated { contact, rule })))
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{get_enum, Store, StoreResult};
-use crate::acd::types::{Capacity, Skill, SkillSet};
+use crate::acd::types::{Capacity, OverflowStep, Skill, SkillSet};
 use crate::domain::{Channel, ContactState};
 
 /// An agent's skills and capacity as stored.
@@ -67,6 +67,8 @@ pub struct ResumableContact {
     pub customer_id: Option<i64>,
     pub agent_id: Option<i64>,
     pub created_at: i64,
+    /// The routing rule's own overflow steps, if it gave the contact any.
+    pub overflow: Option<Vec<OverflowStep>>,
 }
 
 impl Store {
@@ -152,14 +154,16 @@ impl Store {
         priority: i64,
         skills: &SkillSet,
         routed_by: &str,
+        overflow: Option<&[OverflowStep]>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE contacts SET queue = $1, priority = $2, skills = $3, routed_by = $4 WHERE id = $5",
+            "UPDATE contacts SET queue = $1, priority = $2, skills = $3, routed_by = $4, overflow = $5 WHERE id = $6",
         )
         .bind(queue)
         .bind(priority)
         .bind(format_skills(skills))
         .bind(routed_by)
+        .bind(overflow.and_then(|o| serde_json::to_string(o).ok()))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -169,7 +173,7 @@ impl Store {
     /// Contacts that were waiting or in hand when the hub stopped, oldest first.
     pub async fn unfinished_contacts(&self) -> StoreResult<Vec<ResumableContact>> {
         let rows = sqlx::query(AssertSqlSafe(
-            "SELECT id, channel, state, queue, priority, skills, customer_id, agent_id, created_at FROM contacts \
+            "SELECT id, channel, state, queue, priority, skills, customer_id, agent_id, created_at, overflow FROM contacts \
              WHERE state IN ('queued', 'offered', 'connected', 'wrap_up') ORDER BY created_at, id"
                 .to_string(),
         ))
@@ -187,6 +191,9 @@ impl Store {
                     customer_id: r.try_get("customer_id")?,
                     agent_id: r.try_get("agent_id")?,
                     created_at: r.try_get("created_at")?,
+                    overflow: r
+                        .try_get::<Option<String>, _>("overflow")?
+                        .and_then(|o| serde_json::from_str(&o).ok()),
                 })
             })
             .collect()
