@@ -702,7 +702,7 @@ fn a_restart_restores_order_and_waits_and_offers_nothing_twice() {
         targets: vec![req(&[("any", 1)])],
     });
     let queued: Vec<ContactSpec> = (0..5)
-        .map(|i| contact(i, Channel::Email, "q", (i % 2) as i64, T0 + i * 1000))
+        .map(|i| contact(i, Channel::Email, "q", i % 2, T0 + i * 1000))
         .collect();
     let mut before = Acd::new(vec![q.clone()]);
     for c in &queued {
@@ -770,7 +770,7 @@ fn property_no_double_offers_no_over_capacity_fifo_and_every_contact_ends_once()
                 continue;
             }
             let result = match op {
-                0 | 1 | 2 => {
+                0..=2 => {
                     let channel =
                         [Channel::Voice, Channel::Chat, Channel::Email][rng.random_range(0..3)];
                     let queue = if rng.random_bool(0.5) { "a" } else { "b" };

@@ -1384,11 +1384,7 @@ impl Acd {
             let cap = &a.spec.capacity;
             let voice = load[0];
             let digital: u8 = load[1..].iter().sum();
-            if voice > cap.voice.max(0)
-                || load[1] > cap.chat
-                || load[2] > cap.email
-                || load[3] > cap.fax
-            {
+            if voice > cap.voice || load[1] > cap.chat || load[2] > cap.email || load[3] > cap.fax {
                 return Err(format!(
                     "agent {} over capacity: {load:?} {cap:?}",
                     a.spec.id
@@ -1405,17 +1401,15 @@ impl Acd {
         }
         for (id, c) in &self.contacts {
             match c.phase {
-                Phase::Offered { agent, .. } => {
-                    if offered.get(id) != Some(&agent) {
-                        return Err(format!(
-                            "contact {id} offered to {agent} who does not know it"
-                        ));
-                    }
+                Phase::Offered { agent, .. } if offered.get(id) != Some(&agent) => {
+                    return Err(format!(
+                        "contact {id} offered to {agent} who does not know it"
+                    ));
                 }
-                Phase::Waiting { lane } => {
-                    if !self.lanes[lane].waiting.contains(&self.wait_key(c)) {
-                        return Err(format!("waiting contact {id} missing from its lane"));
-                    }
+                Phase::Waiting { lane }
+                    if !self.lanes[lane].waiting.contains(&self.wait_key(c)) =>
+                {
+                    return Err(format!("waiting contact {id} missing from its lane"));
                 }
                 _ => {}
             }
