@@ -675,8 +675,9 @@ impl Core {
 
     /// Turns engine outputs into events for sockets, rows for the writer, and statistics.
     fn drain_with_cause(&mut self, now: Millis, cause: Cause) {
-        // One input is one change: an agent passing through several states within it (e.g.
-        // logged in, then not ready with a reason) is told and logged once, in its final state.
+        // Every state an agent passes through is told and logged, in order — except the
+        // transient "login" not-ready of an agent logging straight into not ready with its own
+        // reason: that is one change.
         let mut agent_states: Vec<(i64, AgentStateKind, Option<String>)> = Vec::new();
         while let Some(out) = self.acd.poll_output() {
             match out {
@@ -685,7 +686,14 @@ impl Core {
                     state,
                     reason,
                 } => {
-                    agent_states.retain(|(a, _, _)| *a != agent);
+                    let transient = agent_states.iter().rposition(|(a, s, r)| {
+                        *a == agent
+                            && *s == AgentStateKind::NotReady
+                            && r.as_deref() == Some("login")
+                    });
+                    if let Some(i) = transient.filter(|_| state == AgentStateKind::NotReady) {
+                        agent_states.remove(i);
+                    }
                     agent_states.push((agent, state, reason));
                 }
                 Output::Offer {
