@@ -78,6 +78,15 @@ pub fn router() -> Router<AppState> {
             }),
         )
         .route(
+            "/shared.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web-agent/shared.js"),
+                )
+            }),
+        )
+        .route(
             "/app.css",
             get(|| async {
                 asset(

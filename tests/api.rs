@@ -607,7 +607,15 @@ async fn the_openapi_document_lists_every_route_and_the_console_is_served() {
         .unwrap()
         .contains("default-src 'self'"));
     assert!(page.text().await.unwrap().contains("app.js"));
-    for asset in ["/app.js", "/app.css", "/i18n.js"] {
+    for asset in [
+        "/app.js",
+        "/app.css",
+        "/i18n.js",
+        "/shared.js",
+        "/wallboard",
+        "/wallboard.js",
+        "/wallboard.css",
+    ] {
         assert_eq!(
             hub.http.get(hub.url(asset)).send().await.unwrap().status(),
             200,

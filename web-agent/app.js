@@ -1,11 +1,13 @@
 /*
  * Contact Hub — agent console.
  *
- * Vanilla JS, no build step. Served by the hub at /app.js next to /i18n.js (loaded first).
+ * Vanilla JS, no build step. Served by the hub at /app.js next to /i18n.js and /shared.js
+ * (loaded first, in that order; shared.js holds what the wallboard uses too: h(), icons,
+ * formatting, language pickers, the reconnecting socket).
  *
  * Safety rule for this file: every string that comes from the server (customer names, notes,
  * subjects, error messages ...) is put into the page with textContent / text nodes only.
- * No innerHTML anywhere; the `h()` helper below builds DOM nodes and turns strings into
+ * No innerHTML anywhere; the `h()` helper (shared.js) builds DOM nodes and turns strings into
  * text nodes. Icons are SVG built with createElementNS from the constant table ICONS.
  */
 'use strict';
@@ -14,56 +16,23 @@
   const I18N = window.I18N;
   const t = I18N.t;
   const tn = I18N.tn;
+  const S = window.HubShared; // shared.js
+  const { $, h, tOr, parseDate, formatDuration, initials, avatarHue } = S;
 
-  // ------------------------------------------------------------------ DOM helpers
+  // ------------------------------------------------------------------ icons
 
-  const $ = (id) => document.getElementById(id);
-
-  /** Build an element. props: class, text, dataset, on<event>, hidden, any attribute. */
-  function h(tag, props, ...children) {
-    const el = document.createElement(tag);
-    if (props) {
-      for (const [k, v] of Object.entries(props)) {
-        if (v === undefined || v === null || v === false) continue;
-        if (k === 'class') el.className = v;
-        else if (k === 'text') el.textContent = String(v);
-        else if (k === 'dataset') Object.assign(el.dataset, v);
-        else if (k === 'hidden') el.hidden = true;
-        else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-        else el.setAttribute(k, v === true ? '' : String(v));
-      }
-    }
-    appendAll(el, children);
-    return el;
-  }
-
-  function appendAll(el, children) {
-    for (const c of children.flat(Infinity)) {
-      if (c === undefined || c === null || c === false) continue;
-      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-  }
-
-  // Icon paths adapted from Feather Icons (MIT licence, https://feathericons.com), 24x24 stroke.
-  const PHONE =
-    'M22 16.92v3a2 2 0 0 1-2.18 2 19.79 19.79 0 0 1-8.63-3.07 19.5 19.5 0 0 1-6-6 19.79 19.79 0 0 1-3.07-8.67A2 2 0 0 1 4.11 2h3a2 2 0 0 1 2 1.72 12.84 12.84 0 0 0 .7 2.81 2 2 0 0 1-.45 2.11L8.09 9.91a16 16 0 0 0 6 6l1.27-1.27a2 2 0 0 1 2.11-.45 12.84 12.84 0 0 0 2.81.7A2 2 0 0 1 22 16.92z';
-  const CIRCLE10 = 'M12 2a10 10 0 1 0 0 20a10 10 0 1 0 0-20z';
-  const ICONS = {
-    voice: [PHONE],
+  // Icon paths adapted from Feather Icons (MIT licence, https://feathericons.com), 24x24 stroke:
+  // the ones the wallboard draws too (shared.js), then the console's own.
+  const PHONE = S.PHONE;
+  const CIRCLE10 = S.CIRCLE10;
+  const ICONS = Object.assign({}, S.ICON_PATHS, {
     phone: [PHONE],
-    callback: [PHONE, 'M19 1l4 4-4 4', 'M15 5h8'],
-    outbound: [PHONE, 'M23 7V1h-6', 'M16 8l7-7'],
-    email: ['M4 4h16c1.1 0 2 .9 2 2v12c0 1.1-.9 2-2 2H4c-1.1 0-2-.9-2-2V6c0-1.1.9-2 2-2z', 'M22 6l-10 7L2 6'],
-    chat: ['M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z'],
-    fax: ['M6 9V2h12v7', 'M6 18H4a2 2 0 0 1-2-2v-5a2 2 0 0 1 2-2h16a2 2 0 0 1 2 2v5a2 2 0 0 1-2 2h-2', 'M6 14h12v8H6z'],
     search: ['M11 3a8 8 0 1 0 0 16a8 8 0 1 0 0-16z', 'M21 21l-4.35-4.35'],
     user: ['M20 21v-2a4 4 0 0 0-4-4H8a4 4 0 0 0-4 4v2', 'M12 3a4 4 0 1 0 0 8a4 4 0 1 0 0-8z'],
-    users: ['M17 21v-2a4 4 0 0 0-4-4H5a4 4 0 0 0-4 4v2', 'M9 3a4 4 0 1 0 0 8a4 4 0 1 0 0-8z', 'M23 21v-2a4 4 0 0 0-3-3.87', 'M16 3.13a4 4 0 0 1 0 7.75'],
     company: ['M4 7h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V9a2 2 0 0 1 2-2z', 'M16 21V5a2 2 0 0 0-2-2h-4a2 2 0 0 0-2 2v16'],
     'alert-triangle': ['M10.29 3.86L1.82 18a2 2 0 0 0 1.71 3h16.94a2 2 0 0 0 1.71-3L13.71 3.86a2 2 0 0 0-3.42 0z', 'M12 9v4', 'M12 17h.01'],
     'alert-octagon': ['M7.86 2h8.28L22 7.86v8.28L16.14 22H7.86L2 16.14V7.86z', 'M12 8v4', 'M12 16h.01'],
     logout: ['M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4', 'M16 17l5-5-5-5', 'M21 12H9'],
-    inbox: ['M22 12h-6l-2 3h-4l-2-3H2', 'M5.45 5.11L2 12v6a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2v-6l-3.45-6.89A2 2 0 0 0 16.76 4H7.24a2 2 0 0 0-1.79 1.11z'],
     'arrow-left': ['M19 12H5', 'M12 19l-7-7 7-7'],
     inbound: ['M17 7L7 17', 'M17 17H7V7'],
     'outbound-arrow': ['M7 17L17 7', 'M7 7h10v10'],
@@ -73,11 +42,8 @@
     transaction: ['M17 1l4 4-4 4', 'M3 11V9a4 4 0 0 1 4-4h14', 'M7 23l-4-4 4-4', 'M21 13v2a4 4 0 0 1-4 4H3'],
     return: ['M1 4v6h6', 'M3.51 15a9 9 0 1 0 2.13-9.36L1 10'],
     tag: ['M20.59 13.41l-7.17 7.17a2 2 0 0 1-2.83 0L2 12V2h10l8.59 8.59a2 2 0 0 1 0 2.82z', 'M7 7h.01'],
-    clock: [CIRCLE10, 'M12 6v6l4 2'],
     ban: [CIRCLE10, 'M4.93 4.93l14.14 14.14'],
     star: ['M12 2l3.09 6.26L22 9.27l-5 4.87 1.18 6.88L12 17.77l-6.18 3.25L7 14.14 2 9.27l6.91-1.01z'],
-    globe: [CIRCLE10, 'M2 12h20', 'M12 2a15.3 15.3 0 0 1 4 10 15.3 15.3 0 0 1-4 10 15.3 15.3 0 0 1-4-10 15.3 15.3 0 0 1 4-10z'],
-    headset: ['M3 18v-6a9 9 0 0 1 18 0v6', 'M21 19a2 2 0 0 1-2 2h-1a2 2 0 0 1-2-2v-3a2 2 0 0 1 2-2h3z', 'M3 19a2 2 0 0 0 2 2h1a2 2 0 0 0 2-2v-3a2 2 0 0 0-2-2H3z'],
     folder: ['M22 19a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h5l2 3h9a2 2 0 0 1 2 2z'],
     note: ['M11 4H4a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2v-7', 'M18.5 2.5a2.121 2.121 0 0 1 3 3L12 15l-4 1 1-4 9.5-9.5z'],
     shield: ['M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z'],
@@ -91,37 +57,12 @@
     'check-circle': ['M22 11.08V12a10 10 0 1 1-5.93-9.14', 'M22 4L12 14.01l-3-3'],
     plus: ['M12 5v14', 'M5 12h14'],
     'phone-incoming': [PHONE, 'M16 2v6h6', 'M23 1l-7 7'],
-  };
+  });
 
-  function icon(name, cls) {
-    const NS = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(NS, 'svg');
-    svg.setAttribute('viewBox', '0 0 24 24');
-    svg.setAttribute('fill', 'none');
-    svg.setAttribute('stroke', 'currentColor');
-    svg.setAttribute('stroke-width', '2');
-    svg.setAttribute('stroke-linecap', 'round');
-    svg.setAttribute('stroke-linejoin', 'round');
-    svg.setAttribute('aria-hidden', 'true');
-    svg.setAttribute('focusable', 'false');
-    svg.setAttribute('class', 'icon' + (cls ? ' ' + cls : ''));
-    for (const d of ICONS[name] || ICONS.document) {
-      const p = document.createElementNS(NS, 'path');
-      p.setAttribute('d', d);
-      svg.append(p);
-    }
-    return svg;
-  }
+  const icon = S.makeIcon(ICONS, 'document');
 
   const CHANNEL_ICON = { voice: 'voice', email: 'email', chat: 'chat', fax: 'fax', callback: 'callback', outbound: 'outbound' };
   const channelIcon = (ch, cls) => icon(CHANNEL_ICON[ch] || 'chat', cls);
-
-  /** Translate `prefix + value` when the catalogue knows it, else show the raw value. */
-  function tOr(prefix, value) {
-    if (value === null || value === undefined || value === '') return '';
-    const key = prefix + value;
-    return I18N.has(key) ? t(key) : String(value);
-  }
 
   // ------------------------------------------------------------------ formatting
 
@@ -149,12 +90,6 @@
     } catch (e) {
       return (neg ? '-' : '') + s + ' ' + currency;
     }
-  }
-
-  function parseDate(value) {
-    if (!value) return null;
-    const d = new Date(value);
-    return isNaN(d.getTime()) ? null : d;
   }
 
   function formatDateTime(value) {
@@ -220,33 +155,6 @@
 
   function formatIdentity(kind, value) {
     return kind === 'phone' || kind === 'fax' ? formatPhone(value) : String(value || '');
-  }
-
-  function formatDuration(ms) {
-    const s = Math.max(0, Math.floor(ms / 1000));
-    const hh = Math.floor(s / 3600);
-    const mm = Math.floor((s % 3600) / 60);
-    const ss = s % 60;
-    const two = (n) => String(n).padStart(2, '0');
-    return (hh > 0 ? hh + ':' : '') + two(mm) + ':' + two(ss);
-  }
-
-  function initials(name) {
-    // Letters and digits only, so that names like "<b>x" do not show punctuation.
-    const s = Array.from(String(name || '')).filter((ch) => /[\p{L}\p{N}\s]/u.test(ch)).join('').trim();
-    if (!s) return '?';
-    // CJK names: the family name character; Latin names: first letters of two words.
-    if (/[\u3400-\u9fff\uf900-\ufaff]/.test(s[0])) return s[0];
-    const parts = s.split(/\s+/).filter(Boolean);
-    const first = Array.from(parts[0] || '?')[0];
-    const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] : '';
-    return (first + second).toUpperCase();
-  }
-
-  function avatarHue(seed) {
-    let x = 0;
-    for (const ch of String(seed)) x = (x * 31 + ch.codePointAt(0)) >>> 0;
-    return x % 6;
   }
 
   // ------------------------------------------------------------------ HTTP API
@@ -315,38 +223,18 @@
 
   // ------------------------------------------------------------------ i18n application
 
-  function applyStaticI18n(root) {
-    const scope = root || document;
-    for (const el of scope.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-    for (const el of scope.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
-    for (const el of scope.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
-    document.title = app.user ? t('app.title_console') : t('app.title_login');
-  }
-
-  function fillLangSelects() {
-    for (const sel of document.querySelectorAll('[data-lang-select]')) {
-      if (!sel.options.length) {
-        for (const code of I18N.LANGS) {
-          sel.append(h('option', { value: code, lang: code, text: I18N.LANG_NAMES[code] }));
-        }
-        sel.addEventListener('change', () => changeLanguage(sel.value));
-      }
-      sel.value = I18N.getLang();
-    }
-  }
-
-  function changeLanguage(lang) {
-    I18N.setLang(lang);
-    fillLangSelects();
-    applyStaticI18n();
-    renderLoginMessage();
-    renderHeaderUser();
-    renderState();
-    renderConn();
-    renderWorkItems();
-    renderSearch();
-    renderCustomer();
-  }
+  const language = S.languageControl({
+    title: () => (app.user ? t('app.title_console') : t('app.title_login')),
+    rerender: () => {
+      renderLoginMessage();
+      renderHeaderUser();
+      renderState();
+      renderConn();
+      renderWorkItems();
+      renderSearch();
+      renderCustomer();
+    },
+  });
 
   // ------------------------------------------------------------------ toasts
 
@@ -373,7 +261,7 @@
     $('console-view').hidden = true;
     $('login-view').hidden = false;
     document.body.classList.remove('in-console');
-    applyStaticI18n();
+    language.apply();
     renderLoginMessage();
     setLoginBusy(false);
     const u = $('login-username');
@@ -386,11 +274,11 @@
     $('login-view').hidden = true;
     $('console-view').hidden = false;
     document.body.classList.add('in-console');
-    applyStaticI18n();
+    language.apply();
     renderHeaderUser();
     renderState();
     renderWorkItems();
-    socketStart();
+    sock.start();
     loadQueueNames();
     routeFromHash();
     if (app.view !== 'customer') $('search-input').focus();
@@ -493,7 +381,7 @@
     btn.disabled = true;
     // Take the agent out of routing before the session ends (best effort).
     socketSend({ type: 'set_state', state: 'logged_out' });
-    socketStop();
+    sock.stop('logout');
     try {
       await api('POST', '/api/v1/auth/logout');
     } catch (err) {
@@ -506,7 +394,7 @@
 
   function sessionExpired() {
     if (!app.user) return;
-    socketStop();
+    sock.stop('logout');
     resetConsole();
     showLogin({ kind: 'info', key: 'login.session_expired' });
   }
@@ -536,13 +424,7 @@
   function renderHeaderUser() {
     const u = app.user;
     if (!u) return;
-    const name = u.display_name || u.username || '';
-    $('user-name').textContent = name;
-    $('user-role').textContent = tOr('role.', u.role);
-    const av = $('user-avatar');
-    av.textContent = initials(name);
-    av.dataset.hue = avatarHue(u.username || name);
-    $('user-avatar').title = u.username || '';
+    S.renderUserChip(u);
     $('wallboard-link').hidden = !(u.role === 'supervisor' || u.role === 'admin');
   }
 
@@ -633,105 +515,19 @@
 
   // ------------------------------------------------------------------ agent socket
 
-  const sock = {
-    ws: null,
-    wanted: false,
-    ready: false, // hello received on the current socket
-    status: 'connecting', // connecting | connected | reconnecting
-    attempt: 0,
-    retryTimer: null,
-    retryAt: 0,
-    heartbeatSecs: 15,
-    lastFrame: 0,
-    watchdog: null,
-  };
+  const sock = S.connectSocket({
+    path: '/api/v1/agent/ws',
+    onMessage: handleSocketMessage,
+    onLost: socketLost,
+    render: renderConn,
+  });
 
-  function wsUrl() {
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return proto + '//' + location.host + '/api/v1/agent/ws';
-  }
-
-  function socketStart() {
-    sock.wanted = true;
-    sock.attempt = 0;
-    setConn('connecting');
-    socketOpen();
-  }
-
-  function socketStop() {
-    sock.wanted = false;
-    sock.ready = false;
-    clearTimeout(sock.retryTimer);
-    clearInterval(sock.watchdog);
-    const ws = sock.ws;
-    sock.ws = null;
-    if (ws) {
-      try { ws.close(1000, 'logout'); } catch (e) { /* ignore */ }
-    }
-  }
-
-  function socketOpen() {
-    clearTimeout(sock.retryTimer);
-    if (!sock.wanted) return;
-    let ws;
-    try {
-      ws = new WebSocket(wsUrl());
-    } catch (e) {
-      socketLost();
-      return;
-    }
-    sock.ws = ws;
-    sock.ready = false;
-    ws.addEventListener('open', () => {
-      if (sock.ws !== ws) return;
-      sock.lastFrame = Date.now();
-      armWatchdog();
-    });
-    ws.addEventListener('message', (ev) => {
-      if (sock.ws !== ws) return;
-      sock.lastFrame = Date.now();
-      let msg;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch (e) {
-        return;
-      }
-      if (msg && typeof msg.type === 'string') handleSocketMessage(msg);
-    });
-    ws.addEventListener('close', () => {
-      if (sock.ws !== ws) return;
-      sock.ws = null;
-      socketLost();
-    });
-    // 'error' is always followed by 'close'.
-  }
-
-  function armWatchdog() {
-    clearInterval(sock.watchdog);
-    sock.watchdog = setInterval(() => {
-      const ws = sock.ws;
-      if (!ws || ws.readyState !== WebSocket.OPEN) return;
-      const quiet = Date.now() - sock.lastFrame;
-      const hb = Math.max(1, sock.heartbeatSecs) * 1000;
-      if (quiet > hb * 3) {
-        ws.close(4000, 'heartbeat timeout'); // -> close handler -> reconnect
-        sock.ws = null;
-        socketLost();
-      } else if (quiet > hb * 1.5) {
-        socketSend({ type: 'ping' });
-      }
-    }, 1000);
-  }
-
+  /** The agent socket dropped (shared.js reconnects): resolves false when the session is over. */
   async function socketLost() {
-    clearInterval(sock.watchdog);
-    sock.ready = false;
-    if (!sock.wanted) return;
     if (app.pendingState) {
       app.pendingState = null;
       clearTimeout(app.pendingTimer);
     }
-    setConn('reconnecting');
     renderState();
     clearAllPending(); // buttons stay disabled until the next hello
     // Did the socket drop because the session ended? Then go back to the login page.
@@ -740,55 +536,29 @@
     } catch (err) {
       if (err.status === 401) {
         sessionExpired();
-        return;
+        return false;
       }
     }
-    if (!sock.wanted || sock.ws) return;
-    const base = Math.min(30000, 1000 * 2 ** Math.min(sock.attempt, 5));
-    const delay = Math.round(base * (0.6 + Math.random() * 0.4));
-    sock.attempt += 1;
-    sock.retryAt = Date.now() + delay;
-    clearTimeout(sock.retryTimer);
-    sock.retryTimer = setTimeout(socketOpen, delay);
-    renderConn();
-  }
-
-  function socketSend(obj) {
-    const ws = sock.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(obj));
     return true;
   }
 
-  function setConn(status) {
-    sock.status = status;
-    renderConn();
+  function socketSend(obj) {
+    return sock.send(obj);
   }
 
   function renderConn() {
-    const el = $('conn-indicator');
-    el.dataset.conn = sock.status;
-    const text = t('conn.' + sock.status);
-    if (sock.status === 'reconnecting' && sock.retryAt > Date.now() && !sock.ws) {
-      const secs = Math.ceil((sock.retryAt - Date.now()) / 1000);
-      el.title = text + ' ' + tn('conn.retry_in', secs, { secs });
-    } else {
-      el.title = text;
-    }
-    $('conn-text').textContent = text;
+    S.renderConnIndicator(sock);
   }
 
   function handleSocketMessage(msg) {
     switch (msg.type) {
       case 'hello':
-        sock.ready = true;
-        sock.attempt = 0;
-        if (+msg.heartbeat_secs > 0) sock.heartbeatSecs = +msg.heartbeat_secs;
+        sock.greet(msg);
         if (msg.agent && app.user) {
           app.user = Object.assign({}, app.user, msg.agent);
           renderHeaderUser();
         }
-        setConn('connected');
+        sock.setStatus('connected');
         applyAgentState(msg.state);
         onHelloContacts(msg);
         break;
@@ -1876,12 +1646,6 @@
 
   // ------------------------------------------------------------------ boot
 
-  function decorateStaticIcons() {
-    for (const el of document.querySelectorAll('[data-icon]')) {
-      if (!el.firstChild) el.append(icon(el.dataset.icon));
-    }
-  }
-
   // Notices other pages may ask for (the wallboard sends people here), by allow-list only.
   const URL_NOTICES = { wallboard: 'login.notice.wallboard', wallboard_forbidden: 'notice.wallboard_forbidden' };
   const URL_NEXT = { wallboard: '/wallboard' };
@@ -1901,9 +1665,9 @@
 
   async function boot() {
     document.documentElement.lang = I18N.getLang();
-    decorateStaticIcons();
-    fillLangSelects();
-    applyStaticI18n();
+    S.decorateStaticIcons(icon);
+    language.fill();
+    language.apply();
     setView('welcome');
 
     $('login-form').addEventListener('submit', onLoginSubmit);
@@ -1918,9 +1682,6 @@
     });
     window.addEventListener('popstate', () => { if (app.user) routeFromHash(); });
     window.addEventListener('hashchange', () => { if (app.user) routeFromHash(); });
-    window.addEventListener('online', () => {
-      if (sock.wanted && !sock.ws) { sock.attempt = 0; socketOpen(); }
-    });
     document.addEventListener('keydown', (ev) => {
       if (!app.user || ev.key !== '/' || ev.ctrlKey || ev.metaKey || ev.altKey) return;
       const tag = (document.activeElement && document.activeElement.tagName) || '';

@@ -1,7 +1,8 @@
 /*
  * Contact Hub — live wallboard for supervisors (/wallboard).
  *
- * Vanilla JS, no build step; loaded after /i18n.js. Reads the supervisor socket
+ * Vanilla JS, no build step; loaded after /i18n.js and /shared.js (what the console uses too:
+ * h(), icons, formatting, language pickers, the reconnecting socket). Reads the supervisor socket
  * (docs/protocol.md): `hello` / `snapshot` (agents, queues, stats), `agent_state`, `stats`
  * (coalesced by the server, at most every 250 ms), `heartbeat`. Figures are the hub's, with the
  * definitions of ARCHITECTURE §7; this page only adds the channels of a queue together and lets
@@ -16,6 +17,8 @@
   const I18N = window.I18N;
   const t = I18N.t;
   const tn = I18N.tn;
+  const S = window.HubShared; // shared.js
+  const { $, h, tOr, parseDate, formatDuration, initials, avatarHue } = S;
 
   // Service level colours: green at or above SL_GOOD, amber at or above SL_WARN, red below.
   const SL_GOOD = 0.8;
@@ -24,93 +27,17 @@
   const STATE_ORDER = ['busy', 'reserved', 'wrap_up', 'available', 'not_ready', 'logged_out'];
   const ROLES_ALLOWED = ['supervisor', 'admin'];
 
-  // ------------------------------------------------------------------ DOM helpers
+  // ------------------------------------------------------------------ icons
 
-  const $ = (id) => document.getElementById(id);
+  // Icon paths adapted from Feather Icons (MIT licence, https://feathericons.com), 24x24 stroke:
+  // the ones the console draws too (shared.js), then the wallboard's own.
+  const ICONS = Object.assign({}, S.ICON_PATHS, {
+    target: [S.CIRCLE10, 'M12 6a6 6 0 1 0 0 12a6 6 0 1 0 0-12z', 'M12 10a2 2 0 1 0 0 4a2 2 0 1 0 0-4z'],
+  });
 
-  /** Build an element. props: class, text, dataset, on<event>, hidden, any attribute. */
-  function h(tag, props, ...children) {
-    const el = document.createElement(tag);
-    if (props) {
-      for (const [k, v] of Object.entries(props)) {
-        if (v === undefined || v === null || v === false) continue;
-        if (k === 'class') el.className = v;
-        else if (k === 'text') el.textContent = String(v);
-        else if (k === 'dataset') Object.assign(el.dataset, v);
-        else if (k === 'hidden') el.hidden = true;
-        else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-        else el.setAttribute(k, v === true ? '' : String(v));
-      }
-    }
-    for (const c of children.flat(Infinity)) {
-      if (c === undefined || c === null || c === false) continue;
-      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return el;
-  }
-
-  // Icon paths adapted from Feather Icons (MIT licence, https://feathericons.com), 24x24 stroke.
-  const PHONE =
-    'M22 16.92v3a2 2 0 0 1-2.18 2 19.79 19.79 0 0 1-8.63-3.07 19.5 19.5 0 0 1-6-6 19.79 19.79 0 0 1-3.07-8.67A2 2 0 0 1 4.11 2h3a2 2 0 0 1 2 1.72 12.84 12.84 0 0 0 .7 2.81 2 2 0 0 1-.45 2.11L8.09 9.91a16 16 0 0 0 6 6l1.27-1.27a2 2 0 0 1 2.11-.45 12.84 12.84 0 0 0 2.81.7A2 2 0 0 1 22 16.92z';
-  const CIRCLE10 = 'M12 2a10 10 0 1 0 0 20a10 10 0 1 0 0-20z';
-  const ICONS = {
-    voice: [PHONE],
-    callback: [PHONE, 'M19 1l4 4-4 4', 'M15 5h8'],
-    outbound: [PHONE, 'M23 7V1h-6', 'M16 8l7-7'],
-    email: ['M4 4h16c1.1 0 2 .9 2 2v12c0 1.1-.9 2-2 2H4c-1.1 0-2-.9-2-2V6c0-1.1.9-2 2-2z', 'M22 6l-10 7L2 6'],
-    chat: ['M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z'],
-    fax: ['M6 9V2h12v7', 'M6 18H4a2 2 0 0 1-2-2v-5a2 2 0 0 1 2-2h16a2 2 0 0 1 2 2v5a2 2 0 0 1-2 2h-2', 'M6 14h12v8H6z'],
-    clock: [CIRCLE10, 'M12 6v6l4 2'],
-    users: ['M17 21v-2a4 4 0 0 0-4-4H5a4 4 0 0 0-4 4v2', 'M9 3a4 4 0 1 0 0 8a4 4 0 1 0 0-8z', 'M23 21v-2a4 4 0 0 0-3-3.87', 'M16 3.13a4 4 0 0 1 0 7.75'],
-    globe: [CIRCLE10, 'M2 12h20', 'M12 2a15.3 15.3 0 0 1 4 10 15.3 15.3 0 0 1-4 10 15.3 15.3 0 0 1-4-10 15.3 15.3 0 0 1 4-10z'],
-    headset: ['M3 18v-6a9 9 0 0 1 18 0v6', 'M21 19a2 2 0 0 1-2 2h-1a2 2 0 0 1-2-2v-3a2 2 0 0 1 2-2h3z', 'M3 19a2 2 0 0 0 2 2h1a2 2 0 0 0 2-2v-3a2 2 0 0 0-2-2H3z'],
-    inbox: ['M22 12h-6l-2 3h-4l-2-3H2', 'M5.45 5.11L2 12v6a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2v-6l-3.45-6.89A2 2 0 0 0 16.76 4H7.24a2 2 0 0 0-1.79 1.11z'],
-    target: [CIRCLE10, 'M12 6a6 6 0 1 0 0 12a6 6 0 1 0 0-12z', 'M12 10a2 2 0 1 0 0 4a2 2 0 1 0 0-4z'],
-  };
-
-  function icon(name, cls) {
-    const NS = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(NS, 'svg');
-    svg.setAttribute('viewBox', '0 0 24 24');
-    svg.setAttribute('fill', 'none');
-    svg.setAttribute('stroke', 'currentColor');
-    svg.setAttribute('stroke-width', '2');
-    svg.setAttribute('stroke-linecap', 'round');
-    svg.setAttribute('stroke-linejoin', 'round');
-    svg.setAttribute('aria-hidden', 'true');
-    svg.setAttribute('focusable', 'false');
-    svg.setAttribute('class', 'icon' + (cls ? ' ' + cls : ''));
-    for (const d of ICONS[name] || ICONS.chat) {
-      const p = document.createElementNS(NS, 'path');
-      p.setAttribute('d', d);
-      svg.append(p);
-    }
-    return svg;
-  }
-
-  /** Translate `prefix + value` when the catalogue knows it, else show the raw value. */
-  function tOr(prefix, value) {
-    if (value === null || value === undefined || value === '') return '';
-    const key = prefix + value;
-    return I18N.has(key) ? t(key) : String(value);
-  }
+  const icon = S.makeIcon(ICONS, 'chat');
 
   // ------------------------------------------------------------------ formatting
-
-  function parseDate(value) {
-    if (!value) return null;
-    const d = new Date(value);
-    return isNaN(d.getTime()) ? null : d;
-  }
-
-  function formatDuration(ms) {
-    const s = Math.max(0, Math.floor(ms / 1000));
-    const hh = Math.floor(s / 3600);
-    const mm = Math.floor((s % 3600) / 60);
-    const ss = s % 60;
-    const two = (n) => String(n).padStart(2, '0');
-    return (hh > 0 ? hh + ':' : '') + two(mm) + ':' + two(ss);
-  }
 
   const dash = '—';
   const fmtMs = (ms) => (ms === null || ms === undefined || !isFinite(ms) ? dash : formatDuration(ms));
@@ -127,22 +54,6 @@
     if (sl >= SL_GOOD) return 'good';
     if (sl >= SL_WARN) return 'warn';
     return 'bad';
-  }
-
-  function initials(name) {
-    const s = Array.from(String(name || '')).filter((ch) => /[\p{L}\p{N}\s]/u.test(ch)).join('').trim();
-    if (!s) return '?';
-    if (/[\u3400-\u9fff\uf900-\ufaff]/.test(s[0])) return s[0];
-    const parts = s.split(/\s+/).filter(Boolean);
-    const first = Array.from(parts[0] || '?')[0];
-    const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] : '';
-    return (first + second).toUpperCase();
-  }
-
-  function avatarHue(seed) {
-    let x = 0;
-    for (const ch of String(seed)) x = (x * 31 + ch.codePointAt(0)) >>> 0;
-    return x % 6;
   }
 
   // ------------------------------------------------------------------ state
@@ -180,118 +91,30 @@
 
   // ------------------------------------------------------------------ socket
 
-  const sock = {
-    ws: null,
-    wanted: false,
-    ready: false,
-    status: 'connecting',
-    attempt: 0,
-    retryTimer: null,
-    retryAt: 0,
-    heartbeatSecs: 15,
-    lastFrame: 0,
-    watchdog: null,
-  };
+  const sock = S.connectSocket({
+    path: '/api/v1/supervisor/ws',
+    onMessage,
+    onLost: socketLost,
+    render: renderConn,
+  });
 
-  function wsUrl() {
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return proto + '//' + location.host + '/api/v1/supervisor/ws';
-  }
-
-  function socketOpen() {
-    clearTimeout(sock.retryTimer);
-    if (!sock.wanted) return;
-    let ws;
-    try {
-      ws = new WebSocket(wsUrl());
-    } catch (e) {
-      socketLost();
-      return;
+  /** The socket dropped (shared.js reconnects): resolves false when this page is left. */
+  async function socketLost() {
+    // Session over, or no longer a supervisor? Then the socket will not come back.
+    const me = await getMe();
+    if (me.status === 401) {
+      leave('login');
+      return false;
     }
-    sock.ws = ws;
-    sock.ready = false;
-    ws.addEventListener('open', () => {
-      if (sock.ws !== ws) return;
-      sock.lastFrame = Date.now();
-      armWatchdog();
-    });
-    ws.addEventListener('message', (ev) => {
-      if (sock.ws !== ws) return;
-      sock.lastFrame = Date.now();
-      let msg;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch (e) {
-        return;
-      }
-      if (msg && typeof msg.type === 'string') onMessage(msg);
-    });
-    ws.addEventListener('close', () => {
-      if (sock.ws !== ws) return;
-      sock.ws = null;
-      socketLost();
-    });
-  }
-
-  function armWatchdog() {
-    clearInterval(sock.watchdog);
-    sock.watchdog = setInterval(() => {
-      const ws = sock.ws;
-      if (!ws || ws.readyState !== WebSocket.OPEN) return;
-      const quiet = Date.now() - sock.lastFrame;
-      const hb = Math.max(1, sock.heartbeatSecs) * 1000;
-      if (quiet > hb * 3) {
-        ws.close(4000, 'heartbeat timeout');
-        sock.ws = null;
-        socketLost();
-      } else if (quiet > hb * 1.5) {
-        send({ type: 'ping' });
-      }
-    }, 1000);
-  }
-
-  function send(obj) {
-    const ws = sock.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(obj));
+    if (me.user && !ROLES_ALLOWED.includes(me.user.role)) {
+      leave('forbidden');
+      return false;
+    }
     return true;
   }
 
-  async function socketLost() {
-    clearInterval(sock.watchdog);
-    sock.ready = false;
-    if (!sock.wanted) return;
-    setConn('reconnecting');
-    // Session over, or no longer a supervisor? Then the socket will not come back.
-    const me = await getMe();
-    if (me.status === 401) return leave('login');
-    if (me.user && !ROLES_ALLOWED.includes(me.user.role)) return leave('forbidden');
-    if (!sock.wanted || sock.ws) return;
-    const base = Math.min(30000, 1000 * 2 ** Math.min(sock.attempt, 5));
-    const delay = Math.round(base * (0.6 + Math.random() * 0.4));
-    sock.attempt += 1;
-    sock.retryAt = Date.now() + delay;
-    clearTimeout(sock.retryTimer);
-    sock.retryTimer = setTimeout(socketOpen, delay);
-    renderConn();
-  }
-
-  function setConn(status) {
-    sock.status = status;
-    renderConn();
-  }
-
   function renderConn() {
-    const el = $('conn-indicator');
-    el.dataset.conn = sock.status;
-    const text = t('conn.' + sock.status);
-    if (sock.status === 'reconnecting' && sock.retryAt > Date.now() && !sock.ws) {
-      const secs = Math.ceil((sock.retryAt - Date.now()) / 1000);
-      el.title = text + ' ' + tn('conn.retry_in', secs, { secs });
-    } else {
-      el.title = text;
-    }
-    $('conn-text').textContent = text;
+    S.renderConnIndicator(sock);
     const paused = sock.status !== 'connected' && wb.stats !== null;
     $('wb-paused').hidden = !paused;
     $('wb-main').classList.toggle('is-stale', paused);
@@ -305,9 +128,7 @@
     switch (msg.type) {
       case 'hello':
       case 'snapshot':
-        sock.ready = true;
-        sock.attempt = 0;
-        if (+msg.heartbeat_secs > 0) sock.heartbeatSecs = +msg.heartbeat_secs;
+        sock.greet(msg);
         if (msg.user) {
           wb.user = msg.user;
           renderUser();
@@ -321,7 +142,7 @@
           if (a && a.agent && a.agent.id !== undefined) wb.agents.set(a.agent.id, { agent: a.agent, state: a.state || null });
         }
         if (msg.stats) setStats(msg.stats);
-        setConn('connected');
+        sock.setStatus('connected');
         renderAll();
         break;
       case 'agent_state': {
@@ -407,13 +228,7 @@
   function renderUser() {
     const u = wb.user;
     if (!u) return;
-    const name = u.display_name || u.username || '';
-    $('user-name').textContent = name;
-    $('user-role').textContent = tOr('role.', u.role);
-    const av = $('user-avatar');
-    av.textContent = initials(name);
-    av.dataset.hue = avatarHue(u.username || name);
-    av.title = u.username || '';
+    S.renderUserChip(u);
   }
 
   function kpi(label, value, opts) {
@@ -615,38 +430,15 @@
 
   // ------------------------------------------------------------------ language
 
-  function applyStaticI18n() {
-    for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-    for (const el of document.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
-    for (const el of document.querySelectorAll('[data-i18n-aria-label]')) el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
-    document.title = t('app.title_wallboard');
-  }
-
-  function fillLangSelects() {
-    for (const sel of document.querySelectorAll('[data-lang-select]')) {
-      if (!sel.options.length) {
-        for (const code of I18N.LANGS) sel.append(h('option', { value: code, lang: code, text: I18N.LANG_NAMES[code] }));
-        sel.addEventListener('change', () => changeLanguage(sel.value));
-      }
-      sel.value = I18N.getLang();
-    }
-  }
-
-  function changeLanguage(lang) {
-    I18N.setLang(lang);
-    fillLangSelects();
-    applyStaticI18n();
-    renderAll();
-    tick();
-  }
+  const language = S.languageControl({
+    title: () => t('app.title_wallboard'),
+    rerender: () => {
+      renderAll();
+      tick();
+    },
+  });
 
   // ------------------------------------------------------------------ boot
-
-  function decorateStaticIcons() {
-    for (const el of document.querySelectorAll('[data-icon]')) {
-      if (!el.firstChild) el.append(icon(el.dataset.icon));
-    }
-  }
 
   async function boot() {
     document.documentElement.lang = I18N.getLang();
@@ -655,20 +447,15 @@
     if (me.user && !ROLES_ALLOWED.includes(me.user.role)) return leave('forbidden');
     // Any other failure (hub restarting, network): show the board and let the socket retry.
     wb.user = me.user || null;
-    decorateStaticIcons();
-    fillLangSelects();
-    applyStaticI18n();
+    S.decorateStaticIcons(icon);
+    language.fill();
+    language.apply();
     $('boot').hidden = true;
     $('wallboard').hidden = false;
     renderAll();
     setInterval(tick, 500);
     tick();
-    window.addEventListener('online', () => {
-      if (sock.wanted && !sock.ws) { sock.attempt = 0; socketOpen(); }
-    });
-    sock.wanted = true;
-    setConn('connecting');
-    socketOpen();
+    sock.start();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
