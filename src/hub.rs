@@ -96,6 +96,10 @@ enum HubInput {
     Stats {
         reply: oneshot::Sender<Arc<Snapshot>>,
     },
+    Position {
+        contact: i64,
+        reply: oneshot::Sender<Option<(usize, Millis)>>,
+    },
 }
 
 /// What the hub publishes to sockets.
@@ -226,6 +230,12 @@ impl HubHandle {
 
     pub async fn agents(&self) -> Result<Vec<(i64, AgentStateView)>, HubStopped> {
         self.ask(|reply| HubInput::Agents { reply }).await
+    }
+
+    /// A waiting contact's place in line and expected wait (ms).
+    pub async fn position(&self, contact: i64) -> Result<Option<(usize, Millis)>, HubStopped> {
+        self.ask(|reply| HubInput::Position { contact, reply })
+            .await
     }
 
     pub async fn stats(&self) -> Result<Arc<Snapshot>, HubStopped> {
@@ -578,6 +588,9 @@ impl Core {
                         .map(|a| (a, self.view(a)))
                         .collect(),
                 );
+            }
+            HubInput::Position { contact, reply } => {
+                let _ = reply.send(self.acd.expected_wait(contact, now));
             }
             HubInput::Stats { reply } => {
                 let _ = reply.send(Arc::new(self.stats.snapshot(now)));

@@ -346,6 +346,7 @@ async fn agent_frame(state: &AppState, agent_id: i64, v: Value) -> Result<Option
     match state.hub.contact_op(agent_id, contact, op).await {
         Ok(Ok(())) => Ok(None),
         Ok(Err(e)) => {
+            tracing::info!(agent_id, contact_id = contact, error = %e, "agent request refused");
             let code = match e {
                 crate::acd::engine::AcdError::NoSuchOffer { .. } => "no_such_offer",
                 crate::acd::engine::AcdError::UnknownContact(_) => "unknown_contact",

@@ -992,3 +992,109 @@ fn a_routing_rule_can_give_a_contact_its_own_overflow() {
     );
     acd.check_invariants().unwrap();
 }
+
+#[test]
+fn preferred_skills_win_the_offer_and_queues_can_cap_contacts_per_agent() {
+    let mut q = QueueConfig::simple("q");
+    q.preferred_skills = req(&[("cantonese", 1)]);
+    q.max_per_agent = Some(1);
+    let mut acd = Acd::new(vec![q]);
+    login(&mut acd, T0, agent(1, &[]));
+    login(&mut acd, T0 + 1000, agent(2, &[("cantonese", 3)]));
+    drain(&mut acd);
+    // Agent 1 has been idle longer, but agent 2 has the preferred skill.
+    acd.handle(
+        T0 + 2000,
+        Input::ContactArrived(contact(1, Channel::Chat, "q", 0, T0 + 2000)),
+    )
+    .unwrap();
+    assert_eq!(offers(&drain(&mut acd)), vec![(1, 2)]);
+    acd.handle(
+        T0 + 2000,
+        Input::OfferAccepted {
+            contact: 1,
+            agent: 2,
+        },
+    )
+    .unwrap();
+    // Agent 2 could hold 3 chats, but this queue allows one each: the next goes to agent 1.
+    acd.handle(
+        T0 + 3000,
+        Input::ContactArrived(contact(2, Channel::Chat, "q", 0, T0 + 3000)),
+    )
+    .unwrap();
+    assert_eq!(offers(&drain(&mut acd)), vec![(2, 1)]);
+    acd.handle(
+        T0 + 3000,
+        Input::OfferAccepted {
+            contact: 2,
+            agent: 1,
+        },
+    )
+    .unwrap();
+    acd.handle(
+        T0 + 4000,
+        Input::ContactArrived(contact(3, Channel::Chat, "q", 0, T0 + 4000)),
+    )
+    .unwrap();
+    assert!(
+        offers(&drain(&mut acd)).is_empty(),
+        "both agents are at the queue's cap"
+    );
+    acd.check_invariants().unwrap();
+    acd.handle(
+        T0 + 5000,
+        Input::ContactCompleted {
+            contact: 1,
+            hold_ms: 0,
+        },
+    )
+    .unwrap();
+    acd.handle(T0 + 5000, Input::WrapUpDone { contact: 1 })
+        .unwrap();
+    assert_eq!(offers(&drain(&mut acd)), vec![(3, 2)]);
+    acd.check_invariants().unwrap();
+}
+
+#[test]
+fn waiting_contacts_know_their_place_and_expected_wait() {
+    let mut acd = Acd::new(vec![QueueConfig::simple("q")]);
+    let mut a = agent(1, &[]);
+    a.capacity.email = 1;
+    login(&mut acd, T0, a);
+    for i in 0..4 {
+        acd.handle(
+            T0 + i,
+            Input::ContactArrived(contact(i, Channel::Email, "q", 0, T0 + i)),
+        )
+        .unwrap();
+    }
+    // Contact 0 is offered; 1..3 wait. No handle time yet: 180 s per contact, one agent.
+    assert_eq!(acd.expected_wait(1, T0 + 10), Some((1, 180_000)));
+    assert_eq!(acd.expected_wait(3, T0 + 10), Some((3, 540_000)));
+    acd.handle(
+        T0 + 1000,
+        Input::OfferAccepted {
+            contact: 0,
+            agent: 1,
+        },
+    )
+    .unwrap();
+    acd.handle(
+        T0 + 60_000,
+        Input::ContactCompleted {
+            contact: 0,
+            hold_ms: 0,
+        },
+    )
+    .unwrap();
+    acd.handle(T0 + 61_000, Input::WrapUpDone { contact: 0 })
+        .unwrap();
+    // Handled in 61 s: contact 2 is now second in line.
+    assert_eq!(acd.expected_wait(2, T0 + 61_000), Some((1, 61_000)));
+    assert_eq!(
+        acd.expected_wait(0, T0 + 61_000),
+        None,
+        "finished contacts have no place"
+    );
+}

@@ -357,6 +357,22 @@ async fn queued_digital_contacts_survive_a_restart_in_order_and_are_offered_once
             db.name
         );
 
+        // Each knows its place in line again.
+        for (place, id) in ids[..3].iter().enumerate() {
+            let (s, p) = hub
+                .get(&agent, &format!("/api/v1/contacts/{id}/position"))
+                .await;
+            assert_eq!(s, 200, "{p}");
+            assert!(p["expected_wait_secs"].as_i64().unwrap() > 0);
+            // Email and chat wait in lanes of their own: the place counts within the lane.
+            let expected = if place == 2 { 2 } else { 1 };
+            assert_eq!(p["position"], expected, "{}: contact {id}", db.name);
+        }
+        let (s, p) = hub
+            .get(&agent, &format!("/api/v1/contacts/{}/position", ids[3]))
+            .await;
+        assert_eq!((s, p["error"]["code"].as_str()), (404, Some("not_waiting")));
+
         let mut ws = ws_connect(&hub.ws_url("/api/v1/agent/ws"), &agent)
             .await
             .unwrap();

@@ -195,8 +195,9 @@ impl ChannelClass {
 
 /// Waiting order inside a lane: higher static priority first, then earlier arrival.
 type WaitKey = (Reverse<i64>, Millis, ContactId);
-/// Free-agent order inside a lane, by the queue's strategy.
-type FreeKey = (i64, i64, AgentId);
+/// Free-agent order inside a lane: agents with the queue's preferred skills first, then by the
+/// queue's strategy.
+type FreeKey = (i64, i64, i64, AgentId);
 
 struct Lane {
     key: LaneKey,
@@ -219,6 +220,8 @@ struct Agent {
     /// Contacts offered, connected or in wrap-up, per channel class.
     load: [u8; 4],
     in_hand: Vec<ContactId>,
+    /// Contacts in hand per queue, for queues that cap them (`max_per_agent`).
+    per_queue: HashMap<usize, u8>,
     idle_since: Millis,
     last_offer_seq: u64,
     lanes: Vec<usize>,
@@ -240,6 +243,8 @@ enum Phase {
 
 struct Contact {
     spec: ContactSpec,
+    /// When the current (or last) offer was made: handle time runs from there.
+    offered_at: Millis,
     queue: usize,
     steps: Option<usize>,
     extra: usize,
@@ -251,6 +256,8 @@ struct Contact {
 pub struct Acd {
     queues: Vec<QueueConfig>,
     queue_index: HashMap<String, usize>,
+    /// Recent handle time per queue (ms; 0 = none yet), for expected-wait estimates.
+    aht_ms: Vec<Millis>,
     extras: Vec<SkillSet>,
     /// Overflow step lists that routing rules gave individual contacts (interned).
     overrides: Vec<Vec<OverflowStep>>,
@@ -276,6 +283,7 @@ impl Acd {
         let mut acd = Acd {
             queues: Vec::new(),
             queue_index: HashMap::new(),
+            aht_ms: Vec::new(),
             extras: vec![SkillSet::default()],
             overrides: Vec::new(),
             lanes: Vec::new(),
@@ -318,6 +326,26 @@ impl Acd {
             | Phase::WrapUp { agent, .. } => Some(agent),
             _ => None,
         }
+    }
+
+    /// A waiting contact's place (1 = next) and expected wait: its place times the queue's
+    /// recent handle time, shared among the logged-in agents who may take it (180 s per
+    /// contact until the queue has handled one).
+    pub fn expected_wait(&self, contact: ContactId, now: Millis) -> Option<(usize, Millis)> {
+        let c = self.contacts.get(&contact)?;
+        let position = match c.phase {
+            Phase::Sticky { until, .. } => return Some((1, (until - now).max(0))),
+            _ => self.position(contact)?,
+        };
+        let Phase::Waiting { lane } = c.phase else {
+            return None;
+        };
+        let aht = match self.aht_ms[c.queue] {
+            0 => 180_000,
+            a => a,
+        };
+        let agents = self.lanes[lane].qualified.len().max(1) as i64;
+        Some((position, position as i64 * aht / agents))
     }
 
     pub fn is_logged_in(&self, agent: AgentId) -> bool {
@@ -439,6 +467,7 @@ impl Acd {
                 None => {
                     self.queue_index.insert(q.name.clone(), self.queues.len());
                     self.queues.push(q);
+                    self.aht_ms.push(0);
                 }
             }
         }
@@ -552,10 +581,16 @@ impl Acd {
 
     fn free_key(&self, a: &Agent, lane: &Lane) -> FreeKey {
         let id = a.spec.id;
-        match self.queues[lane.key.queue].strategy {
-            Strategy::LongestIdle => (a.idle_since, 0, id),
-            Strategy::LeastOccupied => (a.load.iter().map(|l| *l as i64).sum(), a.idle_since, id),
-            Strategy::RoundRobin => (a.last_offer_seq as i64, 0, id),
+        let q = &self.queues[lane.key.queue];
+        let preferred = if q.preferred_skills.0.is_empty() {
+            0
+        } else {
+            -(q.preferred_skills.score(&a.spec.skills) as i64)
+        };
+        let (k1, k2) = match q.strategy {
+            Strategy::LongestIdle => (a.idle_since, 0),
+            Strategy::LeastOccupied => (a.load.iter().map(|l| *l as i64).sum(), a.idle_since),
+            Strategy::RoundRobin => (a.last_offer_seq as i64, 0),
             Strategy::BestSkill => {
                 let q = &self.queues[lane.key.queue];
                 let score: u32 = q.steps[0]
@@ -565,9 +600,10 @@ impl Acd {
                     .max()
                     .unwrap_or(0)
                     + self.extras[lane.key.extra].score(&a.spec.skills);
-                (-(score as i64), a.idle_since, id)
+                (-(score as i64), a.idle_since)
             }
-        }
+        };
+        (preferred, k1, k2, id)
     }
 
     /// Puts the agent in (or takes it out of) the free sets of its lanes.
@@ -585,7 +621,10 @@ impl Acd {
         let mut entries = Vec::new();
         for &lane in &a.lanes {
             let l = &self.lanes[lane];
-            if Self::free_for(a, l.key.channel) {
+            let capped = self.queues[l.key.queue]
+                .max_per_agent
+                .is_some_and(|max| a.per_queue.get(&l.key.queue).copied().unwrap_or(0) >= max);
+            if !capped && Self::free_for(a, l.key.channel) {
                 entries.push((lane, self.free_key(a, l)));
             }
         }
@@ -681,6 +720,7 @@ impl Acd {
                 offer: None,
                 load: [0; 4],
                 in_hand: Vec::new(),
+                per_queue: HashMap::new(),
                 idle_since: now,
                 last_offer_seq: 0,
                 lanes: Vec::new(),
@@ -841,6 +881,7 @@ impl Acd {
             id,
             Contact {
                 spec,
+                offered_at: now,
                 queue,
                 steps: own_steps,
                 extra,
@@ -921,8 +962,8 @@ impl Acd {
             let agent = self.lanes[lane]
                 .free
                 .iter()
-                .find(|k| !declined.contains(&k.2))
-                .map(|k| k.2);
+                .find(|k| !declined.contains(&k.3))
+                .map(|k| k.3);
             let Some(agent) = agent else { return };
             self.offer(now, contact, agent);
         }
@@ -994,13 +1035,16 @@ impl Acd {
         let timeout = self.queues[c.queue].offer_timeout_secs as i64 * 1000;
         let expires = now + timeout;
         c.phase = Phase::Offered { agent, expires };
+        c.offered_at = now;
         let class = ChannelClass::of(c.spec.channel);
+        let queue = c.queue;
         self.offer_seq += 1;
         let Some(a) = self.agents.get_mut(&agent) else {
             return;
         };
         a.offer = Some(contact);
         a.load[class.index()] += 1;
+        *a.per_queue.entry(queue).or_default() += 1;
         a.in_hand.push(contact);
         a.last_offer_seq = self.offer_seq;
         self.timers.insert((expires, Timer::Offer(contact)));
@@ -1027,6 +1071,7 @@ impl Acd {
             return;
         };
         let class = ChannelClass::of(c.spec.channel);
+        let queue = c.queue;
         if reason == CancelReason::Rejected {
             c.declined.push(agent);
         }
@@ -1035,6 +1080,9 @@ impl Acd {
             a.offer = None;
             a.load[class.index()] = a.load[class.index()].saturating_sub(1);
             a.in_hand.retain(|x| *x != contact);
+            if let Some(n) = a.per_queue.get_mut(&queue) {
+                *n = n.saturating_sub(1);
+            }
         }
         self.outputs.push_back(Output::OfferCancelled {
             contact,
@@ -1204,12 +1252,24 @@ impl Acd {
             )));
         };
         let class = ChannelClass::of(c.spec.channel);
+        let queue = c.queue;
+        let handled_ms = now - c.offered_at;
         self.contacts.remove(&contact);
         if let Some(a) = self.agents.get_mut(&agent) {
             a.load[class.index()] = a.load[class.index()].saturating_sub(1);
             a.in_hand.retain(|x| *x != contact);
+            if let Some(n) = a.per_queue.get_mut(&queue) {
+                *n = n.saturating_sub(1);
+            }
             a.idle_since = now;
         }
+        // Handle-time estimate per queue (exponential moving average), for expected waits.
+        let aht = &mut self.aht_ms[queue];
+        *aht = if *aht == 0 {
+            handled_ms
+        } else {
+            (*aht * 9 + handled_ms) / 10
+        };
         self.outputs.push_back(Output::ContactState {
             contact,
             state: ContactState::Closed,
@@ -1375,6 +1435,24 @@ impl Acd {
                     ));
                 }
             }
+            let mut per_queue: HashMap<usize, u8> = HashMap::new();
+            for c in &a.in_hand {
+                *per_queue.entry(self.contacts[c].queue).or_default() += 1;
+            }
+            for (q, n) in &per_queue {
+                if a.per_queue.get(q).copied().unwrap_or(0) != *n {
+                    return Err(format!(
+                        "agent {} per-queue load of queue {q} drifted",
+                        a.spec.id
+                    ));
+                }
+                if self.queues[*q].max_per_agent.is_some_and(|max| *n > max) {
+                    return Err(format!(
+                        "agent {} holds {n} of queue {q}, over its cap",
+                        a.spec.id
+                    ));
+                }
+            }
             if load != a.load {
                 return Err(format!(
                     "agent {} load {:?} != {:?}",
@@ -1429,7 +1507,7 @@ impl Acd {
         for l in &self.lanes {
             if let Some(head) = l.waiting.first() {
                 let declined = &self.contacts[&head.2].declined;
-                if l.free.iter().any(|k| !declined.contains(&k.2)) {
+                if l.free.iter().any(|k| !declined.contains(&k.3)) {
                     return Err(format!(
                         "lane {:?} has a waiting contact and a free agent",
                         l.key

@@ -394,6 +394,8 @@ struct RawQueue {
     max_wait_secs: Option<Spanned<u32>>,
     hours: Option<Spanned<RawHours>>,
     closed_handling: Option<ClosedHandling>,
+    preferred_skills: Option<Vec<Spanned<String>>>,
+    max_per_agent: Option<Spanned<u8>>,
     service_level_secs: Option<Spanned<u32>>,
     short_abandon_secs: Option<Spanned<u32>>,
 }
@@ -937,6 +939,17 @@ fn compile_queue<'a>(
         Some(list) => parse_skills(src, list)?,
         None => SkillSet::default(),
     };
+    let preferred_skills = match &q.preferred_skills {
+        Some(list) => parse_skills(src, list)?,
+        None => SkillSet::default(),
+    };
+    let max_per_agent = match &q.max_per_agent {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err(src.err(&m.span(), "max_per_agent must be at least 1"));
+        }
+        Some(m) => Some(*m.get_ref()),
+        None => None,
+    };
     let aging = match &q.aging_per_minute {
         None => 0,
         Some(a) if *a.get_ref() < 0 => {
@@ -993,6 +1006,8 @@ fn compile_queue<'a>(
             max_wait_secs,
             hours,
             closed_handling: q.closed_handling.unwrap_or_default(),
+            preferred_skills,
+            max_per_agent,
             service_level_secs,
             short_abandon_secs,
         },

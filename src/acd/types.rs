@@ -88,6 +88,11 @@ pub struct QueueConfig {
     pub max_wait_secs: Option<u32>,
     pub hours: BusinessHours,
     pub closed_handling: ClosedHandling,
+    /// Skills an agent need not have but that win the offer when several agents are free.
+    pub preferred_skills: SkillSet,
+    /// At most this many of the queue's contacts in one agent's hands at once (on top of the
+    /// agent's own per-channel capacity); `None` = only the agent's capacity counts.
+    pub max_per_agent: Option<u8>,
     /// Service-level threshold T of ARCHITECTURE §7 (default 20 s).
     pub service_level_secs: u32,
     /// Short-abandon threshold Ts (default 5 s).
@@ -257,6 +262,8 @@ impl QueueConfig {
             max_wait_secs: None,
             hours: BusinessHours::default(),
             closed_handling: ClosedHandling::Voicemail,
+            preferred_skills: SkillSet::default(),
+            max_per_agent: None,
             service_level_secs: 20,
             short_abandon_secs: 5,
         }

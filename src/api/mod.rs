@@ -26,7 +26,7 @@ use crate::server::AppState;
         auth::login, auth::logout, auth::me,
         customers::search, customers::create, customers::get, customers::update, customers::delete,
         customers::records, customers::upsert_record, customers::history, customers::screen_pop,
-        misc::contacts, misc::contact, routing::create_contact, routing::queues, routing::set_profile, routing::routing_status,
+        misc::contacts, misc::contact, routing::create_contact, routing::position, routing::queues, routing::set_profile, routing::routing_status,
         misc::users, misc::create_user, misc::create_case,
         misc::healthz, misc::metrics,
     ),
@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             get(misc::contacts).post(routing::create_contact),
         )
         .route("/contacts/{id}", get(misc::contact))
+        .route("/contacts/{id}/position", get(routing::position))
         .route("/cases", post(misc::create_case))
         .route("/queues", get(routing::queues))
         .route("/routing", get(routing::routing_status))

@@ -149,6 +149,40 @@ pub async fn create_contact(
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct Position {
+    /// 1 = next in line.
+    pub position: usize,
+    pub expected_wait_secs: i64,
+}
+
+/// A waiting contact's place in line and expected wait (for the chat widget, IVR announcements).
+#[utoipa::path(get, path = "/api/v1/contacts/{id}/position", tag = "contacts",
+    responses((status = 200, body = Position), (status = 404, body = crate::error::ErrorBody, description = "`not_waiting`")))]
+pub async fn position(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Position>, ApiError> {
+    user.require(EVERYONE)?;
+    match state
+        .hub
+        .position(id)
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
+        Some((position, wait_ms)) => Ok(Json(Position {
+            position,
+            expected_wait_secs: (wait_ms + 999) / 1000,
+        })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_waiting",
+            "this contact is not waiting in a queue",
+        )),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct QueueLive {
     pub id: Option<i64>,
     pub name: String,
