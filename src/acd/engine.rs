@@ -222,6 +222,9 @@ struct Agent {
     in_hand: Vec<ContactId>,
     /// Contacts in hand per queue, for queues that cap them (`max_per_agent`).
     per_queue: HashMap<usize, u8>,
+    /// Contacts in hand that are connected, and in wrap-up (the state shown follows them).
+    connected: u8,
+    wrapping: u8,
     idle_since: Millis,
     last_offer_seq: u64,
     lanes: Vec<usize>,
@@ -258,6 +261,12 @@ pub struct Acd {
     queue_index: HashMap<String, usize>,
     /// Recent handle time per queue (ms; 0 = none yet), for expected-wait estimates.
     aht_ms: Vec<Millis>,
+    /// Lanes of each queue, and contacts waiting for a sticky agent per queue: queue lengths
+    /// without scanning contacts.
+    queue_lanes: Vec<Vec<usize>>,
+    sticky_waiting: Vec<u32>,
+    /// Contacts that some agent declined; while there are none, lane heads need no lookup.
+    declined_total: usize,
     extras: Vec<SkillSet>,
     /// Overflow step lists that routing rules gave individual contacts (interned).
     overrides: Vec<Vec<OverflowStep>>,
@@ -284,6 +293,9 @@ impl Acd {
             queues: Vec::new(),
             queue_index: HashMap::new(),
             aht_ms: Vec::new(),
+            queue_lanes: Vec::new(),
+            sticky_waiting: Vec::new(),
+            declined_total: 0,
             extras: vec![SkillSet::default()],
             overrides: Vec::new(),
             lanes: Vec::new(),
@@ -308,10 +320,20 @@ impl Acd {
 
     /// Contacts waiting (in a lane or for their sticky agent).
     pub fn waiting(&self) -> usize {
-        self.contacts
-            .values()
-            .filter(|c| matches!(c.phase, Phase::Waiting { .. } | Phase::Sticky { .. }))
-            .count()
+        self.lanes.iter().map(|l| l.waiting.len()).sum::<usize>()
+            + self
+                .sticky_waiting
+                .iter()
+                .map(|n| *n as usize)
+                .sum::<usize>()
+    }
+
+    fn queue_waiting(&self, queue: usize) -> usize {
+        self.queue_lanes[queue]
+            .iter()
+            .map(|l| self.lanes[*l].waiting.len())
+            .sum::<usize>()
+            + self.sticky_waiting[queue] as usize
     }
 
     pub fn agent_state(&self, agent: AgentId) -> Option<(AgentStateKind, Option<String>)> {
@@ -468,6 +490,8 @@ impl Acd {
                     self.queue_index.insert(q.name.clone(), self.queues.len());
                     self.queues.push(q);
                     self.aht_ms.push(0);
+                    self.queue_lanes.push(Vec::new());
+                    self.sticky_waiting.push(0);
                 }
             }
         }
@@ -533,6 +557,7 @@ impl Acd {
             qualified: qualified.clone(),
         });
         self.lane_index.insert(key, id);
+        self.queue_lanes[key.queue].push(id);
         for agent in qualified {
             if let Some(a) = self.agents.get_mut(&agent) {
                 a.lanes.push(id);
@@ -549,15 +574,6 @@ impl Acd {
             c.spec.enqueued_at,
             c.spec.id,
         )
-    }
-
-    /// The contact's priority at `now` including aging, in priority-milliseconds.
-    fn effective(&self, c: &Contact, now: Millis) -> i64 {
-        let aging = self.queues[c.queue].aging_per_minute;
-        c.spec
-            .priority
-            .saturating_mul(60_000)
-            .saturating_add(aging.saturating_mul(now - c.spec.enqueued_at))
     }
 
     // ---- agents -------------------------------------------------------------------------
@@ -660,28 +676,26 @@ impl Acd {
         let Some(a) = self.agents.get_mut(&agent) else {
             return;
         };
-        let wrap = a.in_hand.iter().any(|c| {
-            self.contacts
-                .get(c)
-                .is_some_and(|c| matches!(c.phase, Phase::WrapUp { .. }))
-        });
-        let busy = a.in_hand.iter().any(|c| {
-            self.contacts
-                .get(c)
-                .is_some_and(|c| matches!(c.phase, Phase::Connected { .. }))
-        });
-        let shown = if a.offer.is_some() {
-            (AgentStateKind::Reserved, None)
-        } else if busy {
-            (AgentStateKind::Busy, None)
-        } else if wrap {
-            (AgentStateKind::WrapUp, None)
+        let kind = if a.offer.is_some() {
+            AgentStateKind::Reserved
+        } else if a.connected > 0 {
+            AgentStateKind::Busy
+        } else if a.wrapping > 0 {
+            AgentStateKind::WrapUp
         } else {
             match &a.status {
-                Status::Available => (AgentStateKind::Available, None),
-                Status::NotReady(r) => (AgentStateKind::NotReady, Some(r.clone())),
+                Status::Available => AgentStateKind::Available,
+                Status::NotReady(_) => AgentStateKind::NotReady,
             }
         };
+        let reason = match (&a.status, kind) {
+            (Status::NotReady(r), AgentStateKind::NotReady) => Some(r.as_str()),
+            _ => None,
+        };
+        if kind == a.shown.0 && reason == a.shown.1.as_deref() {
+            return;
+        }
+        let shown = (kind, reason.map(String::from));
         if shown != a.shown {
             a.shown = shown.clone();
             self.outputs.push_back(Output::AgentState {
@@ -721,6 +735,8 @@ impl Acd {
                 load: [0; 4],
                 in_hand: Vec::new(),
                 per_queue: HashMap::new(),
+                connected: 0,
+                wrapping: 0,
                 idle_since: now,
                 last_offer_seq: 0,
                 lanes: Vec::new(),
@@ -828,16 +844,10 @@ impl Acd {
         let handling = q.closed_handling;
         let refuse = if !q.hours.is_open(now) {
             Some(RefuseReason::Closed)
-        } else if q.max_queue_length.is_some_and(|max| {
-            self.contacts
-                .values()
-                .filter(|c| {
-                    c.queue == queue
-                        && matches!(c.phase, Phase::Waiting { .. } | Phase::Sticky { .. })
-                })
-                .count() as u32
-                >= max
-        }) {
+        } else if q
+            .max_queue_length
+            .is_some_and(|max| self.queue_waiting(queue) >= max as usize)
+        {
             Some(RefuseReason::QueueFull)
         } else {
             None
@@ -896,6 +906,7 @@ impl Acd {
                 let until = now + sticky_secs as i64 * 1000;
                 if let Some(c) = self.contacts.get_mut(&id) {
                     c.phase = Phase::Sticky { agent, until };
+                    self.sticky_waiting[queue] += 1;
                 }
                 if let Some(a) = self.agents.get_mut(&agent) {
                     a.sticky.push(id);
@@ -991,15 +1002,24 @@ impl Acd {
             let mut best: Option<(i64, Millis, ContactId)> = None;
             for &(lane, _) in &a.free_entries {
                 let l = &self.lanes[lane];
-                let Some(head) = l
-                    .waiting
-                    .iter()
-                    .find(|k| !self.contacts[&k.2].declined.contains(&agent))
-                else {
+                // The wait key holds all the ranking needs; the contact itself is looked up only
+                // while some contact has been declined by someone.
+                let head = if self.declined_total == 0 {
+                    l.waiting.first()
+                } else {
+                    l.waiting
+                        .iter()
+                        .find(|k| !self.contacts[&k.2].declined.contains(&agent))
+                };
+                let Some(&(Reverse(static_key), enqueued_at, id)) = head else {
                     continue;
                 };
-                let c = &self.contacts[&head.2];
-                let cand = (self.effective(c, now), c.spec.enqueued_at, c.spec.id);
+                let aging = self.queues[l.key.queue].aging_per_minute;
+                let cand = (
+                    static_key.saturating_add(aging.saturating_mul(now)),
+                    enqueued_at,
+                    id,
+                );
                 let better = match best {
                     None => true,
                     Some(b) => cand.0 > b.0 || (cand.0 == b.0 && (cand.1, cand.2) < (b.1, b.2)),
@@ -1025,6 +1045,7 @@ impl Acd {
             ..
         } = c.phase
         {
+            self.sticky_waiting[c.queue] = self.sticky_waiting[c.queue].saturating_sub(1);
             if let Some(a) = self.agents.get_mut(&sticky_agent) {
                 a.sticky.retain(|x| *x != contact);
             }
@@ -1073,6 +1094,9 @@ impl Acd {
         let class = ChannelClass::of(c.spec.channel);
         let queue = c.queue;
         if reason == CancelReason::Rejected {
+            if c.declined.is_empty() {
+                self.declined_total += 1;
+            }
             c.declined.push(agent);
         }
         c.phase = Phase::Waiting { lane: usize::MAX };
@@ -1130,7 +1154,7 @@ impl Acd {
                 )))
             }
         };
-        self.contacts.remove(&id);
+        self.forget(id);
         self.outputs.push_back(Output::ContactState {
             contact: id,
             state: ContactState::Abandoned,
@@ -1176,6 +1200,7 @@ impl Acd {
         c.phase = Phase::Connected { agent };
         if let Some(a) = self.agents.get_mut(&agent) {
             a.offer = None;
+            a.connected += 1;
         }
         self.outputs.push_back(Output::ContactState {
             contact,
@@ -1223,6 +1248,10 @@ impl Acd {
         let wrap = self.queues[c.queue].wrap_up_secs as i64 * 1000;
         let until = now + wrap;
         c.phase = Phase::WrapUp { agent, until };
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.connected = a.connected.saturating_sub(1);
+            a.wrapping += 1;
+        }
         self.outputs.push_back(Output::Stat(StatEvent::Completed {
             contact,
             at: now,
@@ -1254,13 +1283,14 @@ impl Acd {
         let class = ChannelClass::of(c.spec.channel);
         let queue = c.queue;
         let handled_ms = now - c.offered_at;
-        self.contacts.remove(&contact);
+        self.forget(contact);
         if let Some(a) = self.agents.get_mut(&agent) {
             a.load[class.index()] = a.load[class.index()].saturating_sub(1);
             a.in_hand.retain(|x| *x != contact);
             if let Some(n) = a.per_queue.get_mut(&queue) {
                 *n = n.saturating_sub(1);
             }
+            a.wrapping = a.wrapping.saturating_sub(1);
             a.idle_since = now;
         }
         // Handle-time estimate per queue (exponential moving average), for expected waits.
@@ -1281,8 +1311,22 @@ impl Acd {
         Ok(())
     }
 
+    /// Drops a finished contact.
+    fn forget(&mut self, id: ContactId) {
+        if let Some(c) = self.contacts.remove(&id) {
+            if !c.declined.is_empty() {
+                self.declined_total -= 1;
+            }
+        }
+    }
+
+    /// The contact stops waiting for its sticky agent (its phase is the caller's to change).
     fn unstick_remove(&mut self, id: ContactId) {
-        if let Some(Phase::Sticky { agent, .. }) = self.contacts.get(&id).map(|c| c.phase.clone()) {
+        let Some(c) = self.contacts.get(&id) else {
+            return;
+        };
+        if let Phase::Sticky { agent, .. } = c.phase {
+            self.sticky_waiting[c.queue] = self.sticky_waiting[c.queue].saturating_sub(1);
             if let Some(a) = self.agents.get_mut(&agent) {
                 a.sticky.retain(|x| *x != id);
             }
@@ -1363,7 +1407,7 @@ impl Acd {
                 } else {
                     self.leave_lane(c);
                 }
-                self.contacts.remove(&c);
+                self.forget(c);
                 self.outputs.push_back(Output::Refused {
                     contact: c,
                     reason: RefuseReason::MaxWait,
@@ -1393,6 +1437,9 @@ impl Acd {
         waiting.sort();
         self.lanes.clear();
         self.lane_index.clear();
+        for l in &mut self.queue_lanes {
+            l.clear();
+        }
         let agents: Vec<AgentId> = self.agents.keys().copied().collect();
         for a in &agents {
             if let Some(a) = self.agents.get_mut(a) {
@@ -1434,6 +1481,22 @@ impl Acd {
                         a.spec.id
                     ));
                 }
+            }
+            let connected = a
+                .in_hand
+                .iter()
+                .filter(|c| matches!(self.contacts[c].phase, Phase::Connected { .. }))
+                .count();
+            let wrapping = a
+                .in_hand
+                .iter()
+                .filter(|c| matches!(self.contacts[c].phase, Phase::WrapUp { .. }))
+                .count();
+            if (connected, wrapping) != (a.connected as usize, a.wrapping as usize) {
+                return Err(format!(
+                    "agent {} connected/wrap-up counts drifted",
+                    a.spec.id
+                ));
             }
             let mut per_queue: HashMap<usize, u8> = HashMap::new();
             for c in &a.in_hand {
@@ -1491,6 +1554,29 @@ impl Acd {
                 }
                 _ => {}
             }
+        }
+        for (q, n) in self.sticky_waiting.iter().enumerate() {
+            let actual = self
+                .contacts
+                .values()
+                .filter(|c| c.queue == q && matches!(c.phase, Phase::Sticky { .. }))
+                .count();
+            if actual != *n as usize {
+                return Err(format!(
+                    "queue {q}: {n} sticky waits counted, {actual} real"
+                ));
+            }
+        }
+        let declined = self
+            .contacts
+            .values()
+            .filter(|c| !c.declined.is_empty())
+            .count();
+        if declined != self.declined_total {
+            return Err(format!(
+                "{} declined contacts counted, {declined} real",
+                self.declined_total
+            ));
         }
         let in_lanes: usize = self.lanes.iter().map(|l| l.waiting.len()).sum();
         let waiting = self
