@@ -636,12 +636,8 @@ impl Acd {
         };
         let mut entries = Vec::new();
         for &lane in &a.lanes {
-            let l = &self.lanes[lane];
-            let capped = self.queues[l.key.queue]
-                .max_per_agent
-                .is_some_and(|max| a.per_queue.get(&l.key.queue).copied().unwrap_or(0) >= max);
-            if !capped && Self::free_for(a, l.key.channel) {
-                entries.push((lane, self.free_key(a, l)));
+            if self.lane_open_for(a, lane) {
+                entries.push((lane, self.free_key(a, &self.lanes[lane])));
             }
         }
         for (lane, key) in &entries {
@@ -711,10 +707,23 @@ impl Acd {
         }
     }
 
+    /// After an agent's state or load changed: offer it work if it can take some, else (re)file
+    /// it among the lanes' free agents. Trying first saves re-filing an agent that an offer is
+    /// about to take out again.
     fn after_agent_change(&mut self, now: Millis, agent: AgentId) {
-        self.refresh_free(agent);
         self.show_agent(agent, now);
         self.try_agent(now, agent);
+        self.refresh_free(agent);
+    }
+
+    /// Whether the agent may take a contact of this lane now (free for its channel, and under
+    /// the queue's per-agent cap).
+    fn lane_open_for(&self, a: &Agent, lane: usize) -> bool {
+        let l = &self.lanes[lane];
+        let capped = self.queues[l.key.queue]
+            .max_per_agent
+            .is_some_and(|max| a.per_queue.get(&l.key.queue).copied().unwrap_or(0) >= max);
+        !capped && Self::free_for(a, l.key.channel)
     }
 
     fn login(&mut self, now: Millis, spec: AgentSpec, available: bool) -> Result<(), AcdError> {
@@ -1000,7 +1009,10 @@ impl Acd {
                 continue;
             }
             let mut best: Option<(i64, Millis, ContactId)> = None;
-            for &(lane, _) in &a.free_entries {
+            for &lane in &a.lanes {
+                if !self.lane_open_for(a, lane) {
+                    continue;
+                }
                 let l = &self.lanes[lane];
                 // The wait key holds all the ranking needs; the contact itself is looked up only
                 // while some contact has been declined by someone.
