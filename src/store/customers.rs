@@ -207,7 +207,7 @@ impl Store {
             "SELECT {CUSTOMER_COLS} FROM customers WHERE id IN ({})",
             placeholders(1, ids.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(self.dialect(sql)));
         for id in ids {
             q = q.bind(*id);
         }
@@ -221,7 +221,7 @@ impl Store {
             "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN ({}) ORDER BY id",
             placeholders(1, ids.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(self.dialect(sql)));
         for id in ids {
             q = q.bind(*id);
         }
@@ -293,8 +293,9 @@ impl Store {
                 .await?;
                 push(&mut ids, rows)?;
             }
-            // A partial number: any stored number containing these digits.
-            if (ids.len() as i64) < limit {
+            // A partial number: any stored number containing these digits (a scan, so only
+            // when the number as typed matched nobody).
+            if ids.is_empty() {
                 let rows = sqlx::query(
                     "SELECT customer_id FROM customer_identities WHERE kind IN ('phone', 'fax') \
                      AND value LIKE $1 ESCAPE '\\' LIMIT $2",

@@ -39,7 +39,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<Vec<ImportOutcome>> {
         let mut tx = self.pool.begin().await?;
-        match import_batch(&mut tx, rows, now).await {
+        match import_batch(self, &mut tx, rows, now).await {
             Ok(outcomes) => {
                 tx.commit().await?;
                 Ok(outcomes)
@@ -50,7 +50,7 @@ impl Store {
                 let mut outcomes = Vec::with_capacity(rows.len());
                 for row in rows {
                     let mut tx = self.pool.begin().await?;
-                    match import_batch(&mut tx, std::slice::from_ref(row), now).await {
+                    match import_batch(self, &mut tx, std::slice::from_ref(row), now).await {
                         Ok(mut o) => {
                             tx.commit().await?;
                             outcomes.append(&mut o);
@@ -72,10 +72,12 @@ impl Store {
 }
 
 async fn import_batch(
+    store: &Store,
     tx: &mut Transaction<'_, Any>,
     rows: &[ImportRow],
     now: i64,
 ) -> StoreResult<Vec<ImportOutcome>> {
+    let dialect = |sql: String| store.dialect(sql);
     // 1. Who exists already: by external reference and by identity.
     let refs: Vec<&str> = rows
         .iter()
@@ -87,7 +89,7 @@ async fn import_batch(
             "SELECT id, external_ref FROM customers WHERE external_ref IN ({})",
             placeholders(1, chunk.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
         for r in chunk {
             q = q.bind(*r);
         }
@@ -105,7 +107,7 @@ async fn import_batch(
             "SELECT kind, value, customer_id FROM customer_identities WHERE value IN ({})",
             placeholders(1, chunk.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
         for v in chunk {
             q = q.bind(*v);
         }
@@ -184,7 +186,7 @@ async fn import_batch(
              external_ref = excluded.external_ref, updated_at = excluded.updated_at",
             value_groups(chunk.len(), COLS_PER_CUSTOMER + 1)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
         for &i in chunk {
             q = bind_customer(q.bind(existing_id[i]), &rows[i].customer, now);
         }
@@ -202,7 +204,7 @@ async fn import_batch(
             "INSERT INTO customers ({CUSTOMER_INSERT_COLS}) VALUES {} RETURNING id, external_ref",
             value_groups(chunk.len(), COLS_PER_CUSTOMER)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
         for &i in chunk {
             q = bind_customer(q, &rows[i].customer, now);
         }
@@ -228,9 +230,13 @@ async fn import_batch(
             "INSERT INTO customers ({CUSTOMER_INSERT_COLS}) VALUES {} RETURNING id",
             value_groups(1, COLS_PER_CUSTOMER)
         );
-        let row = bind_customer(sqlx::query(AssertSqlSafe(sql)), &rows[i].customer, now)
-            .fetch_one(&mut **tx)
-            .await?;
+        let row = bind_customer(
+            sqlx::query(AssertSqlSafe(dialect(sql))),
+            &rows[i].customer,
+            now,
+        )
+        .fetch_one(&mut **tx)
+        .await?;
         let id: i64 = row.try_get("id")?;
         ids[i] = Some(id);
         outcomes[i] = Some(ImportOutcome::Created(id));
@@ -247,7 +253,7 @@ async fn import_batch(
                 "DELETE FROM customer_identities WHERE kind = $1 AND customer_id IN ({})",
                 placeholders(2, chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(kind.as_str());
+            let mut q = sqlx::query(AssertSqlSafe(dialect(sql))).bind(kind.as_str());
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -269,7 +275,7 @@ async fn import_batch(
             "INSERT INTO customer_identities (customer_id, kind, value) VALUES {} ON CONFLICT (kind, value) DO NOTHING",
             value_groups(chunk.len(), 3)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
         for (id, k, v) in chunk {
             q = q.bind(*id).bind(k.as_str()).bind(*v);
         }
