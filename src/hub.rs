@@ -472,7 +472,7 @@ impl Core {
             } => {
                 let before = self.view(agent);
                 let result = self.set_state(now, agent, wanted);
-                self.drain(now);
+                self.drain_with_cause(now, Cause::Agent);
                 let after = self.view(agent);
                 let changed = after.state != before.state || after.reason != before.reason;
                 let _ = reply.send(result.map(|_| (after, changed)));
@@ -525,6 +525,7 @@ impl Core {
                         },
                     );
                 }
+                self.drain_with_cause(now, Cause::Agent);
             }
             HubInput::Contact {
                 agent,

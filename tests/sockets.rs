@@ -147,6 +147,7 @@ async fn agent_state_survives_a_reconnect_and_supervisors_see_every_change() {
             db.name
         );
         assert_eq!(events[1].reason.as_deref(), Some("lunch"));
+        assert_eq!(events[0].data["cause"], "agent", "chosen by the agent");
         assert_eq!(events[2].data["cause"], "disconnected");
         hub.stop().await;
     }
