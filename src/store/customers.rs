@@ -479,7 +479,7 @@ pub(super) async fn set_identities(
         }
     }
     for kind in kinds {
-        sqlx::query("DELETE FROM customer_identities WHERE customer_id = $1 AND kind = $2")
+        sqlx::query("DELETE FROM customer_identities WHERE customer_id = $1 AND kind || '' = $2")
             .bind(customer_id)
             .bind(kind.as_str())
             .execute(&mut **tx)

@@ -250,7 +250,9 @@ async fn import_batch(
             .collect();
         for chunk in owners.chunks(ROWS_PER_STATEMENT * 4) {
             let sql = format!(
-                "DELETE FROM customer_identities WHERE kind = $1 AND customer_id IN ({})",
+                // `kind || ''` keeps the planner off the (kind, value) index, which would scan
+                // every identity of that kind: the customer_id index finds the few rows.
+                "DELETE FROM customer_identities WHERE kind || '' = $1 AND customer_id IN ({})",
                 placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(dialect(sql))).bind(kind.as_str());
