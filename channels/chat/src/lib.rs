@@ -1,0 +1,1 @@
+//! Web chat channel: the session protocol (sans-IO) and its WebSocket driver.

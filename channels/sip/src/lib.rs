@@ -1,0 +1,1 @@
+//! SIP signalling: transports, trunks, registrar and the B2BUA call legs.
