@@ -298,13 +298,22 @@ mod tests {
         for b in 0..=255u8 {
             let lin = ulaw_to_linear(b) as i32;
             let via_a = alaw_to_linear(ulaw_to_alaw(b)) as i32;
-            assert!((lin - via_a).abs() <= lin.abs() / 16 + 16, "{b:#x}: {lin} vs {via_a}");
+            assert!(
+                (lin - via_a).abs() <= lin.abs() / 16 + 16,
+                "{b:#x}: {lin} vs {via_a}"
+            );
             let lin = alaw_to_linear(b) as i32;
             let via_u = ulaw_to_linear(alaw_to_ulaw(b)) as i32;
-            assert!((lin - via_u).abs() <= lin.abs() / 16 + 16, "{b:#x}: {lin} vs {via_u}");
+            assert!(
+                (lin - via_u).abs() <= lin.abs() / 16 + 16,
+                "{b:#x}: {lin} vs {via_u}"
+            );
         }
         let mut p = vec![0x12u8, 0x80, 0xFF];
         Codec::Pcmu.transcode_in_place(Codec::Pcma, &mut p);
-        assert_eq!(p, vec![ulaw_to_alaw(0x12), ulaw_to_alaw(0x80), ulaw_to_alaw(0xFF)]);
+        assert_eq!(
+            p,
+            vec![ulaw_to_alaw(0x12), ulaw_to_alaw(0x80), ulaw_to_alaw(0xFF)]
+        );
     }
 }

@@ -152,7 +152,9 @@ impl EventSender {
         let (ev, elapsed, ends) = self.active.as_mut().expect("set above");
         let start = *elapsed == 0;
         let end = *elapsed + step >= self.tone_samples;
-        let duration = (*elapsed + step).min(self.tone_samples).min(u16::MAX as u32) as u16;
+        let duration = (*elapsed + step)
+            .min(self.tone_samples)
+            .min(u16::MAX as u32) as u16;
         let payload = TelephoneEvent {
             event: *ev,
             end,
@@ -294,8 +296,14 @@ impl InbandDetector {
         }
         // Normalise Goertzel power to the energy a sinusoid of that power carries: 2|X|²/N.
         let norm = |p: f64| 2.0 * p / n;
-        let rows: Vec<f64> = ROWS.iter().map(|&f| norm(goertzel_power(block, f))).collect();
-        let cols: Vec<f64> = COLS.iter().map(|&f| norm(goertzel_power(block, f))).collect();
+        let rows: Vec<f64> = ROWS
+            .iter()
+            .map(|&f| norm(goertzel_power(block, f)))
+            .collect();
+        let cols: Vec<f64> = COLS
+            .iter()
+            .map(|&f| norm(goertzel_power(block, f)))
+            .collect();
         let (ri, &rp) = max_index(&rows);
         let (ci, &cp) = max_index(&cols);
         let c = &self.config;
@@ -542,7 +550,9 @@ mod tests {
         let mut rng = Rng::new(5);
         let mut det = InbandDetector::default();
         // 30 s of white noise, loud.
-        let noise: Vec<i16> = (0..240_000).map(|_| (12000.0 * rng.unit()) as i16).collect();
+        let noise: Vec<i16> = (0..240_000)
+            .map(|_| (12000.0 * rng.unit()) as i16)
+            .collect();
         assert_eq!(det.process(&noise), None);
         // Harmonic "voice": 120-220 Hz glottal pitch with many harmonics, varying.
         let mut voice = Vec::new();

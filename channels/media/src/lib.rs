@@ -9,6 +9,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod jitter;
 pub mod mixer;
+pub mod playback;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

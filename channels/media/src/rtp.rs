@@ -147,9 +147,7 @@ impl RtpHeader {
     ) -> Vec<u8> {
         let mut out = Vec::new();
         let csrc_count = csrcs.len().min(15) as u8;
-        out.push(
-            0x80 | ((padding > 0) as u8) << 5 | (extension.is_some() as u8) << 4 | csrc_count,
-        );
+        out.push(0x80 | ((padding > 0) as u8) << 5 | (extension.is_some() as u8) << 4 | csrc_count);
         out.push((self.marker as u8) << 7 | (self.payload_type & 0x7F));
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
@@ -302,7 +300,9 @@ impl ReceiveStats {
     }
 
     pub fn expected(&self) -> u32 {
-        self.extended_max().wrapping_sub(self.base_seq).wrapping_add(1)
+        self.extended_max()
+            .wrapping_sub(self.base_seq)
+            .wrapping_add(1)
     }
 
     pub fn received(&self) -> u32 {

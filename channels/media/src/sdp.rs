@@ -584,9 +584,15 @@ m=video 51372 RTP/AVP 31\r\n";
         assert_eq!(neg.remote_rtp, "192.0.2.10:49170".parse().unwrap());
         assert_eq!(neg.remote_rtcp, "192.0.2.10:49171".parse().unwrap());
         assert_eq!(neg.direction, Direction::SendRecv);
-        assert!(answer.contains("m=audio 20000 RTP/AVP 8 96\r\n"), "{answer}");
+        assert!(
+            answer.contains("m=audio 20000 RTP/AVP 8 96\r\n"),
+            "{answer}"
+        );
         assert!(answer.contains("a=rtpmap:96 telephone-event/8000"));
-        assert!(answer.contains("m=video 0 RTP/AVP 31\r\n"), "video rejected");
+        assert!(
+            answer.contains("m=video 0 RTP/AVP 31\r\n"),
+            "video rejected"
+        );
         // Our answer parses back with our own parser.
         let back = SessionDescription::parse(&answer).unwrap();
         assert_eq!(back.media[0].codec_of(8), Some(Codec::Pcma));
@@ -660,7 +666,10 @@ m=audio 5004 RTP/AVP 0\nc=IN IP6 2001:db8::5\na=rtcp:6000 IN IP6 2001:db8::6\n";
         assert!(offer.contains("c=IN IP6 ::1\r\n"));
         let back = SessionDescription::parse(&offer).unwrap();
         assert_eq!(back.connection, Some("::1".parse().unwrap()));
-        assert_eq!(back.media[0].payload_types().collect::<Vec<_>>(), [0, 8, 101]);
+        assert_eq!(
+            back.media[0].payload_types().collect::<Vec<_>>(),
+            [0, 8, 101]
+        );
         assert_eq!(back.media[0].telephone_event_pt(), Some(101));
         assert_eq!(back.media[0].ptime, Some(20));
     }
@@ -688,15 +697,24 @@ m=audio 5004 RTP/AVP 0\nc=IN IP6 2001:db8::5\na=rtcp:6000 IN IP6 2001:db8::6\n";
             Err(SdpError::BadLine("m="))
         );
         let no_audio = SessionDescription::parse("v=0\nc=IN IP4 1.2.3.4\nm=audio 0 RTP/AVP 0\n");
-        assert_eq!(answer_offer(&local(), &no_audio.unwrap()).unwrap_err(), SdpError::NoAudio);
+        assert_eq!(
+            answer_offer(&local(), &no_audio.unwrap()).unwrap_err(),
+            SdpError::NoAudio
+        );
         let no_c = SessionDescription::parse("v=0\nm=audio 4000 RTP/AVP 0\n").unwrap();
-        assert_eq!(answer_offer(&local(), &no_c).unwrap_err(), SdpError::NoConnection);
+        assert_eq!(
+            answer_offer(&local(), &no_c).unwrap_err(),
+            SdpError::NoConnection
+        );
     }
 
     #[test]
     fn fuzz_parse_and_answer_never_panic() {
         let mut rng = Rng::new(99);
-        let seeds = [OFFER.as_bytes().to_vec(), build_offer(&local()).into_bytes()];
+        let seeds = [
+            OFFER.as_bytes().to_vec(),
+            build_offer(&local()).into_bytes(),
+        ];
         for i in 0..30_000 {
             let mut d = seeds[i % 2].clone();
             for _ in 0..rng.below(8) + 1 {
