@@ -2,18 +2,34 @@
 //! in-band), a jitter buffer, the conference mixer with supervisor roles, prompt and music
 //! playback, and call recording.
 //!
-//! The protocol logic is sans-IO ([`core::MediaCore`]: `handle_*(now, ..)`, `poll_*()`); the
+//! The protocol logic is sans-IO ([`switch::MediaCore`]: `handle_*(now, ..)`, `poll_*()`); the
 //! tokio driver [`engine::MediaEngine`] owns the UDP sockets and runs the core on one thread.
 
 pub mod codec;
 pub mod dtmf;
+pub mod engine;
 pub mod jitter;
+pub mod leg;
 pub mod mixer;
 pub mod playback;
+pub mod prompts;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod switch;
 pub mod wav;
 
 #[cfg(test)]
 mod testutil;
+
+pub use codec::Codec;
+pub use engine::{EngineConfig, MediaEngine, PlaySpec};
+pub use mixer::Role;
+pub use playback::{Clip, PlayItem};
+pub use prompts::{Language, Prompts};
+pub use sdp::{Direction, SdpError};
+pub use switch::{
+    ConferenceId, DtmfSource, InbandDtmf, LegConfig, LegId, LegStats, MediaCore, MediaError,
+    MediaEvent, RecordingId,
+};
+pub use wav::RecordingInfo;

@@ -1,0 +1,1030 @@
+//! The sans-IO media core: legs, bridges, playback, conferences and recordings, driven by
+//! `handle_datagram(now, ..)` and `handle_timeout(now)`, drained with `poll_transmit()`,
+//! `poll_event()`, `poll_recording()`; `poll_timeout()` says when to call again.
+
+use crate::codec::{Codec, Frame, FRAME_DURATION, FRAME_SAMPLES};
+use crate::dtmf::{Digit, EventReceiver, EventSender, EventSlot, InbandDetector};
+use crate::jitter::{FrameKind as JbKind, JitterBuffer, JitterConfig};
+use crate::leg::{FrameKind, OutStream, Port, Rejected, RtpTransport, RxFrame, Timing, TxFrame};
+use crate::mixer::{Mixer, Role};
+use crate::playback::{AudioSource, PlayItem, Playlist};
+use crate::sdp::{self, Direction, LocalMedia, SdpError, SessionDescription};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A leg: one RTP endpoint (customer, agent, supervisor...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u32);
+
+impl fmt::Display for LegId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "leg-{}", self.0)
+    }
+}
+
+/// A conference room, named by the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConferenceId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordingId(pub u32);
+
+/// Where a digit was detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfSource {
+    Rfc4733,
+    Inband,
+}
+
+/// Per-leg figures, sent periodically and on request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LegStats {
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    /// Cumulative lost packets of the received stream (RFC 3550).
+    pub packets_lost: i64,
+    /// Fraction lost in the last report interval (0.0..=1.0).
+    pub fraction_lost: f32,
+    /// Interarrival jitter of the received stream.
+    pub jitter: Duration,
+    /// Round-trip time from RTCP, once the remote has reported on our SR.
+    pub rtt: Option<Duration>,
+    /// What the remote reports about our stream.
+    pub remote_fraction_lost: f32,
+    pub remote_jitter: Duration,
+    /// Datagrams dropped because they came from an unlatched address.
+    pub foreign_dropped: u64,
+    pub malformed: u64,
+}
+
+/// Events for the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    Dtmf {
+        leg: LegId,
+        digit: Digit,
+        source: DtmfSource,
+    },
+    /// A `play` finished (`completed`) or was stopped or replaced.
+    PlaybackDone {
+        leg: LegId,
+        completed: bool,
+    },
+    /// No RTP for the configured time although the remote should be sending.
+    MediaTimeout {
+        leg: LegId,
+    },
+    /// The remote put us on hold (sendonly/inactive) or took us off.
+    RemoteHold {
+        leg: LegId,
+        held: bool,
+    },
+    /// The remote sent RTCP BYE.
+    RemoteBye {
+        leg: LegId,
+    },
+    Stats {
+        leg: LegId,
+        stats: LegStats,
+    },
+}
+
+/// A datagram to send from one of a leg's sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub leg: LegId,
+    pub port: Port,
+    pub to: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// 20 ms of stereo recording (customer left, agent right), interleaved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFrame {
+    pub recording: RecordingId,
+    pub samples: Vec<i16>,
+}
+
+/// When to run the in-band DTMF detector on a leg's received audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InbandDtmf {
+    /// Only when no telephone-event was negotiated.
+    #[default]
+    Auto,
+    Always,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct LegConfig {
+    /// Codecs in our order of preference.
+    pub codecs: Vec<Codec>,
+    /// Telephone-event payload type in our offers; None disables RFC 4733.
+    pub telephone_event_pt: Option<u8>,
+    /// Offer/accept rtcp-mux.
+    pub rtcp_mux: bool,
+    /// Raise `MediaTimeout` after this long without RTP (None: never).
+    pub media_timeout: Option<Duration>,
+    pub inband_dtmf: InbandDtmf,
+    pub jitter: JitterConfig,
+    /// Address written in SDP (the engine's advertised address when None).
+    pub advertise: Option<IpAddr>,
+}
+
+impl Default for LegConfig {
+    fn default() -> Self {
+        LegConfig {
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            telephone_event_pt: Some(101),
+            rtcp_mux: false,
+            media_timeout: Some(Duration::from_secs(30)),
+            inband_dtmf: InbandDtmf::Auto,
+            jitter: JitterConfig::default(),
+            advertise: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("unknown {0}")]
+    UnknownLeg(LegId),
+    #[error("unknown recording {0:?}")]
+    UnknownRecording(RecordingId),
+    #[error("{0} has no negotiated media yet")]
+    NotNegotiated(LegId),
+    #[error("cannot bridge a leg with itself")]
+    SelfBridge,
+    #[error(transparent)]
+    Sdp(#[from] SdpError),
+    #[error("no free RTP port pair in the configured range")]
+    NoPorts,
+    #[error("{0}")]
+    Io(String),
+    #[error("media engine stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Seeds SSRCs, initial sequence numbers and timestamps, SDP session ids.
+    pub seed: u64,
+    /// Seconds between RTCP reports and Stats events.
+    pub report_interval: Duration,
+    /// Wall clock at `start`, for RTCP NTP timestamps.
+    pub unix_time_at_start: Duration,
+    pub cname: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            seed: 1,
+            report_interval: Duration::from_secs(5),
+            unix_time_at_start: Duration::ZERO,
+            cname: "contact-hub".into(),
+        }
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+struct Leg {
+    config: LegConfig,
+    rtp: RtpTransport,
+    peer: Option<LegId>,
+    conference: Option<ConferenceId>,
+    playback: Option<Box<dyn AudioSource>>,
+    /// In-band DTMF we send, or RFC 4733 digits converted for a peer without events.
+    tones: Option<Playlist>,
+    events_tx: EventSender,
+    events_rx: EventReceiver,
+    inband: Option<InbandDetector>,
+    jitter: Option<JitterBuffer>,
+    recorded_by: u32,
+    /// This tick's received audio (for mixer and recorder).
+    tick_input: Option<Frame>,
+    /// This tick's mixer output.
+    mix_out: Option<Frame>,
+    created: Instant,
+    timeout_reported: bool,
+    remote_held: bool,
+    next_report: Instant,
+    packets_received: u64,
+    bye_reported: bool,
+    decode_buf: Vec<i16>,
+}
+
+impl Leg {
+    /// Whether locally generated audio replaces relayed packets this tick.
+    fn overriding(&self) -> bool {
+        self.playback.is_some()
+            || self.tones.is_some()
+            || !self.events_tx.is_idle()
+            || self.conference.is_some()
+    }
+
+    fn needs_pcm(&self) -> bool {
+        self.conference.is_some() || self.recorded_by > 0
+    }
+
+    fn inband_enabled(&self) -> bool {
+        match self.config.inband_dtmf {
+            InbandDtmf::Always => true,
+            InbandDtmf::Off => false,
+            InbandDtmf::Auto => self.rtp.telephone_event_pt().is_none(),
+        }
+    }
+}
+
+struct Recording {
+    customer: Vec<LegId>,
+    agent: Vec<LegId>,
+}
+
+/// The media core. One per engine; every method takes the current time where it matters.
+pub struct MediaCore {
+    config: CoreConfig,
+    start: Instant,
+    legs: BTreeMap<LegId, Leg>,
+    next_leg: u32,
+    conferences: HashMap<ConferenceId, Mixer<LegId>>,
+    recordings: BTreeMap<RecordingId, Recording>,
+    next_recording: u32,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<MediaEvent>,
+    record_frames: VecDeque<RecordFrame>,
+    next_tick: Option<Instant>,
+    /// Datagrams relayed without decoding (for benchmarks and metrics).
+    pub relayed: u64,
+}
+
+impl MediaCore {
+    pub fn new(config: CoreConfig, now: Instant) -> Self {
+        MediaCore {
+            config,
+            start: now,
+            legs: BTreeMap::new(),
+            next_leg: 1,
+            conferences: HashMap::new(),
+            recordings: BTreeMap::new(),
+            next_recording: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            record_frames: VecDeque::new(),
+            next_tick: None,
+            relayed: 0,
+        }
+    }
+
+    fn leg(&self, id: LegId) -> Result<&Leg, MediaError> {
+        self.legs.get(&id).ok_or(MediaError::UnknownLeg(id))
+    }
+
+    fn leg_mut(&mut self, id: LegId) -> Result<&mut Leg, MediaError> {
+        self.legs.get_mut(&id).ok_or(MediaError::UnknownLeg(id))
+    }
+
+    pub fn leg_ids(&self) -> impl Iterator<Item = LegId> + '_ {
+        self.legs.keys().copied()
+    }
+
+    /// Registers a leg whose sockets the driver has bound.
+    pub fn add_leg(
+        &mut self,
+        now: Instant,
+        config: LegConfig,
+        local_rtp: SocketAddr,
+        local_rtcp: SocketAddr,
+        advertise: IpAddr,
+    ) -> LegId {
+        let id = LegId(self.next_leg);
+        self.next_leg += 1;
+        let r = splitmix(self.config.seed ^ (id.0 as u64) << 20);
+        let r2 = splitmix(r);
+        let local = LocalMedia {
+            addr: config.advertise.unwrap_or(advertise),
+            rtp_port: local_rtp.port(),
+            rtcp_port: local_rtcp.port(),
+            codecs: config.codecs.clone(),
+            telephone_event_pt: config.telephone_event_pt,
+            ptime: 20,
+            offer_rtcp_mux: config.rtcp_mux,
+            session_id: r2 >> 2,
+            session_version: 1,
+            direction: Direction::SendRecv,
+        };
+        let ntp_base = (
+            self.start,
+            crate::rtcp::to_ntp64(
+                self.config.unix_time_at_start + Duration::from_secs(2_208_988_800),
+            ),
+        );
+        let out = OutStream::new(r as u32, (r >> 32) as u16, (r >> 48) as u32 * 7919);
+        let rtp = RtpTransport::new(
+            local,
+            local_rtp,
+            local_rtcp,
+            out,
+            ntp_base,
+            self.config.cname.clone(),
+        );
+        // Spread reports of legs created together over the interval.
+        let spread = Duration::from_millis(r2 % 1000);
+        self.legs.insert(
+            id,
+            Leg {
+                config,
+                rtp,
+                peer: None,
+                conference: None,
+                playback: None,
+                tones: None,
+                events_tx: EventSender::default(),
+                events_rx: EventReceiver::new(),
+                inband: None,
+                jitter: None,
+                recorded_by: 0,
+                tick_input: None,
+                mix_out: None,
+                created: now,
+                timeout_reported: false,
+                remote_held: false,
+                next_report: now + self.config.report_interval + spread,
+                packets_received: 0,
+                bye_reported: false,
+                decode_buf: Vec::with_capacity(FRAME_SAMPLES),
+            },
+        );
+        self.next_tick.get_or_insert(now + FRAME_DURATION);
+        id
+    }
+
+    /// Our SDP offer for the leg (initial or re-INVITE).
+    pub fn local_offer(&mut self, leg: LegId) -> Result<String, MediaError> {
+        let l = self.leg_mut(leg)?;
+        Ok(l.rtp.version_sdp(sdp::build_offer))
+    }
+
+    /// Answers the remote's offer. Errors with `SdpError::NoCommonCodec` for a 488.
+    pub fn answer(&mut self, now: Instant, leg: LegId, remote: &str) -> Result<String, MediaError> {
+        let offer = SessionDescription::parse(remote)?;
+        let l = self.leg_mut(leg)?;
+        // Check before versioning so a failed offer leaves the state alone.
+        sdp::answer_offer(&l.rtp.local, &offer)?;
+        let answer = l.rtp.version_sdp(|local| {
+            sdp::answer_offer(local, &offer)
+                .map(|(a, _)| a)
+                .unwrap_or_default()
+        });
+        let (_, neg) = sdp::answer_offer(&l.rtp.local, &offer)?;
+        self.install(now, leg, neg);
+        Ok(answer)
+    }
+
+    /// Applies the remote's answer to our offer.
+    pub fn apply_answer(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        remote: &str,
+    ) -> Result<(), MediaError> {
+        let answer = SessionDescription::parse(remote)?;
+        let l = self.leg_mut(leg)?;
+        let neg = sdp::apply_answer(&l.rtp.local, &answer)?;
+        self.install(now, leg, neg);
+        Ok(())
+    }
+
+    fn install(&mut self, now: Instant, leg: LegId, neg: sdp::Negotiated) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        let held = neg.remote_holds();
+        l.rtp.set_negotiated(neg);
+        // The media timeout counts from (re)negotiation.
+        l.created = now;
+        l.timeout_reported = false;
+        l.inband = l.inband_enabled().then(InbandDetector::default);
+        if held != l.remote_held {
+            l.remote_held = held;
+            self.events.push_back(MediaEvent::RemoteHold { leg, held });
+        }
+    }
+
+    /// Sets what we want to do: `SendOnly` to hold the remote (then send a re-offer with
+    /// `local_offer`), `SendRecv` to resume. Takes effect at once for what we send.
+    pub fn set_direction(&mut self, leg: LegId, direction: Direction) -> Result<(), MediaError> {
+        let l = self.leg_mut(leg)?;
+        l.rtp.local.direction = direction;
+        if let Some(n) = l.rtp.negotiated.as_mut() {
+            n.direction = direction.intersect_with_remote(n.remote_direction);
+        }
+        Ok(())
+    }
+
+    pub fn negotiated(&self, leg: LegId) -> Result<Option<&sdp::Negotiated>, MediaError> {
+        Ok(self.leg(leg)?.rtp.negotiated.as_ref())
+    }
+
+    /// Relays media between two legs (transcoding μ-law/A-law when they differ). Each leg
+    /// leaves any previous bridge or conference.
+    pub fn bridge(&mut self, a: LegId, b: LegId) -> Result<(), MediaError> {
+        if a == b {
+            return Err(MediaError::SelfBridge);
+        }
+        self.leg(a)?;
+        self.leg(b)?;
+        for id in [a, b] {
+            self.unbridge(id)?;
+            self.unmix(id)?;
+        }
+        self.leg_mut(a)?.peer = Some(b);
+        self.leg_mut(b)?.peer = Some(a);
+        Ok(())
+    }
+
+    /// Ends the leg's bridge (both directions).
+    pub fn unbridge(&mut self, leg: LegId) -> Result<(), MediaError> {
+        let peer = self.leg_mut(leg)?.peer.take();
+        if let Some(p) = peer {
+            if let Some(pl) = self.legs.get_mut(&p) {
+                if pl.peer == Some(leg) {
+                    pl.peer = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn peer(&self, leg: LegId) -> Option<LegId> {
+        self.legs.get(&leg).and_then(|l| l.peer)
+    }
+
+    /// Plays items into the leg, replacing what it would hear (a relayed peer or the mix)
+    /// until done. A previous playback is replaced (and reported as not completed).
+    pub fn play(
+        &mut self,
+        leg: LegId,
+        items: Vec<PlayItem>,
+        looping: bool,
+    ) -> Result<(), MediaError> {
+        self.play_source(leg, Box::new(Playlist::new(items, looping)))
+    }
+
+    pub fn play_source(
+        &mut self,
+        leg: LegId,
+        source: Box<dyn AudioSource>,
+    ) -> Result<(), MediaError> {
+        let l = self.leg_mut(leg)?;
+        if l.playback.replace(source).is_some() {
+            self.events.push_back(MediaEvent::PlaybackDone {
+                leg,
+                completed: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops playback; the leg hears its bridge or conference again.
+    pub fn stop(&mut self, leg: LegId) -> Result<(), MediaError> {
+        let l = self.leg_mut(leg)?;
+        if l.playback.take().is_some() {
+            self.events.push_back(MediaEvent::PlaybackDone {
+                leg,
+                completed: false,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn is_playing(&self, leg: LegId) -> bool {
+        self.legs.get(&leg).is_some_and(|l| l.playback.is_some())
+    }
+
+    /// Adds the leg to a conference (created on first use) with a role, or changes its role.
+    /// The leg leaves any bridge.
+    pub fn mix(
+        &mut self,
+        conference: ConferenceId,
+        leg: LegId,
+        role: Role<LegId>,
+    ) -> Result<(), MediaError> {
+        self.leg(leg)?;
+        if let Role::Whisper { to } = role {
+            self.leg(to)?;
+        }
+        let current = self.leg(leg)?.conference;
+        if current.is_some_and(|c| c != conference) {
+            self.unmix(leg)?;
+        }
+        self.unbridge(leg)?;
+        self.conferences
+            .entry(conference)
+            .or_default()
+            .set(leg, role);
+        let l = self.leg_mut(leg)?;
+        l.conference = Some(conference);
+        let cfg = l.config.jitter;
+        l.jitter.get_or_insert_with(|| JitterBuffer::new(cfg));
+        Ok(())
+    }
+
+    /// Removes the leg from its conference; the conference goes when empty.
+    pub fn unmix(&mut self, leg: LegId) -> Result<(), MediaError> {
+        let l = self.leg_mut(leg)?;
+        let Some(c) = l.conference.take() else {
+            return Ok(());
+        };
+        l.mix_out = None;
+        if !l.needs_pcm() {
+            l.jitter = None;
+        }
+        if let Some(m) = self.conferences.get_mut(&c) {
+            m.remove(leg);
+            if m.is_empty() {
+                self.conferences.remove(&c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a conference participant on hold with music (it hears `items`, nobody hears it),
+    /// or takes it off hold with `None`.
+    pub fn conference_hold(
+        &mut self,
+        leg: LegId,
+        items: Option<Vec<PlayItem>>,
+    ) -> Result<(), MediaError> {
+        let c = self.leg(leg)?.conference;
+        if let Some(m) = c.and_then(|c| self.conferences.get_mut(&c)) {
+            m.set_hold(
+                leg,
+                items.map(|i| Box::new(Playlist::new(i, true)) as Box<dyn AudioSource>),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn role(&self, leg: LegId) -> Option<(ConferenceId, Role<LegId>)> {
+        let c = self.legs.get(&leg)?.conference?;
+        Some((c, self.conferences.get(&c)?.role(leg)?))
+    }
+
+    /// Starts a stereo recording: the customer legs' received audio on the left, the agent
+    /// legs' on the right. Frames come out of `poll_recording` every 20 ms.
+    pub fn record(
+        &mut self,
+        customer: Vec<LegId>,
+        agent: Vec<LegId>,
+    ) -> Result<RecordingId, MediaError> {
+        for id in customer.iter().chain(&agent) {
+            self.leg(*id)?;
+        }
+        for id in customer.iter().chain(&agent) {
+            let l = self.leg_mut(*id)?;
+            l.recorded_by += 1;
+            let cfg = l.config.jitter;
+            l.jitter.get_or_insert_with(|| JitterBuffer::new(cfg));
+        }
+        let id = RecordingId(self.next_recording);
+        self.next_recording += 1;
+        self.recordings.insert(id, Recording { customer, agent });
+        Ok(id)
+    }
+
+    pub fn stop_record(&mut self, id: RecordingId) -> Result<(), MediaError> {
+        let r = self
+            .recordings
+            .remove(&id)
+            .ok_or(MediaError::UnknownRecording(id))?;
+        for leg in r.customer.iter().chain(&r.agent) {
+            if let Some(l) = self.legs.get_mut(leg) {
+                l.recorded_by = l.recorded_by.saturating_sub(1);
+                if !l.needs_pcm() {
+                    l.jitter = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends digits: RFC 4733 events when negotiated, else in-band tones.
+    pub fn send_dtmf(&mut self, leg: LegId, digits: &str) -> Result<(), MediaError> {
+        let l = self.leg_mut(leg)?;
+        if l.rtp.negotiated.is_none() {
+            return Err(MediaError::NotNegotiated(leg));
+        }
+        if l.rtp.telephone_event_pt().is_some() {
+            l.events_tx.queue(digits);
+        } else {
+            queue_tones(l, digits);
+        }
+        Ok(())
+    }
+
+    /// Ends a leg: RTCP BYE, leaves bridge, conference and recordings.
+    pub fn remove_leg(&mut self, leg: LegId) -> Result<(), MediaError> {
+        self.unbridge(leg)?;
+        self.unmix(leg)?;
+        let l = self.legs.remove(&leg).ok_or(MediaError::UnknownLeg(leg))?;
+        if let Some((port, to, data)) = l.rtp.build_bye() {
+            self.transmits.push_back(Transmit {
+                leg,
+                port,
+                to,
+                data,
+            });
+        }
+        for r in self.recordings.values_mut() {
+            r.customer.retain(|&x| x != leg);
+            r.agent.retain(|&x| x != leg);
+        }
+        if self.legs.is_empty() {
+            self.next_tick = None;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self, leg: LegId) -> Result<LegStats, MediaError> {
+        Ok(stats_of(self.leg(leg)?))
+    }
+
+    /// Feeds a datagram received on one of the leg's sockets.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        port: Port,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if port == Port::Rtcp || crate::rtp::is_rtcp(data) {
+            l.rtp.receive_rtcp(now, from, data, port);
+            if l.rtp.remote_bye && !l.bye_reported {
+                l.bye_reported = true;
+                self.events.push_back(MediaEvent::RemoteBye { leg });
+            }
+            return;
+        }
+        let frame = match l.rtp.receive_rtp(now, from, data) {
+            Ok(f) => f,
+            Err(Rejected::Malformed) => {
+                tracing::debug!(%leg, "malformed RTP dropped");
+                return;
+            }
+            Err(_) => return,
+        };
+        l.packets_received += 1;
+        l.timeout_reported = false;
+        let peer = l.peer;
+        match frame.kind {
+            FrameKind::TelephoneEvent => {
+                if let Some(d) = l.events_rx.handle(frame.timestamp, frame.payload) {
+                    self.events.push_back(MediaEvent::Dtmf {
+                        leg,
+                        digit: d,
+                        source: DtmfSource::Rfc4733,
+                    });
+                    if let Some(p) = peer {
+                        self.convert_digit_for_peer(p, d);
+                    }
+                }
+                if let Some(p) = peer {
+                    self.relay(now, p, &frame);
+                }
+            }
+            FrameKind::Audio(codec) => {
+                if l.inband.is_some() || l.jitter.is_some() {
+                    let mut pcm = std::mem::take(&mut l.decode_buf);
+                    pcm.clear();
+                    codec.decode(frame.payload, &mut pcm);
+                    if let Some(det) = l.inband.as_mut() {
+                        if let Some(d) = det.process(&pcm) {
+                            self.events.push_back(MediaEvent::Dtmf {
+                                leg,
+                                digit: d,
+                                source: DtmfSource::Inband,
+                            });
+                        }
+                    }
+                    if let Some(jb) = l.jitter.as_mut() {
+                        jb.push(frame.timestamp, &pcm);
+                    }
+                    l.decode_buf = pcm;
+                }
+                if let Some(p) = peer {
+                    self.relay(now, p, &frame);
+                }
+            }
+        }
+    }
+
+    /// An RFC 4733 digit from a leg whose peer has no telephone-event: play it in-band.
+    fn convert_digit_for_peer(&mut self, peer: LegId, digit: Digit) {
+        if let Some(p) = self.legs.get_mut(&peer) {
+            if p.rtp.negotiated.is_some() && p.rtp.telephone_event_pt().is_none() {
+                queue_tones(p, &digit.to_string());
+            }
+        }
+    }
+
+    fn relay(&mut self, now: Instant, to: LegId, frame: &RxFrame<'_>) {
+        let Some(dst) = self.legs.get_mut(&to) else {
+            return;
+        };
+        if dst.overriding() {
+            return;
+        }
+        let mut transcoded;
+        let payload = match (frame.kind, dst.rtp.codec()) {
+            (FrameKind::Audio(src), Some(dst_codec)) if src != dst_codec => {
+                transcoded = frame.payload.to_vec();
+                src.transcode_in_place(dst_codec, &mut transcoded);
+                &transcoded[..]
+            }
+            (FrameKind::Audio(_), Some(_)) => frame.payload,
+            (FrameKind::TelephoneEvent, _) if dst.rtp.telephone_event_pt().is_some() => {
+                frame.payload
+            }
+            _ => return,
+        };
+        let kind = match frame.kind {
+            FrameKind::Audio(_) => FrameKind::Audio(dst.rtp.codec().expect("checked")),
+            k => k,
+        };
+        let tx = TxFrame {
+            kind,
+            timing: Timing::Relay {
+                ssrc: frame.ssrc,
+                sequence: frame.sequence,
+                timestamp: frame.timestamp,
+            },
+            marker: frame.marker,
+            payload,
+        };
+        if let Some((port, addr, data)) = dst.rtp.send(now, tx) {
+            self.relayed += 1;
+            self.transmits.push_back(Transmit {
+                leg: to,
+                port,
+                to: addr,
+                data,
+            });
+        }
+    }
+
+    /// When `handle_timeout` should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    /// Runs due 20 ms ticks: playback, mixing, recording, DTMF sending, timeouts, RTCP.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(mut next) = self.next_tick else {
+            return;
+        };
+        // After a stall, run one tick and resynchronise rather than bursting.
+        if now.saturating_duration_since(next) > FRAME_DURATION * 10 {
+            next = now;
+        }
+        while next <= now {
+            self.tick(now);
+            next += FRAME_DURATION;
+        }
+        self.next_tick = if self.legs.is_empty() {
+            None
+        } else {
+            Some(next)
+        };
+    }
+
+    fn tick(&mut self, now: Instant) {
+        // 1. Received audio for this tick, for the mixer and recorders.
+        for l in self.legs.values_mut() {
+            l.tick_input = match l.jitter.as_mut() {
+                Some(jb) => match jb.pop() {
+                    (_, JbKind::Silence) => None,
+                    (f, _) => Some(f),
+                },
+                None => None,
+            };
+        }
+        // 2. Conferences.
+        let legs = &mut self.legs;
+        for mixer in self.conferences.values_mut() {
+            let inputs: HashMap<LegId, Frame> = mixer
+                .keys()
+                .filter_map(|k| legs.get(&k).and_then(|l| l.tick_input).map(|f| (k, f)))
+                .collect();
+            mixer.mix(
+                |k| inputs.get(&k).copied(),
+                |k, f| {
+                    if let Some(l) = legs.get_mut(&k) {
+                        l.mix_out = Some(*f);
+                    }
+                },
+            );
+        }
+        // 3. Recordings.
+        for (&id, r) in &self.recordings {
+            let side = |ids: &[LegId]| -> Frame {
+                let mut acc = [0i32; FRAME_SAMPLES];
+                for f in ids
+                    .iter()
+                    .filter_map(|i| legs.get(i).and_then(|l| l.tick_input))
+                {
+                    for (a, s) in acc.iter_mut().zip(f.iter()) {
+                        *a += *s as i32;
+                    }
+                }
+                acc.map(|a| a.clamp(i16::MIN as i32, i16::MAX as i32) as i16)
+            };
+            let (left, right) = (side(&r.customer), side(&r.agent));
+            let mut samples = Vec::with_capacity(FRAME_SAMPLES * 2);
+            for i in 0..FRAME_SAMPLES {
+                samples.push(left[i]);
+                samples.push(right[i]);
+            }
+            self.record_frames.push_back(RecordFrame {
+                recording: id,
+                samples,
+            });
+        }
+        // 4. What each leg sends.
+        let ids: Vec<LegId> = self.legs.keys().copied().collect();
+        for id in ids {
+            self.tick_leg(now, id);
+        }
+    }
+
+    fn tick_leg(&mut self, now: Instant, id: LegId) {
+        let report_interval = self.config.report_interval;
+        let Some(l) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let mix_out = l.mix_out.take();
+        let Some(codec) = l.rtp.codec() else {
+            return;
+        };
+        // Telephone events take the slot first (audio is muted while a digit is sent).
+        let mut out: Option<(FrameKind, Timing, Vec<u8>)> = None;
+        if !l.events_tx.is_idle() {
+            if let EventSlot::Event { payload, start } = l.events_tx.next_slot() {
+                out = Some((
+                    FrameKind::TelephoneEvent,
+                    Timing::Event { start },
+                    payload.to_vec(),
+                ));
+            }
+        }
+        let mut pcm: Option<Frame> = None;
+        if out.is_none() {
+            if let Some(t) = l.tones.as_mut() {
+                match t.next_frame() {
+                    Some(f) => pcm = Some(f),
+                    None => l.tones = None,
+                }
+            }
+        }
+        if out.is_none() && pcm.is_none() {
+            if let Some(p) = l.playback.as_mut() {
+                match p.next_frame() {
+                    Some(f) => pcm = Some(f),
+                    None => {
+                        l.playback = None;
+                        self.events.push_back(MediaEvent::PlaybackDone {
+                            leg: id,
+                            completed: true,
+                        });
+                    }
+                }
+            }
+        }
+        if out.is_none() && pcm.is_none() {
+            pcm = mix_out;
+        }
+        if let Some(f) = pcm {
+            let mut payload = Vec::with_capacity(FRAME_SAMPLES);
+            codec.encode(&f, &mut payload);
+            out = Some((
+                FrameKind::Audio(codec),
+                Timing::Local {
+                    samples: FRAME_SAMPLES as u32,
+                },
+                payload,
+            ));
+        }
+        if let Some((kind, timing, payload)) = out {
+            let tx = TxFrame {
+                kind,
+                timing,
+                marker: false,
+                payload: &payload,
+            };
+            if let Some((port, to, data)) = l.rtp.send(now, tx) {
+                self.transmits.push_back(Transmit {
+                    leg: id,
+                    port,
+                    to,
+                    data,
+                });
+            }
+        }
+        // Media timeout: only while the remote is supposed to send to us.
+        if let (Some(limit), Some(neg)) = (l.config.media_timeout, l.rtp.negotiated.as_ref()) {
+            let expecting = neg.remote_direction.sends() && neg.direction.receives();
+            let since = l.rtp.last_rx.map_or(l.created, |t| t.max(l.created));
+            if expecting && !l.timeout_reported && now.saturating_duration_since(since) >= limit {
+                l.timeout_reported = true;
+                self.events.push_back(MediaEvent::MediaTimeout { leg: id });
+            }
+        }
+        if now >= l.next_report {
+            l.next_report = now + report_interval;
+            if let Some((port, to, data, fraction)) = l.rtp.build_report(now) {
+                self.transmits.push_back(Transmit {
+                    leg: id,
+                    port,
+                    to,
+                    data,
+                });
+                let mut stats = stats_of(l);
+                stats.fraction_lost = fraction;
+                self.events.push_back(MediaEvent::Stats { leg: id, stats });
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_recording(&mut self) -> Option<RecordFrame> {
+        self.record_frames.pop_front()
+    }
+}
+
+fn queue_tones(l: &mut Leg, digits: &str) {
+    let mut items = Vec::new();
+    for d in digits.chars() {
+        if let Some((r, c)) = crate::dtmf::digit_frequencies(d) {
+            items.push(PlayItem::Tone {
+                freq: r,
+                second: Some(c),
+                amplitude: 6000.0,
+                ms: 100,
+            });
+            items.push(PlayItem::Silence { ms: 60 });
+        }
+    }
+    if items.is_empty() {
+        return;
+    }
+    // Appending to tones already playing keeps digits in order.
+    let mut all = Vec::new();
+    if let Some(mut t) = l.tones.take() {
+        while let Some(f) = t.next_frame() {
+            all.extend_from_slice(&f);
+        }
+    }
+    let mut list = Vec::new();
+    if !all.is_empty() {
+        list.push(PlayItem::Clip(crate::playback::Clip::new(all)));
+    }
+    list.extend(items);
+    l.tones = Some(Playlist::new(list, false));
+}
+
+fn stats_of(l: &Leg) -> LegStats {
+    let rx = l.rtp.rx.as_ref();
+    LegStats {
+        packets_received: l.packets_received,
+        packets_sent: l.rtp.out.packets as u64,
+        packets_lost: rx.map_or(0, |r| r.cumulative_lost() as i64),
+        fraction_lost: 0.0,
+        jitter: rx.map_or(Duration::ZERO, |r| {
+            Duration::from_micros(r.jitter() as u64 * 1_000_000 / crate::codec::SAMPLE_RATE as u64)
+        }),
+        rtt: l.rtp.remote.rtt,
+        remote_fraction_lost: l.rtp.remote.fraction_lost,
+        remote_jitter: l.rtp.remote.jitter,
+        foreign_dropped: l.rtp.foreign_dropped,
+        malformed: l.rtp.malformed,
+    }
+}
