@@ -110,6 +110,12 @@ impl OutStream {
         }
     }
 
+    /// Forgets the relayed source's mapping: the next relayed packet starts a new talk spurt
+    /// (marker, next sequence number) instead of exposing the packets skipped while unbridged.
+    pub fn reanchor(&mut self) {
+        self.source = None;
+    }
+
     /// The timestamp that continues our stream at `now`: the previous packet's end, or the
     /// elapsed wall time rounded to whole frames after a pause.
     fn continue_ts(&self, now: Instant) -> u32 {

@@ -446,8 +446,11 @@ impl MediaCore {
             self.unbridge(id)?;
             self.unmix(id)?;
         }
-        self.leg_mut(a)?.peer = Some(b);
-        self.leg_mut(b)?.peer = Some(a);
+        for (x, y) in [(a, b), (b, a)] {
+            let l = self.leg_mut(x)?;
+            l.peer = Some(y);
+            l.rtp.out.reanchor();
+        }
         Ok(())
     }
 
