@@ -25,6 +25,8 @@ pub struct SipConfig {
     /// Largest message accepted (bytes); larger UDP requests get 513, larger TCP messages
     /// close the connection.
     pub max_message_size: usize,
+    /// RFC 3261 T1 (ms): retransmission base; transactions linger 64*T1 after they end.
+    pub t1_ms: u64,
     /// How long the hub has to answer a `RemoteOffer` before the re-INVITE/UPDATE gets 488.
     pub offer_timeout_secs: u64,
     /// Who may send INVITEs (see `InboundTrunk`): requests from elsewhere get 403 unless the
@@ -46,6 +48,7 @@ impl Default for SipConfig {
             user_agent: "contact-hub".into(),
             max_message_size: 8192,
             offer_timeout_secs: 10,
+            t1_ms: 500,
             inbound_trunks: Vec::new(),
             outbound_trunks: Vec::new(),
             registrar: RegistrarConfig::default(),
@@ -187,6 +190,9 @@ impl SipConfig {
         if r.min_expires == 0 || r.min_expires > r.max_expires || r.default_expires > r.max_expires
         {
             return bad("registrar: need 0 < min_expires <= default_expires <= max_expires".into());
+        }
+        if !(10..=5000).contains(&self.t1_ms) {
+            return bad("t1_ms must be within 10..=5000".into());
         }
         if self.max_message_size < 1024 || self.max_message_size > 65_535 {
             return bad("max_message_size must be within 1024..=65535".into());

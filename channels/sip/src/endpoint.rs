@@ -163,6 +163,8 @@ impl SipEndpoint {
 
         let mut option = rsipstack::transaction::endpoint::EndpointOption::default();
         option.callid_suffix = Some("contact-hub".into());
+        option.t1 = Duration::from_millis(config.t1_ms);
+        option.t1x64 = option.t1 * 64;
         let endpoint = EndpointBuilder::new()
             .with_user_agent(&config.user_agent)
             .with_transport_layer(transport)

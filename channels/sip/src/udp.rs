@@ -62,7 +62,8 @@ impl StackUdpSocket for GuardedUdpSocket {
                 }
                 Verdict::Drop(reason) => {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    debug!(src = %from, len = n, reason, "dropped datagram");
+                    let first = buf[..n].split(|b| *b == b'\n').next().unwrap_or_default();
+                    debug!(src = %from, len = n, reason, start = %String::from_utf8_lossy(first), "dropped datagram");
                 }
             }
         }

@@ -1,0 +1,258 @@
+//! Real SIPp peers against the endpoint on 127.0.0.1.
+
+mod common;
+use channel_sip::*;
+use common::*;
+
+fn target(handle: &SipHandle) -> String {
+    handle.local_addr().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_answered_200_with_allow_and_accept() {
+    let (handle, rx) = start(base_config()).await;
+    let _log = hub(handle.clone(), rx, Script::Nothing);
+    let out = run_sipp("options.xml", &target(&handle), 3, &[]).await;
+    assert!(out.status.success(), "sipp failed");
+    assert_eq!(sipp_successful(&out), Some(3));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_invites_get_400_with_warning() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Answer);
+    let out = run_sipp("malformed.xml", &target(&handle), 2, &[]).await;
+    assert!(out.status.success(), "sipp failed");
+    assert_eq!(
+        handle.refused_messages().0,
+        4,
+        "four 400s from the boundary"
+    );
+    assert!(
+        events(&log).is_empty(),
+        "no call reached the hub: {:?}",
+        events(&log)
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_methods_get_405_and_501() {
+    let (handle, rx) = start(base_config()).await;
+    let _log = hub(handle.clone(), rx, Script::Nothing);
+    let out = run_sipp("unsupported.xml", &target(&handle), 1, &[]).await;
+    assert!(out.status.success(), "sipp failed");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_cancel_while_ringing_gets_487_and_ends_the_leg() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Ring);
+    let out = run_sipp("cancel.xml", &target(&handle), 3, &["-l", "1"]).await;
+    assert!(out.status.success(), "sipp failed");
+    wait_for(&log, "three cancelled legs", |evs| {
+        evs.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    SipEvent::Ended {
+                        by: Party::Remote,
+                        cause: EndCause::Cancelled,
+                        ..
+                    }
+                )
+            })
+            .count()
+            == 3
+    })
+    .await;
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_calls_end_on_caller_bye_and_leave_nothing_behind() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Answer);
+    let n = 20;
+    let out = run_sipp(
+        "call_bye.xml",
+        &target(&handle),
+        n,
+        &["-r", "10", "-l", "5"],
+    )
+    .await;
+    assert!(out.status.success(), "sipp failed");
+    assert_eq!(sipp_successful(&out), Some(n as u64));
+    wait_for(&log, "every leg ended by the caller's BYE", |evs| {
+        evs.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    SipEvent::Ended {
+                        by: Party::Remote,
+                        cause: EndCause::Normal,
+                        ..
+                    }
+                )
+            })
+            .count()
+            == n as usize
+    })
+    .await;
+    let incoming: Vec<_> = events(&log)
+        .into_iter()
+        .filter_map(|e| match e {
+            SipEvent::IncomingCall {
+                origin,
+                from,
+                remote_sdp,
+                ..
+            } => Some((origin, from, remote_sdp)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(incoming.len(), n as usize);
+    let (origin, from, sdp) = &incoming[0];
+    assert_eq!(
+        origin,
+        &CallOrigin::Trunk {
+            name: "loopback-carrier".into()
+        }
+    );
+    assert_eq!(from.user.as_deref(), Some("+8613800138000"));
+    assert_eq!(from.display.as_deref(), Some("Caller"));
+    assert!(sdp.as_deref().unwrap().contains("m=audio"));
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_from_unknown_sources_get_403() {
+    let mut config = base_config();
+    config.inbound_trunks[0].allow = vec!["192.0.2.0/24".parse().unwrap()];
+    let (handle, rx) = start(config).await;
+    let log = hub(handle.clone(), rx, Script::Answer);
+    let out = run_sipp("call_bye.xml", &target(&handle), 1, &[]).await;
+    assert!(!out.status.success(), "the call must fail");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Failed call"), "{stdout}");
+    assert!(events(&log).is_empty());
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_phone_registers_with_digest_and_unregisters() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    let out = run_sipp(
+        "register.xml",
+        &target(&handle),
+        1,
+        &["-au", "1001", "-ap", "pw1001"],
+    )
+    .await;
+    assert!(out.status.success(), "sipp failed");
+    wait_for(&log, "registered then unregistered", |evs| {
+        evs.iter()
+            .any(|e| matches!(e, SipEvent::Unregistered { user, .. } if user == "1001"))
+    })
+    .await;
+    let evs = events(&log);
+    assert!(
+        matches!(
+            &evs[0],
+            SipEvent::Registered { user, agent_id, contact } if user == "1001" && agent_id == "agent-1" && contact.starts_with("sip:1001@127.0.0.1")
+        ),
+        "{evs:?}"
+    );
+    assert!(handle.registered_contacts("1001").is_empty());
+    // A wrong password never registers.
+    let out = run_sipp(
+        "register.xml",
+        &target(&handle),
+        1,
+        &["-au", "1001", "-ap", "wrong"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert_eq!(events(&log).len(), 2, "{:?}", events(&log));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originated_call_pracks_a_reliable_180_then_hangs_up() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    let port = free_port();
+    let sipp = {
+        let port = port.to_string();
+        tokio::spawn(async move {
+            let sipp = sipp_binary();
+            let control = free_port().to_string();
+            let media = free_port().to_string();
+            tokio::process::Command::new(sipp)
+                .args(["-sf", scenario("uas_prack.xml").to_str().unwrap()])
+                .args([
+                    "-m",
+                    "1",
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-cp",
+                    &control,
+                    "-mp",
+                    &media,
+                ])
+                .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let leg = handle
+        .originate(
+            Target::Uri(format!("sip:phone@127.0.0.1:{port}")),
+            Caller {
+                display: Some("Hub".into()),
+                user: "4000".into(),
+            },
+            SDP.to_string(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "answered", |evs| {
+        evs.iter()
+            .any(|e| matches!(e, SipEvent::Answered { leg: l, .. } if *l == leg))
+    })
+    .await;
+    let evs = events(&log);
+    assert!(
+        evs.contains(&SipEvent::Progress {
+            leg,
+            code: 180,
+            early_sdp: None
+        }),
+        "{evs:?}"
+    );
+    match evs.iter().find(|e| matches!(e, SipEvent::Answered { .. })) {
+        Some(SipEvent::Answered { remote_sdp, .. }) => {
+            assert!(remote_sdp.as_deref().unwrap().contains("m=audio"))
+        }
+        _ => unreachable!(),
+    }
+    handle.hangup(leg).await.unwrap();
+    let out = sipp.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
