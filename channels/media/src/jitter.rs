@@ -65,6 +65,7 @@ pub struct JitterBuffer {
     conceal_run: u32,
     stretch: u32,
     quiet_pops: u32,
+    late_run: u32,
     pub stats: JitterStats,
 }
 
@@ -80,6 +81,7 @@ impl JitterBuffer {
             conceal_run: MAX_CONCEAL,
             stretch: 0,
             quiet_pops: 0,
+            late_run: 0,
             stats: JitterStats::default(),
         }
     }
@@ -120,8 +122,15 @@ impl JitterBuffer {
             }
         }
         let depth = self.depth_frames as u64 * FRAME;
-        let playout = *self.playout.get_or_insert(ext.saturating_sub(depth));
+        let mut playout = *self.playout.get_or_insert(ext.saturating_sub(depth));
+        if ext + pcm.len() as u64 <= playout && self.late_run >= 3 {
+            // Several late in a row: the sender's clock stepped back; follow it.
+            self.reset();
+            ext = self.extend_ts(ts);
+            playout = *self.playout.get_or_insert(ext.saturating_sub(depth));
+        }
         if ext + pcm.len() as u64 <= playout {
+            self.late_run += 1;
             self.stats.late += 1;
             if self.config.adaptive && self.depth_frames < self.config.max_depth {
                 self.depth_frames += 1;
@@ -130,6 +139,7 @@ impl JitterBuffer {
             self.quiet_pops = 0;
             return;
         }
+        self.late_run = 0;
         let pos = self.entries.partition_point(|(t, _)| *t < ext);
         if self.entries.get(pos).is_some_and(|(t, _)| *t == ext) {
             self.stats.duplicates += 1;
@@ -298,6 +308,23 @@ mod tests {
         assert_eq!(jb.stats.duplicates, 1);
         let vals: Vec<i16> = (0..4).map(|_| jb.pop().0[0]).collect();
         assert_eq!(vals, vec![0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn sender_clock_stepping_back_is_followed_after_a_few_late_packets() {
+        let mut jb = fixed();
+        for i in 0..50u32 {
+            jb.push(10_000 + i * 160, &frame(1));
+            jb.pop();
+        }
+        // The stream restarts 40 frames earlier (within the resync window).
+        for i in 0..6u32 {
+            jb.push(10_000 + i * 160, &frame(9));
+            jb.pop();
+        }
+        assert_eq!(jb.stats.late, 3);
+        let vals: Vec<i16> = (0..3).map(|_| jb.pop().0[0]).collect();
+        assert!(vals.contains(&9), "{vals:?}");
     }
 
     #[test]

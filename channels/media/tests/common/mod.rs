@@ -55,6 +55,8 @@ pub struct Phone {
     /// Where the engine's leg is (from its SDP).
     pub remote: SocketAddr,
     pub remote_rtcp: SocketAddr,
+    /// Packets sent so far, so each send continues one RTP stream as a real phone does.
+    pub sent: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Phone {
@@ -80,6 +82,7 @@ impl Phone {
                 ssrc: 0x5000_0000 + addr.port() as u32,
                 remote: addr,
                 remote_rtcp: addr,
+                sent: Arc::default(),
             };
             p.listen();
             return p;
@@ -188,8 +191,11 @@ impl Phone {
     pub fn send_plan(&self, plan: SendPlan) -> tokio::task::JoinHandle<()> {
         let sock = self.rtp.clone();
         let (codec, pt, ssrc, to) = (self.codec, self.pt, self.ssrc, self.remote);
+        let frames = (plan.duration.as_millis() / 20) as u32;
+        let base = self
+            .sent
+            .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
-            let frames = (plan.duration.as_millis() / 20) as u32;
             let start = tokio::time::Instant::now();
             let mut phase = 0.0f64;
             let mut noise = plan.noise_seed;
@@ -217,11 +223,12 @@ impl Phone {
                 let mut payload = Vec::new();
                 codec.encode(&pcm, &mut payload);
                 let mut pkt = Vec::new();
+                let n = base + i;
                 RtpHeader {
                     marker: i == 0,
                     payload_type: pt,
-                    sequence: 1000u16.wrapping_add(i as u16),
-                    timestamp: 50_000 + i * 160,
+                    sequence: 1000u16.wrapping_add(n as u16),
+                    timestamp: 50_000 + n * 160,
                     ssrc,
                 }
                 .write(&payload, &mut pkt);
