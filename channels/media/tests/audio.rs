@@ -32,12 +32,21 @@ async fn prompt_played_into_a_leg_arrives_as_the_wav_content() {
     let prompts = Prompts::default();
     let path = prompts.path(Language::En, "please_hold");
     let clip = wav::load(&path).unwrap();
-    engine.play(leg, vec![PlaySpec::File(path)], false).await.unwrap();
+    engine
+        .play(leg, vec![PlaySpec::File(path)], false)
+        .await
+        .unwrap();
     let done = wait_event(&mut events, Duration::from_secs(5), |e| {
         matches!(e, MediaEvent::PlaybackDone { .. })
     })
     .await;
-    assert_eq!(done, Some(MediaEvent::PlaybackDone { leg, completed: true }));
+    assert_eq!(
+        done,
+        Some(MediaEvent::PlaybackDone {
+            leg,
+            completed: true
+        })
+    );
     tokio::time::sleep(Duration::from_millis(60)).await;
     let heard = phone.heard_pcm();
     let frames = clip.samples().len().div_ceil(160);
@@ -54,7 +63,11 @@ async fn prompt_played_into_a_leg_arrives_as_the_wav_content() {
     assert!(c > 0.95, "correlation {c}");
     // Unknown files are clear errors.
     let err = engine
-        .play(leg, vec![PlaySpec::File("/nonexistent/x.wav".into())], false)
+        .play(
+            leg,
+            vec![PlaySpec::File("/nonexistent/x.wav".into())],
+            false,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/x.wav"), "{err}");
@@ -69,14 +82,18 @@ async fn music_on_hold_loops_until_stopped() {
     let mut samples = Vec::new();
     for (f, n) in [(700.0, 1200), (900.0, 1200)] {
         for i in 0..n {
-            samples.push((8000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16);
+            samples
+                .push((8000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16);
         }
     }
     let dir = std::env::temp_dir().join(format!("media-moh-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("loop.wav");
     std::fs::write(&path, wav::encode_mono(&samples)).unwrap();
-    engine.play(leg, vec![PlaySpec::File(path)], true).await.unwrap();
+    engine
+        .play(leg, vec![PlaySpec::File(path)], true)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let heard = phone.heard_pcm();
     assert!(heard.len() >= 60 * 160, "{}", heard.len());
@@ -92,7 +109,13 @@ async fn music_on_hold_loops_until_stopped() {
         matches!(e, MediaEvent::PlaybackDone { .. })
     })
     .await;
-    assert_eq!(done, Some(MediaEvent::PlaybackDone { leg, completed: false }));
+    assert_eq!(
+        done,
+        Some(MediaEvent::PlaybackDone {
+            leg,
+            completed: false
+        })
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -145,9 +168,11 @@ async fn talk(r: &Room) -> [[bool; 3]; 3] {
         p.clear();
     }
     let t = [
-        r.customer.send_tone(CUSTOMER_HZ, Duration::from_millis(1200)),
+        r.customer
+            .send_tone(CUSTOMER_HZ, Duration::from_millis(1200)),
         r.agent.send_tone(AGENT_HZ, Duration::from_millis(1200)),
-        r.supervisor.send_tone(SUPERVISOR_HZ, Duration::from_millis(1200)),
+        r.supervisor
+            .send_tone(SUPERVISOR_HZ, Duration::from_millis(1200)),
     ];
     for h in t {
         h.await.unwrap();
@@ -181,10 +206,21 @@ async fn conference_roles_decide_who_hears_whom() {
     assert_eq!(h[2], [true, true, false], "supervisor hears both");
 
     // Whisper: only the agent hears the supervisor.
-    r.engine.mix(conf, ls, Role::Whisper { to: la }).await.unwrap();
+    r.engine
+        .mix(conf, ls, Role::Whisper { to: la })
+        .await
+        .unwrap();
     let h = talk(&r).await;
-    assert_eq!(h[0], [false, true, false], "customer does not hear the whisper");
-    assert_eq!(h[1], [true, false, true], "agent hears customer and supervisor");
+    assert_eq!(
+        h[0],
+        [false, true, false],
+        "customer does not hear the whisper"
+    );
+    assert_eq!(
+        h[1],
+        [true, false, true],
+        "agent hears customer and supervisor"
+    );
     assert_eq!(h[2], [true, true, false], "supervisor hears both");
 
     // Barge: everyone hears everyone else.
@@ -206,10 +242,21 @@ async fn conference_roles_decide_who_hears_whom() {
         .await
         .unwrap();
     let h = talk(&r).await;
-    assert_eq!(h[0], [false, false, false], "held customer hears only music");
+    assert_eq!(
+        h[0],
+        [false, false, false],
+        "held customer hears only music"
+    );
     let pcm = r.customer.heard_pcm();
-    assert!(tone_power(&pcm, 2200.0) > 1_000_000.0, "music reaches the held customer");
-    assert_eq!(h[1], [false, false, true], "agent no longer hears the customer");
+    assert!(
+        tone_power(&pcm, 2200.0) > 1_000_000.0,
+        "music reaches the held customer"
+    );
+    assert_eq!(
+        h[1],
+        [false, false, true],
+        "agent no longer hears the customer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +270,10 @@ async fn recording_puts_customer_left_and_agent_right() {
     let dir = std::env::temp_dir().join(format!("media-rec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("call.wav");
-    let rec = engine.record(vec![lc], vec![la], path.clone()).await.unwrap();
+    let rec = engine
+        .record(vec![lc], vec![la], path.clone())
+        .await
+        .unwrap();
     let t1 = customer.send_tone(CUSTOMER_HZ, Duration::from_millis(1500));
     let t2 = agent.send_tone(AGENT_HZ, Duration::from_millis(1500));
     t1.await.unwrap();
@@ -231,10 +281,15 @@ async fn recording_puts_customer_left_and_agent_right() {
     // Mid-call the file is already a valid WAV (header fixed up periodically).
     let mid = std::fs::read(&path).unwrap();
     let (l_mid, _) = wav::read_stereo(&mid).unwrap();
-    assert!(l_mid.len() >= 8000 / 2, "fixed-up header covers {} samples", l_mid.len());
+    assert!(
+        l_mid.len() >= 8000 / 2,
+        "fixed-up header covers {} samples",
+        l_mid.len()
+    );
     let info = engine.stop_record(rec).await.unwrap();
     assert!(
-        info.duration >= Duration::from_millis(1400) && info.duration <= Duration::from_millis(2000),
+        info.duration >= Duration::from_millis(1400)
+            && info.duration <= Duration::from_millis(2000),
         "{:?}",
         info.duration
     );
@@ -247,6 +302,9 @@ async fn recording_puts_customer_left_and_agent_right() {
     assert_eq!(fr, AGENT_HZ, "agent on the right");
     assert!(rl > 100.0 && rr > 100.0, "channels do not bleed: {rl} {rr}");
     // Bridged relay still worked while recording.
-    assert_eq!(dominant(&customer.heard_pcm(), &[CUSTOMER_HZ, AGENT_HZ]).0, AGENT_HZ);
+    assert_eq!(
+        dominant(&customer.heard_pcm(), &[CUSTOMER_HZ, AGENT_HZ]).0,
+        AGENT_HZ
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -24,16 +24,30 @@ async fn call(codec_a: Codec, codec_b: Codec) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let heard_a = a.heard_pcm();
     let heard_b = b.heard_pcm();
-    assert!(heard_a.len() >= 60 * 160, "A heard {} samples", heard_a.len());
-    assert!(heard_b.len() >= 60 * 160, "B heard {} samples", heard_b.len());
+    assert!(
+        heard_a.len() >= 60 * 160,
+        "A heard {} samples",
+        heard_a.len()
+    );
+    assert!(
+        heard_b.len() >= 60 * 160,
+        "B heard {} samples",
+        heard_b.len()
+    );
     let (fa, ra) = dominant(&heard_a, &[A_HZ, B_HZ]);
     let (fb, rb) = dominant(&heard_b, &[A_HZ, B_HZ]);
     assert_eq!(fa, B_HZ, "A hears B's tone");
     assert_eq!(fb, A_HZ, "B hears A's tone");
     assert!(ra > 100.0 && rb > 100.0, "clean tones: {ra} {rb}");
     // Each phone received its own codec's payload type.
-    assert!(a.packets().iter().all(|p| p.pt == codec_a.static_payload_type()));
-    assert!(b.packets().iter().all(|p| p.pt == codec_b.static_payload_type()));
+    assert!(a
+        .packets()
+        .iter()
+        .all(|p| p.pt == codec_a.static_payload_type()));
+    assert!(b
+        .packets()
+        .iter()
+        .all(|p| p.pt == codec_b.static_payload_type()));
     let (relayed, _) = engine.counters().await.unwrap();
     assert!(relayed >= 140, "relayed {relayed}");
 }
@@ -68,12 +82,21 @@ async fn rebridge_after_prompt_keeps_one_continuous_stream() {
         amplitude: 8000.0,
         ms: 400,
     };
-    engine.play(la, vec![PlaySpec::Item(prompt)], false).await.unwrap();
+    engine
+        .play(la, vec![PlaySpec::Item(prompt)], false)
+        .await
+        .unwrap();
     let done = wait_event(&mut events, Duration::from_secs(2), |e| {
         matches!(e, MediaEvent::PlaybackDone { .. })
     })
     .await;
-    assert_eq!(done, Some(MediaEvent::PlaybackDone { leg: la, completed: true }));
+    assert_eq!(
+        done,
+        Some(MediaEvent::PlaybackDone {
+            leg: la,
+            completed: true
+        })
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Re-bridge explicitly (as after a transfer back).
     engine.unbridge(la).await.unwrap();
@@ -104,8 +127,5 @@ async fn rebridge_after_prompt_keeps_one_continuous_stream() {
     let pcm = a.heard_pcm();
     let tail = &pcm[pcm.len() - 8 * 160..];
     assert_eq!(dominant(tail, &[600.0, B_HZ]).0, B_HZ);
-    assert!(
-        tone_power(&pcm, 600.0) > 1000.0,
-        "the prompt was heard"
-    );
+    assert!(tone_power(&pcm, 600.0) > 1000.0, "the prompt was heard");
 }

@@ -126,7 +126,10 @@ impl Phone {
                     continue;
                 };
                 for p in &pkts {
-                    if let RtcpPacket::SenderReport { ssrc: their, ntp, .. } = p {
+                    if let RtcpPacket::SenderReport {
+                        ssrc: their, ntp, ..
+                    } = p
+                    {
                         let block = ReportBlock {
                             ssrc: *their,
                             last_sr: rtcp::ntp_middle(*ntp),
@@ -146,10 +149,16 @@ impl Phone {
 
     pub fn offer(&self) -> String {
         let mut m = format!("m=audio {} RTP/AVP {}", self.addr.port(), self.pt);
-        let mut attrs = format!("a=rtpmap:{} {}/8000\r\n", self.pt, self.codec.encoding_name());
+        let mut attrs = format!(
+            "a=rtpmap:{} {}/8000\r\n",
+            self.pt,
+            self.codec.encoding_name()
+        );
         if let Some(te) = self.te_pt {
             m.push_str(&format!(" {te}"));
-            attrs.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"));
+            attrs.push_str(&format!(
+                "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
+            ));
         }
         format!(
             "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{m}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n"
@@ -216,7 +225,8 @@ impl Phone {
                     *s = v.clamp(-32768.0, 32767.0) as i16;
                 }
                 let delay = plan.extra_delay(i);
-                tokio::time::sleep_until(start + Duration::from_millis(20 * i as u64) + delay).await;
+                tokio::time::sleep_until(start + Duration::from_millis(20 * i as u64) + delay)
+                    .await;
                 if plan.drop_every.is_some_and(|n| i % n == n - 1) {
                     continue;
                 }
@@ -324,9 +334,15 @@ pub fn tone_power(pcm: &[i16], freq: f64) -> f64 {
 
 /// Which of `candidates` is strongest, and how many times stronger than the runner-up.
 pub fn dominant(pcm: &[i16], candidates: &[f64]) -> (f64, f64) {
-    let mut p: Vec<(f64, f64)> = candidates.iter().map(|&f| (f, tone_power(pcm, f))).collect();
+    let mut p: Vec<(f64, f64)> = candidates
+        .iter()
+        .map(|&f| (f, tone_power(pcm, f)))
+        .collect();
     p.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (p[0].0, p[0].1 / p.get(1).map(|x| x.1).unwrap_or(0.0).max(1e-9))
+    (
+        p[0].0,
+        p[0].1 / p.get(1).map(|x| x.1).unwrap_or(0.0).max(1e-9),
+    )
 }
 
 /// Waits for an event matching `pred`, up to `limit`.
