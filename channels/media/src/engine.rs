@@ -180,13 +180,6 @@ async fn reader(shared: Shared, leg: LegId, port: Port, sock: Rc<UdpSocket>) {
         let now = Instant::now();
         let mut d = shared.borrow_mut();
         d.core.handle_datagram(now, leg, port, from, &buf[..n]);
-        // Take what else is queued before yielding, then send in one go.
-        for _ in 0..16 {
-            match sock.try_recv_from(&mut buf) {
-                Ok((n, from)) => d.core.handle_datagram(now, leg, port, from, &buf[..n]),
-                Err(_) => break,
-            }
-        }
         d.flush();
     }
 }
