@@ -1031,3 +1031,255 @@ fn stats_of(l: &Leg) -> LegStats {
         malformed: l.rtp.malformed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::{RtpHeader, RtpPacket};
+
+    struct Sim {
+        core: MediaCore,
+        now: Instant,
+    }
+
+    fn offer(port: u16, te: bool) -> String {
+        let te_fmt = if te { " 101" } else { "" };
+        let te_map = if te {
+            "a=rtpmap:101 telephone-event/8000\r\n"
+        } else {
+            ""
+        };
+        format!("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio {port} RTP/AVP 0{te_fmt}\r\n{te_map}")
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new("192.0.2.1".parse().unwrap(), port)
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let now = Instant::now();
+            Sim {
+                core: MediaCore::new(CoreConfig::default(), now),
+                now,
+            }
+        }
+
+        fn leg(&mut self, remote_port: u16, config: LegConfig) -> LegId {
+            let local = SocketAddr::new("10.0.0.1".parse().unwrap(), 4000 + remote_port);
+            let rtcp = SocketAddr::new(local.ip(), local.port() + 1);
+            let id = self.core.add_leg(self.now, config, local, rtcp, local.ip());
+            self.core
+                .answer(self.now, id, &offer(remote_port, true))
+                .unwrap();
+            id
+        }
+
+        fn advance(&mut self, d: Duration) {
+            let end = self.now + d;
+            while let Some(t) = self.core.poll_timeout().filter(|&t| t <= end) {
+                self.now = t;
+                self.core.handle_timeout(t);
+            }
+            self.now = end;
+        }
+
+        fn rtp(&mut self, leg: LegId, from: SocketAddr, seq: u16, pt: u8, payload: &[u8]) {
+            let mut d = Vec::new();
+            RtpHeader {
+                marker: false,
+                payload_type: pt,
+                sequence: seq,
+                timestamp: seq as u32 * 160,
+                ssrc: 0xAAAA,
+            }
+            .write(payload, &mut d);
+            self.core
+                .handle_datagram(self.now, leg, Port::Rtp, from, &d);
+        }
+
+        fn transmits(&mut self) -> Vec<Transmit> {
+            std::iter::from_fn(|| self.core.poll_transmit()).collect()
+        }
+
+        fn events(&mut self) -> Vec<MediaEvent> {
+            std::iter::from_fn(|| self.core.poll_event()).collect()
+        }
+    }
+
+    #[test]
+    fn relays_with_our_ssrc_to_the_latched_address_and_drops_strangers() {
+        let mut s = Sim::new();
+        let a = s.leg(5000, LegConfig::default());
+        let b = s.leg(6000, LegConfig::default());
+        s.core.bridge(a, b).unwrap();
+        s.rtp(a, addr(5000), 1, 0, &[1; 160]);
+        let t = s.transmits();
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].leg, t[0].to), (b, addr(6000)));
+        let p = RtpPacket::parse(&t[0].data).unwrap();
+        assert_ne!(p.ssrc, 0xAAAA, "our own SSRC towards B");
+        assert_eq!(p.payload, &[1; 160]);
+        // B's real source differs from its SDP: it becomes the destination.
+        s.rtp(b, addr(6002), 1, 0, &[2; 160]);
+        s.rtp(a, addr(5000), 2, 0, &[3; 160]);
+        let t = s.transmits();
+        assert_eq!(t[0].to, addr(5000));
+        assert_eq!(t[1].to, addr(6002));
+        // Someone else sending to A is dropped.
+        s.rtp(a, addr(7777), 3, 0, &[4; 160]);
+        assert!(s.transmits().is_empty());
+        assert_eq!(s.core.stats(a).unwrap().foreign_dropped, 1);
+        // An unknown payload type is not relayed.
+        s.rtp(a, addr(5000), 4, 18, &[5; 20]);
+        assert!(s.transmits().is_empty());
+    }
+
+    #[test]
+    fn playback_interrupts_relay_and_reports_done_on_time() {
+        let mut s = Sim::new();
+        let a = s.leg(5000, LegConfig::default());
+        let b = s.leg(6000, LegConfig::default());
+        s.core.bridge(a, b).unwrap();
+        let tone = PlayItem::Tone {
+            freq: 500.0,
+            second: None,
+            amplitude: 5000.0,
+            ms: 100,
+        };
+        s.core.play(a, vec![tone], false).unwrap();
+        s.rtp(b, addr(6000), 1, 0, &[9; 160]);
+        assert!(s.transmits().is_empty(), "A hears the prompt, not B");
+        s.advance(Duration::from_millis(99));
+        assert_eq!(s.transmits().iter().filter(|t| t.leg == a).count(), 4);
+        assert!(s.events().is_empty());
+        s.advance(Duration::from_millis(40));
+        let sent = s.transmits().iter().filter(|t| t.leg == a).count();
+        assert_eq!(sent, 1, "five 20 ms frames in all");
+        assert_eq!(
+            s.events(),
+            vec![MediaEvent::PlaybackDone {
+                leg: a,
+                completed: true
+            }]
+        );
+        s.rtp(b, addr(6000), 2, 0, &[9; 160]);
+        assert_eq!(s.transmits().len(), 1, "relay resumes");
+    }
+
+    #[test]
+    fn digits_and_timeouts_on_a_simulated_clock() {
+        let mut s = Sim::new();
+        let a = s.leg(
+            5000,
+            LegConfig {
+                media_timeout: Some(Duration::from_secs(10)),
+                ..LegConfig::default()
+            },
+        );
+        let ev = crate::dtmf::TelephoneEvent {
+            event: 7,
+            end: false,
+            volume: 10,
+            duration: 160,
+        };
+        for seq in 1..5 {
+            // Same event timestamp: one digit.
+            let mut d = Vec::new();
+            RtpHeader {
+                marker: seq == 1,
+                payload_type: 101,
+                sequence: seq,
+                timestamp: 8000,
+                ssrc: 1,
+            }
+            .write(&ev.to_bytes(), &mut d);
+            s.core.handle_datagram(s.now, a, Port::Rtp, addr(5000), &d);
+        }
+        assert_eq!(
+            s.events(),
+            vec![MediaEvent::Dtmf {
+                leg: a,
+                digit: '7',
+                source: DtmfSource::Rfc4733
+            }]
+        );
+        s.advance(Duration::from_secs(9));
+        let early = s.events();
+        assert!(!early
+            .iter()
+            .any(|e| matches!(e, MediaEvent::MediaTimeout { .. })));
+        s.advance(Duration::from_millis(1100));
+        let mut ev = s.events();
+        ev.extend(early);
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, MediaEvent::MediaTimeout { .. }))
+                .count(),
+            1
+        );
+        // Stats went out with the RTCP reports meanwhile.
+        assert!(ev.iter().any(|e| matches!(e, MediaEvent::Stats { .. })));
+        // An 8-hour idle leg costs ticks, not events: one timeout only.
+        s.advance(Duration::from_secs(60));
+        assert!(!s
+            .events()
+            .iter()
+            .any(|e| matches!(e, MediaEvent::MediaTimeout { .. })));
+    }
+
+    #[test]
+    fn remove_leg_sends_bye_and_unbridges() {
+        let mut s = Sim::new();
+        let a = s.leg(5000, LegConfig::default());
+        let b = s.leg(6000, LegConfig::default());
+        s.core.bridge(a, b).unwrap();
+        s.core.remove_leg(a).unwrap();
+        let t = s.transmits();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].port, Port::Rtcp);
+        assert_eq!(t[0].to, addr(5001));
+        assert!(crate::rtcp::parse_compound(&t[0].data)
+            .unwrap()
+            .iter()
+            .any(|p| matches!(p, crate::rtcp::RtcpPacket::Bye { .. })));
+        assert_eq!(s.core.peer(b), None);
+        assert_eq!(s.core.bridge(a, b), Err(MediaError::UnknownLeg(a)));
+    }
+
+    #[test]
+    fn fuzzed_datagrams_never_panic_the_core() {
+        let mut s = Sim::new();
+        let a = s.leg(5000, LegConfig::default());
+        let b = s.leg(6000, LegConfig::default());
+        s.core.mix(ConferenceId(1), a, Role::Normal).unwrap();
+        s.core.mix(ConferenceId(1), b, Role::Normal).unwrap();
+        s.core.record(vec![a], vec![b]).unwrap();
+        let mut rng = crate::testutil::Rng::new(17);
+        let mut base = Vec::new();
+        RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: 1,
+            timestamp: 0,
+            ssrc: 3,
+        }
+        .write(&[0u8; 160], &mut base);
+        for i in 0..20_000u32 {
+            let mut d = base.clone();
+            for _ in 0..rng.below(6) {
+                let at = rng.below(d.len() as u32) as usize;
+                d[at] = rng.next() as u8;
+            }
+            d.truncate(rng.below(d.len() as u32 + 1) as usize);
+            let port = if i % 7 == 0 { Port::Rtcp } else { Port::Rtp };
+            s.core.handle_datagram(s.now, a, port, addr(5000), &d);
+            if i % 50 == 0 {
+                s.advance(Duration::from_millis(20));
+                s.transmits();
+                s.events();
+                while s.core.poll_recording().is_some() {}
+            }
+        }
+    }
+}
