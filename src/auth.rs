@@ -75,7 +75,8 @@ pub fn check_username(username: &str) -> Result<(), String> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

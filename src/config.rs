@@ -23,6 +23,7 @@ pub struct Config {
     pub archive: ArchiveConfig,
     pub agent: AgentConfig,
     pub routing: RoutingConfig,
+    pub chat: crate::chat::ChatConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +127,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             agent: AgentConfig::default(),
             routing: RoutingConfig::default(),
+            chat: crate::chat::ChatConfig::default(),
         }
     }
 }

@@ -421,6 +421,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAcco
                         priority: 0,
                         subject: Some(subject.into()),
                         agent_id: None,
+                conversation_id: None,
                     },
                     now + days * 86_400_000,
                 )

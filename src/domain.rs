@@ -170,6 +170,8 @@ pub struct Contact {
     pub connected_at: Option<String>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<String>,
+    /// The chat or email thread this contact belongs to.
+    pub conversation_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::acd::engine::{Acd, AcdError, AgentSpec, CancelReason, Input, Output};
+use crate::acd::engine::{Acd, AcdError, AgentSpec, CancelReason, Input, Outlook, Output};
 use crate::acd::stats::{Snapshot, Stats, StatsConfig};
 use crate::acd::types::{AgentStateKind, ContactSpec, Millis, QueueConfig, SkillSet};
 use crate::agents::{valid_reason, AgentStateView, Cause, Presence};
@@ -84,8 +84,27 @@ enum HubInput {
         spec: ContactSpec,
         overflow: Option<Vec<crate::acd::types::OverflowStep>>,
     },
+    RouteToAgent {
+        spec: ContactSpec,
+        agent: i64,
+        wait_secs: u32,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
     Abandon {
         contact: i64,
+    },
+    Outlook {
+        queue: String,
+        channel: Channel,
+        reply: oneshot::Sender<Option<Outlook>>,
+    },
+    Phase {
+        contact: i64,
+        reply: oneshot::Sender<Option<(ContactState, Option<i64>, Option<Millis>)>>,
+    },
+    Positions {
+        contacts: Vec<i64>,
+        reply: oneshot::Sender<Vec<Option<(usize, Millis)>>>,
     },
     Queues {
         queues: Vec<QueueConfig>,
@@ -218,6 +237,54 @@ impl HubHandle {
         overflow: Option<Vec<crate::acd::types::OverflowStep>>,
     ) {
         self.tell(HubInput::Route { spec, overflow }).await
+    }
+
+    /// Offers a stored contact to one agent first (a transfer), then to its queue.
+    pub async fn route_to_agent(
+        &self,
+        spec: ContactSpec,
+        agent: i64,
+        wait_secs: u32,
+    ) -> Result<Result<(), AcdError>, HubStopped> {
+        self.ask(|reply| HubInput::RouteToAgent {
+            spec,
+            agent,
+            wait_secs,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether a new contact could be served in `queue` now, and how soon.
+    pub async fn outlook(
+        &self,
+        queue: &str,
+        channel: Channel,
+    ) -> Result<Option<Outlook>, HubStopped> {
+        let queue = queue.to_string();
+        self.ask(|reply| HubInput::Outlook {
+            queue,
+            channel,
+            reply,
+        })
+        .await
+    }
+
+    /// Where a contact stands in the ACD: state, agent holding it, deadline.
+    pub async fn contact_phase(
+        &self,
+        contact: i64,
+    ) -> Result<Option<(ContactState, Option<i64>, Option<Millis>)>, HubStopped> {
+        self.ask(|reply| HubInput::Phase { contact, reply }).await
+    }
+
+    /// Places in line and expected waits (ms) of several contacts at once.
+    pub async fn positions(
+        &self,
+        contacts: Vec<i64>,
+    ) -> Result<Vec<Option<(usize, Millis)>>, HubStopped> {
+        self.ask(|reply| HubInput::Positions { contacts, reply })
+            .await
     }
 
     pub async fn abandon(&self, contact: i64) {
@@ -571,6 +638,40 @@ impl Core {
                 let _ = self
                     .acd
                     .handle(now, Input::ContactRouted { spec, overflow });
+            }
+            HubInput::RouteToAgent {
+                spec,
+                agent,
+                wait_secs,
+                reply,
+            } => {
+                let r = self.acd.handle(
+                    now,
+                    Input::ContactForAgent {
+                        spec,
+                        agent,
+                        wait_secs,
+                    },
+                );
+                let _ = reply.send(r);
+            }
+            HubInput::Outlook {
+                queue,
+                channel,
+                reply,
+            } => {
+                let _ = reply.send(self.acd.outlook(&queue, channel, now));
+            }
+            HubInput::Phase { contact, reply } => {
+                let _ = reply.send(self.acd.contact_phase(contact));
+            }
+            HubInput::Positions { contacts, reply } => {
+                let _ = reply.send(
+                    contacts
+                        .into_iter()
+                        .map(|c| self.acd.expected_wait(c, now))
+                        .collect(),
+                );
             }
             HubInput::Abandon { contact } => {
                 let _ = self.acd.handle(now, Input::ContactAbandoned(contact));

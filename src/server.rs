@@ -9,10 +9,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::acd::rules::{watch, RuleError, RuleSet};
+use crate::chat::ChatService;
 use crate::config::Config;
 use crate::domain::{now_ms, Role};
 use crate::hub::{self, HubHandle};
 use crate::metrics::Metrics;
+use crate::push::AgentPush;
 use crate::store::{redact_url, Store};
 
 #[derive(Clone)]
@@ -22,6 +24,9 @@ pub struct AppState {
     pub hub: HubHandle,
     pub metrics: Arc<Metrics>,
     pub routing: Arc<Routing>,
+    /// Frames for particular agents' sockets.
+    pub push: Arc<AgentPush>,
+    pub chat: Arc<ChatService>,
 }
 
 /// The routing rules in force, replaced whole on each valid reload.
@@ -177,12 +182,24 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let addr = listener.local_addr()?;
+    let config = Arc::new(config);
+    let push = Arc::new(AgentPush::default());
+    let chat = ChatService::start(
+        store.clone(),
+        config.clone(),
+        routing.clone(),
+        hub.clone(),
+        push.clone(),
+    )
+    .await?;
     let state = AppState {
         store,
-        config: Arc::new(config),
+        config,
         hub,
         metrics: Arc::new(Metrics::default()),
         routing,
+        push,
+        chat,
     };
     let app = crate::api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -190,6 +207,8 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         let shutdown = async move {
             let _ = rx.await;
         };
+        // The peer address feeds per-address rate limits (chat, web requests).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -189,6 +189,7 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
         "heartbeat_secs": hb_secs,
     });
     let mut alive = send(&mut socket, &hello).await;
+    let (push_id, mut pushed) = state.push.register(agent.id);
     let mut ticker = tokio::time::interval(Duration::from_secs(hb_secs));
     ticker.tick().await;
     let mut last_seen = Instant::now();
@@ -201,7 +202,7 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
                     Inbound::Closed => break,
                     Inbound::Alive => continue,
                     Inbound::Bad(e) => Err(e),
-                    Inbound::Frame(v) => agent_frame(&state, agent.id, v).await,
+                    Inbound::Frame(v) => agent_frame(&state, &agent, v).await,
                 };
                 match reply {
                     Ok(Some(v)) => alive = send(&mut socket, &v).await,
@@ -215,6 +216,10 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
                         }
                     }
                 }
+            }
+            frame = pushed.recv() => {
+                let Some(frame) = frame else { break };
+                alive = send(&mut socket, &frame).await;
             }
             ev = events.recv() => match ev {
                 Ok(HubEvent::AgentState { agent: a, view }) if a == agent.id => {
@@ -258,6 +263,7 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
             }
         }
     }
+    state.push.unregister(agent.id, push_id);
     state.hub.disconnect(agent.id).await;
     metrics.agent_sockets.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(agent_id = agent.id, "agent socket closed");
@@ -280,7 +286,8 @@ async fn contact_payload(state: &AppState, contact: i64) -> Value {
             .ok(),
         None => None,
     };
-    json!({"contact": c, "screen_pop": pop})
+    let chat = crate::chat::agent::offer_extra(state, &c).await;
+    json!({"contact": c, "screen_pop": pop, "chat": chat})
 }
 
 fn contact_id(v: &Value) -> Result<i64, Value> {
@@ -290,8 +297,12 @@ fn contact_id(v: &Value) -> Result<i64, Value> {
 }
 
 /// Handles one agent frame: `Ok(Some(reply))`, `Ok(None)`, or `Err(error frame)`.
-async fn agent_frame(state: &AppState, agent_id: i64, v: Value) -> Result<Option<Value>, Value> {
+async fn agent_frame(state: &AppState, agent: &User, v: Value) -> Result<Option<Value>, Value> {
+    let agent_id = agent.id;
     let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    if crate::chat::agent::is_chat_frame(kind) {
+        return crate::chat::agent::frame(state, agent, kind, &v).await;
+    }
     let op = match kind {
         "ping" => return Ok(Some(json!({"type": "pong"}))),
         "set_state" => return set_state(state, agent_id, &v).await,

@@ -27,6 +27,13 @@ pub enum Input {
         spec: ContactSpec,
         overflow: Option<Vec<OverflowStep>>,
     },
+    /// A contact for one agent first (a transfer to a named agent): it waits up to
+    /// `wait_secs` for that agent, then joins its queue like any other.
+    ContactForAgent {
+        spec: ContactSpec,
+        agent: AgentId,
+        wait_secs: u32,
+    },
     /// The customer hung up or left while waiting or being offered.
     ContactAbandoned(ContactId),
     /// A waiting contact's priority changed (e.g. the customer turned out to be a VIP).
@@ -133,6 +140,16 @@ pub enum Output {
         handling: ClosedHandling,
     },
     Stat(StatEvent),
+}
+
+/// See [`Acd::outlook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Outlook {
+    pub open: bool,
+    pub agents: usize,
+    pub available: usize,
+    pub waiting: usize,
+    pub expected_wait_ms: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -370,6 +387,48 @@ impl Acd {
         Some((position, position as i64 * aht / agents))
     }
 
+    /// What a new contact on `channel` would find in `queue` now: whether the queue is open,
+    /// how many logged-in agents could take it (and how many of them are available), how many
+    /// wait, and the expected wait of one more. `None` for an unknown queue. Scans the agents:
+    /// for status pages, not for the routing path.
+    pub fn outlook(&self, queue: &str, channel: Channel, now: Millis) -> Option<Outlook> {
+        let &q = self.queue_index.get(queue)?;
+        let key = LaneKey {
+            queue: q,
+            steps: None,
+            step: self.queues[q].steps.len().saturating_sub(1),
+            channel: ChannelClass::of(channel),
+            extra: 0,
+        };
+        let mut agents = 0;
+        let mut available = 0;
+        for a in self.agents.values() {
+            if self.qualifies(&a.spec, key) {
+                agents += 1;
+                if a.status == Status::Available && Self::free_for(a, key.channel) {
+                    available += 1;
+                }
+            }
+        }
+        let waiting = self.queue_waiting(q);
+        let aht = match self.aht_ms[q] {
+            0 => 180_000,
+            a => a,
+        };
+        let expected_wait_ms = if available > 0 && waiting == 0 {
+            0
+        } else {
+            (waiting as i64 + 1) * aht / (agents.max(1) as i64)
+        };
+        Some(Outlook {
+            open: self.queues[q].hours.is_open(now),
+            agents,
+            available,
+            waiting,
+            expected_wait_ms,
+        })
+    }
+
     pub fn is_logged_in(&self, agent: AgentId) -> bool {
         self.agents.contains_key(&agent)
     }
@@ -420,6 +479,16 @@ impl Acd {
         match input {
             Input::ContactArrived(spec) => self.arrive(now, spec, None),
             Input::ContactRouted { spec, overflow } => self.arrive(now, spec, overflow),
+            Input::ContactForAgent {
+                spec,
+                agent,
+                wait_secs,
+            } => {
+                if !self.agents.contains_key(&agent) {
+                    return Err(AcdError::UnknownAgent(agent));
+                }
+                self.arrive_for(now, spec, None, Some((agent, wait_secs)))
+            }
             Input::ContactAbandoned(id) => self.abandon(now, id),
             Input::ContactPriority { contact, priority } => {
                 self.reprioritize(now, contact, priority)
@@ -837,6 +906,17 @@ impl Acd {
         spec: ContactSpec,
         overflow: Option<Vec<OverflowStep>>,
     ) -> Result<(), AcdError> {
+        self.arrive_for(now, spec, overflow, None)
+    }
+
+    /// `target`: wait for this agent (and how long) instead of the queue's sticky rule.
+    fn arrive_for(
+        &mut self,
+        now: Millis,
+        spec: ContactSpec,
+        overflow: Option<Vec<OverflowStep>>,
+        target: Option<(AgentId, u32)>,
+    ) -> Result<(), AcdError> {
         if self.contacts.contains_key(&spec.id) {
             return Err(AcdError::DuplicateContact(spec.id));
         }
@@ -909,10 +989,17 @@ impl Acd {
                 declined: Vec::new(),
             },
         );
-        // Sticky: wait a little for the customer's last agent if that agent is logged in.
-        if let Some(agent) = last_agent.filter(|_| sticky_secs > 0) {
+        // Sticky: wait a little for the customer's last agent if that agent is logged in (or
+        // for the agent a transfer names).
+        let wait_for = match target {
+            Some((agent, secs)) => Some((agent, secs)),
+            None => last_agent
+                .filter(|_| sticky_secs > 0)
+                .map(|a| (a, sticky_secs)),
+        };
+        if let Some((agent, wait_secs)) = wait_for.filter(|(_, secs)| *secs > 0) {
             if self.agents.contains_key(&agent) {
-                let until = now + sticky_secs as i64 * 1000;
+                let until = now + wait_secs as i64 * 1000;
                 if let Some(c) = self.contacts.get_mut(&id) {
                     c.phase = Phase::Sticky { agent, until };
                     self.sticky_waiting[queue] += 1;

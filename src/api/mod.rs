@@ -29,6 +29,10 @@ use crate::server::AppState;
         misc::contacts, misc::contact, routing::create_contact, routing::position, routing::queues, routing::set_profile, routing::routing_status,
         misc::users, misc::create_user, misc::create_case,
         misc::healthz, misc::metrics,
+        crate::chat::http::status, crate::chat::http::upload, crate::chat::http::leave_message,
+        crate::chat::http::request_callback, crate::chat::http::agent_download,
+        crate::chat::http::list_canned, crate::chat::http::create_canned, crate::chat::http::delete_canned,
+        crate::chat::http::link_customer,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -38,6 +42,7 @@ use crate::server::AppState;
         (name = "queues", description = "Queues and live figures"),
         (name = "users", description = "Agents, supervisors and admins"),
         (name = "ops", description = "Health and metrics"),
+        (name = "chat", description = "The customer chat widget's endpoints (no login; see docs/chat.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -77,9 +82,11 @@ pub fn router(state: AppState) -> Router {
         .route("/users", get(misc::users).post(misc::create_user))
         .route("/agent/ws", get(crate::ws::agent_socket))
         .route("/supervisor/ws", get(crate::ws::supervisor_socket))
-        .route("/openapi.json", get(openapi));
+        .route("/openapi.json", get(openapi))
+        .merge(crate::chat::http::api_router());
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::chat::http::router(&state))
         .route("/healthz", get(misc::healthz))
         .route("/metrics", get(misc::metrics))
         .merge(crate::web::router())

@@ -110,6 +110,7 @@ pub async fn create_contact(
                 priority,
                 subject,
                 agent_id: None,
+                conversation_id: None,
             },
             now,
         )

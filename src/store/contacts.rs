@@ -17,6 +17,8 @@ pub struct NewContact {
     pub priority: i64,
     pub subject: Option<String>,
     pub agent_id: Option<i64>,
+    /// The chat or email thread the contact belongs to.
+    pub conversation_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -29,10 +31,10 @@ pub struct ContactFilter {
     pub before_id: Option<i64>,
 }
 
-const CONTACT_COLS: &str = "id, channel, direction, customer_id, case_id, queue, state, priority, \
-     subject, agent_id, created_at, connected_at, ended_at";
+pub(crate) const CONTACT_COLS: &str = "id, channel, direction, customer_id, case_id, queue, state, priority, \
+     subject, agent_id, created_at, connected_at, ended_at, conversation_id";
 
-fn contact_from_row(row: &AnyRow) -> StoreResult<Contact> {
+pub(crate) fn contact_from_row(row: &AnyRow) -> StoreResult<Contact> {
     Ok(Contact {
         id: row.try_get("id")?,
         channel: get_enum(row, "channel")?,
@@ -47,6 +49,7 @@ fn contact_from_row(row: &AnyRow) -> StoreResult<Contact> {
         created_at: rfc3339(row.try_get("created_at")?),
         connected_at: row.try_get::<Option<i64>, _>("connected_at")?.map(rfc3339),
         ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(rfc3339),
+        conversation_id: row.try_get("conversation_id")?,
     })
 }
 
@@ -74,8 +77,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO contacts (channel, direction, customer_id, case_id, queue, state, priority, subject, \
-             agent_id, created_at, connected_at, ended_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $10) RETURNING {CONTACT_COLS}"
+             agent_id, created_at, connected_at, ended_at, updated_at, conversation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $10, $13) RETURNING {CONTACT_COLS}"
         )))
         .bind(c.channel.as_str())
         .bind(c.direction.as_str())
@@ -89,6 +92,7 @@ impl Store {
         .bind(now)
         .bind((c.state == ContactState::Connected).then_some(now))
         .bind(is_final(c.state).then_some(now))
+        .bind(c.conversation_id)
         .fetch_one(&mut *tx)
         .await?;
         let contact = contact_from_row(&row)?;

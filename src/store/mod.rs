@@ -5,12 +5,14 @@
 //! booleans 0/1 integers, money minor units, so every value maps the same on both.
 
 mod acd;
+mod chat;
 mod contacts;
 mod customers;
 mod import;
 mod users;
 
 pub use acd::{format_skills, parse_skills, AgentProfile, ResumableContact};
+pub use chat::{AttachmentRow, CannedResponse, ChatRow, MessageRow, NewChat, NewInbound, Visitor};
 pub use contacts::{AgentEventRow, ContactFilter, NewContact};
 pub use customers::{CustomerSearch, NormalizedCustomer};
 pub use import::{ImportOutcome, ImportRow};
@@ -195,6 +197,14 @@ fn dialect(backend: Backend, sql: String) -> String {
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, $3), ($4, $5, $6)` for `rows` groups of `cols` parameters.
+pub(crate) fn value_groups(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * cols + 1, cols)))
         .collect::<Vec<_>>()
         .join(", ")
 }

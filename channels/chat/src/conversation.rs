@@ -97,7 +97,6 @@ pub struct Agent {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub conversation_id: i64,
-    pub token: String,
     pub language: String,
     pub state: ConversationState,
     pub agent: Option<Agent>,
@@ -107,11 +106,12 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// A customer socket joined; `started` says whether it just created the conversation.
+    /// A customer socket joined; `started` carries the resume token when it just created the
+    /// conversation (the `started` frame hands it to the client).
     CustomerOpened {
         conn: ConnId,
         last_seq: u64,
-        started: bool,
+        started: Option<String>,
     },
     CustomerClosed {
         conn: ConnId,
@@ -222,7 +222,6 @@ struct Pending {
 
 pub struct Conversation {
     id: i64,
-    token: String,
     language: String,
     state: ConversationState,
     agent: Option<Agent>,
@@ -271,7 +270,6 @@ impl Conversation {
         }
         Conversation {
             id: snapshot.conversation_id,
-            token: snapshot.token,
             language: snapshot.language,
             state: snapshot.state,
             agent: snapshot.agent,
@@ -299,10 +297,6 @@ impl Conversation {
 
     pub fn id(&self) -> i64 {
         self.id
-    }
-
-    pub fn token(&self) -> &str {
-        &self.token
     }
 
     pub fn state(&self) -> ConversationState {
@@ -518,7 +512,7 @@ impl Conversation {
         }
     }
 
-    fn opened(&mut self, conn: ConnId, last_seq: u64, started: bool) {
+    fn opened(&mut self, conn: ConnId, last_seq: u64, started: Option<String>) {
         if !self.conns.contains(&conn) {
             self.conns.push(conn);
         }
@@ -526,10 +520,10 @@ impl Conversation {
         let agent = self.agent.as_ref().map(|a| AgentInfo {
             name: a.name.clone(),
         });
-        let first = if started {
+        let first = if let Some(token) = started {
             ServerFrame::Started {
                 conversation_id: self.id,
-                token: self.token.clone(),
+                token,
                 state: self.state,
                 agent,
             }
@@ -947,7 +941,6 @@ mod tests {
     fn snapshot(state: ConversationState) -> Snapshot {
         Snapshot {
             conversation_id: 7,
-            token: "tok".into(),
             language: "zh-CN".into(),
             state,
             agent: None,
@@ -1007,7 +1000,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         drain(&mut c);
@@ -1038,7 +1031,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(1, customer_msg(1, "m1", "a"));
@@ -1050,7 +1043,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 2,
                 last_seq: 0,
-                started: false,
+                started: None,
             },
         );
         c.handle(4, customer_msg(2, "m1", "a"));
@@ -1077,7 +1070,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(1, customer_msg(1, "m1", "a"));
@@ -1087,7 +1080,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 2,
                 last_seq: 0,
-                started: false,
+                started: None,
             },
         );
         c.handle(2, customer_msg(2, "m1", "a"));
@@ -1115,7 +1108,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(1, customer_msg(1, "m1", "one"));
@@ -1140,7 +1133,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 9,
                 last_seq: 1,
-                started: false,
+                started: None,
             },
         );
         let frames: Vec<ServerFrame> = drain(&mut c)
@@ -1185,7 +1178,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(1, customer_msg(1, "m1", "a"));
@@ -1244,7 +1237,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(0, Input::AgentJoined(alice()));
@@ -1294,7 +1287,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(0, Input::AgentJoined(alice()));
@@ -1321,7 +1314,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         assert_eq!(c.poll_timeout(), None);
@@ -1333,7 +1326,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 2,
                 last_seq: 0,
-                started: false,
+                started: None,
             },
         );
         assert_eq!(c.poll_timeout(), None);
@@ -1358,7 +1351,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(0, Input::AgentJoined(alice()));
@@ -1402,7 +1395,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(0, Input::AgentJoined(alice()));
@@ -1422,7 +1415,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 2,
                 last_seq: 0,
-                started: false,
+                started: None,
             },
         );
         let out = drain(&mut c);
@@ -1445,7 +1438,7 @@ mod tests {
             Input::CustomerOpened {
                 conn: 1,
                 last_seq: 0,
-                started: true,
+                started: Some("tok".into()),
             },
         );
         c.handle(0, Input::AgentJoined(alice()));

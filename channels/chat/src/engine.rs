@@ -36,17 +36,24 @@ pub enum BackendError {
 /// What the hub provides: storage and the start of a conversation.
 pub trait ChatBackend: Send + Sync + 'static {
     /// Creates the conversation from the pre-chat form — customer matched by email/phone,
-    /// the first message (if any) stored as seq 1, the contact queued — and returns it.
+    /// the first message (if any) stored as seq 1, the contact queued — and returns it with
+    /// the resume token the client keeps.
     fn start(
         &self,
         req: StartRequest,
         peer: IpAddr,
-    ) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;
+    ) -> impl Future<Output = Result<(Snapshot, String), BackendError>> + Send;
 
-    /// The conversation a resume token belongs to, with all its messages.
-    fn load(
+    /// The conversation a resume token belongs to.
+    fn resolve(
         &self,
         token: &str,
+    ) -> impl Future<Output = Result<Option<i64>, BackendError>> + Send;
+
+    /// A conversation with all its messages, to make it live.
+    fn load(
+        &self,
+        conversation: i64,
     ) -> impl Future<Output = Result<Option<Snapshot>, BackendError>> + Send;
 
     /// Stores messages, all or none.
@@ -110,9 +117,9 @@ impl Default for EngineConfig {
 pub type Outbound = Arc<str>;
 
 enum Command {
-    /// Attach a socket to a live conversation by its token; `false` = not live.
+    /// Attach a socket to a live conversation; `false` = not live.
     Resume {
-        token: String,
+        conversation: i64,
         conn: ConnId,
         ip: IpAddr,
         last_seq: u64,
@@ -122,7 +129,7 @@ enum Command {
     /// Make a conversation live (if it is not) and, with a socket, attach it.
     Activate {
         snapshot: Snapshot,
-        socket: Option<(ConnId, IpAddr, u64, bool, mpsc::Sender<Outbound>)>,
+        socket: Option<(ConnId, IpAddr, u64, Option<String>, mpsc::Sender<Outbound>)>,
     },
     Closed {
         conn: ConnId,
@@ -240,14 +247,14 @@ impl ChatHandle {
 
     pub(crate) async fn resume(
         &self,
-        token: String,
+        conversation: i64,
         conn: ConnId,
         ip: IpAddr,
         last_seq: u64,
         tx: mpsc::Sender<Outbound>,
     ) -> Result<bool, Stopped> {
         self.ask(|reply| Command::Resume {
-            token,
+            conversation,
             conn,
             ip,
             last_seq,
@@ -263,7 +270,7 @@ impl ChatHandle {
         conn: ConnId,
         ip: IpAddr,
         last_seq: u64,
-        started: bool,
+        started: Option<String>,
         tx: mpsc::Sender<Outbound>,
     ) -> Result<(), Stopped> {
         self.send(Command::Activate {
@@ -364,7 +371,6 @@ struct Conn {
 struct Engine {
     config: EngineConfig,
     conversations: HashMap<i64, Conversation>,
-    by_token: HashMap<String, i64>,
     conns: HashMap<ConnId, Conn>,
     /// (deadline, conversation) and each conversation's current deadline.
     timers: BTreeSet<(Millis, i64)>,
@@ -399,7 +405,6 @@ pub fn start<B: ChatBackend>(
         address_limits: Limiter::new(config.address_rate),
         config,
         conversations: HashMap::new(),
-        by_token: HashMap::new(),
         conns: HashMap::new(),
         timers: BTreeSet::new(),
         deadlines: HashMap::new(),
@@ -493,9 +498,7 @@ impl Engine {
             let settled = self.conversations.get(&id).is_none_or(|c| c.is_settled());
             if settled {
                 self.idle_since.remove(&id);
-                if let Some(c) = self.conversations.remove(&id) {
-                    self.by_token.remove(c.token());
-                }
+                self.conversations.remove(&id);
             }
         }
     }
@@ -510,24 +513,23 @@ impl Engine {
     fn command(&mut self, now: Millis, cmd: Command) {
         match cmd {
             Command::Resume {
-                token,
+                conversation,
                 conn,
                 ip,
                 last_seq,
                 tx,
                 reply,
             } => {
-                let Some(&id) = self.by_token.get(&token) else {
+                if !self.conversations.contains_key(&conversation) {
                     let _ = reply.send(false);
                     return;
-                };
+                }
                 let _ = reply.send(true);
-                self.attach(now, id, conn, ip, last_seq, false, tx);
+                self.attach(now, conversation, conn, ip, last_seq, None, tx);
             }
             Command::Activate { snapshot, socket } => {
                 let id = snapshot.conversation_id;
                 if !self.conversations.contains_key(&id) {
-                    self.by_token.insert(snapshot.token.clone(), id);
                     let c = Conversation::new(now, snapshot, self.config.settings.clone());
                     if c.state() == ConversationState::Ended {
                         self.idle_since.insert(id, now);
@@ -707,7 +709,7 @@ impl Engine {
         conn: ConnId,
         ip: IpAddr,
         last_seq: u64,
-        started: bool,
+        started: Option<String>,
         tx: mpsc::Sender<Outbound>,
     ) {
         self.conns.insert(

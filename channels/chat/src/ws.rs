@@ -179,8 +179,8 @@ async fn handle_frame<B: ChatBackend>(
                     "too many new conversations from this address; wait a moment",
                 ));
             }
-            let snapshot = backend.start(req, peer).await.map_err(backend_error)?;
-            chat.open(snapshot, conn, peer, 0, true, tx.clone())
+            let (snapshot, token) = backend.start(req, peer).await.map_err(backend_error)?;
+            chat.open(snapshot, conn, peer, 0, Some(token), tx.clone())
                 .await
                 .map_err(stopped)?;
             *attached = true;
@@ -193,18 +193,20 @@ async fn handle_frame<B: ChatBackend>(
                     "this socket already has a conversation",
                 ));
             }
+            let unknown =
+                || FrameError::new("unknown_session", "no such conversation; start a new one");
+            let Some(id) = backend.resolve(&token).await.map_err(backend_error)? else {
+                return Err(unknown());
+            };
             let live = chat
-                .resume(token.clone(), conn, peer, last_seq, tx.clone())
+                .resume(id, conn, peer, last_seq, tx.clone())
                 .await
                 .map_err(stopped)?;
             if !live {
-                let Some(snapshot) = backend.load(&token).await.map_err(backend_error)? else {
-                    return Err(FrameError::new(
-                        "unknown_session",
-                        "no such conversation; start a new one",
-                    ));
+                let Some(snapshot) = backend.load(id).await.map_err(backend_error)? else {
+                    return Err(unknown());
                 };
-                chat.open(snapshot, conn, peer, last_seq, false, tx.clone())
+                chat.open(snapshot, conn, peer, last_seq, None, tx.clone())
                     .await
                     .map_err(stopped)?;
             }

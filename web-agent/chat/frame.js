@@ -1,0 +1,1 @@
+// placeholder: the chat widget is being written
