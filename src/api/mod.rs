@@ -29,7 +29,7 @@ use crate::server::AppState;
         misc::contacts, misc::contact, routing::create_contact, routing::position, routing::queues, routing::set_profile, routing::routing_status,
         misc::users, misc::create_user, misc::create_case,
         misc::healthz, misc::metrics,
-        crate::chat::http::status, crate::chat::http::upload, crate::chat::http::leave_message,
+        crate::chat::http::status, crate::chat::http::upload, crate::chat::http::transcript, crate::chat::http::leave_message,
         crate::chat::http::request_callback, crate::chat::http::agent_download,
         crate::chat::http::list_canned, crate::chat::http::create_canned, crate::chat::http::delete_canned,
         crate::chat::http::link_customer,

@@ -112,6 +112,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(upload).layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/chat/attachments/{id}", get(customer_download))
+        .route("/chat/transcript", get(transcript))
+        .route(
+            "/chat/example",
+            get(|| async {
+                static_asset(
+                    "text/html; charset=utf-8",
+                    include_str!("../../web-agent/chat/example.html"),
+                )
+            }),
+        )
         .route("/chat/messages", post(leave_message))
         .route("/chat/callbacks", post(request_callback))
 }
@@ -507,6 +517,55 @@ pub async fn agent_download(
         e => e.into(),
     })?;
     Ok(attachment_response(row, data))
+}
+
+/// The conversation as plain text, for the customer to keep (`?token=`; a file download).
+#[utoipa::path(get, path = "/chat/transcript", tag = "chat", params(("token" = String, Query,)),
+    responses((status = 200, description = "text/plain transcript"), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn transcript(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<Response, ApiError> {
+    let conv = conversation_of_token(&state, &q.token).await?;
+    let chat = state
+        .store
+        .chat(conv)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let messages = state.store.conversation_messages(conv).await?;
+    // Chinese customers read Beijing/Taipei time (UTC+8); others UTC.
+    let (offset_ms, zone) = if chat.language == "en" {
+        (0, "UTC")
+    } else {
+        (8 * 3_600_000, "UTC+8")
+    };
+    let (title, you, system) = match chat.language.as_str() {
+        "zh-TW" => ("對話紀錄", "您", "系統"),
+        "en" => ("Chat transcript", "You", "System"),
+        _ => ("对话记录", "您", "系统"),
+    };
+    let mut text = format!("{title} #{conv}\n\n");
+    for m in messages.iter().filter(|m| m.sender != "note") {
+        let at = chrono::DateTime::from_timestamp_millis(m.created_at + offset_ms)
+            .map(|t| format!("{} {zone}", t.format("%Y-%m-%d %H:%M")))
+            .unwrap_or_default();
+        let who = match m.sender.as_str() {
+            "customer" => you.to_string(),
+            "agent" => m.name.clone().unwrap_or_default(),
+            _ => system.to_string(),
+        };
+        text.push_str(&format!("[{at}] {who}: {}\n", m.body));
+    }
+    let mut r = text.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"chat-{conv}.txt\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
 }
 
 #[derive(Deserialize, ToSchema)]
