@@ -380,7 +380,39 @@ impl Core {
         if in_dialog {
             return match self.dialogs.match_dialog(&tx) {
                 Some(Dialog::Invite(mut dialog)) => {
+                    let method = tx.original.method;
+                    let early_ok = matches!(
+                        method,
+                        Method::Bye | Method::PRack | Method::Ack | Method::Cancel
+                    );
+                    if !early_ok && !dialog.state().is_confirmed() {
+                        // rsipstack workaround: a request racing the ACK of our 200 (pjsua sends
+                        // its codec-narrowing re-INVITE right behind the ACK) would be taken for
+                        // the initial INVITE and never answered. Give the ACK a moment.
+                        let deadline = Instant::now() + Duration::from_secs(1);
+                        while !dialog.state().is_confirmed()
+                            && !dialog.state().is_terminated()
+                            && Instant::now() < deadline
+                        {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if !dialog.state().is_confirmed() {
+                            let code = match method {
+                                Method::Invite | Method::Update => StatusCode::RequestPending,
+                                _ => StatusCode::CallTransactionDoesNotExist,
+                            };
+                            return Ok(tx.reply(code).await?);
+                        }
+                    }
                     dialog.handle(&mut tx).await?;
+                    // Never leave a request unanswered (its transaction would linger).
+                    let answered = tx
+                        .last_response
+                        .as_ref()
+                        .is_some_and(|r| r.status_code.kind() != StatusCodeKind::Provisional);
+                    if !answered && method != Method::Ack && !tx.is_terminated() {
+                        tx.reply(StatusCode::ServerInternalError).await.ok();
+                    }
                     Ok(())
                 }
                 _ => match tx.original.method {
@@ -1359,6 +1391,17 @@ impl SipHandle {
     /// response, by RFC 3261 timers).
     pub fn active_transactions(&self) -> usize {
         self.core.endpoint.get_stats().running_transactions
+    }
+
+    /// Keys of the running transactions (diagnostics).
+    pub fn transaction_keys(&self) -> Vec<String> {
+        self.core
+            .endpoint
+            .get_running_transactions()
+            .unwrap_or_default()
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
     }
 
     /// Requests the boundary answered with 400/501/513, and datagrams it dropped.

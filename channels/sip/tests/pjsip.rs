@@ -182,6 +182,11 @@ async fn trunk_caller_is_answered_and_hangs_up() {
         }
         other => panic!("{other:?}"),
     }
+    let incoming = events(&log)
+        .iter()
+        .filter(|e| matches!(e, SipEvent::IncomingCall { .. }))
+        .count();
+    assert_eq!(incoming, 1, "{:#?}", events(&log));
     wait_clean(&handle).await;
     handle.shutdown().await;
 }

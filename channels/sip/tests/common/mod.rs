@@ -155,10 +155,11 @@ pub async fn wait_clean(handle: &SipHandle) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "leak: dialogs={} legs={} transactions={}",
+        "leak: dialogs={} legs={} transactions={} {:?}",
         handle.active_dialogs(),
         handle.active_legs(),
-        handle.active_transactions()
+        handle.active_transactions(),
+        handle.transaction_keys()
     );
 }
 
