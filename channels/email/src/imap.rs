@@ -381,7 +381,7 @@ impl<S: MailSink> ImapPoller<S> {
                 tracing::debug!("imap idle: new data");
             }
         }
-        Ok(with_timeout(self.config.timeout, handle.done()).await?)
+        with_timeout(self.config.timeout, handle.done()).await
     }
 }
 
