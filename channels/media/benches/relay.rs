@@ -192,6 +192,16 @@ async fn run(
         (rss_legs.saturating_sub(rss_phones)) as f64 / calls as f64
     );
 
+    // RELAY_GENERATOR_SPINS=1: the generator never sleeps in epoll, so the engine's sends do
+    // not pay for waking it on the other CPU (a loopback artefact). Off by default: with
+    // SCHED_FIFO the spinning thread gets RT-throttled, which distorts latency.
+    if std::env::var_os("RELAY_GENERATOR_SPINS").is_some() {
+        tokio::task::spawn_local(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
     let n = phones.len();
     let stats: Rc<RefCell<Vec<PhoneStats>>> = Rc::new(RefCell::new(
         (0..n)
