@@ -68,8 +68,7 @@ fn sipp_cmd(target: &str, extra: &[String]) -> Vec<String> {
 
 fn stat(text: &str, label: &str) -> u64 {
     text.lines()
-        .filter(|l| l.contains(label))
-        .last()
+        .rfind(|l| l.contains(label))
         .and_then(|l| l.split('|').nth(2))
         .and_then(|c| c.trim().parse().ok())
         .unwrap_or(0)

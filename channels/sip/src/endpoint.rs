@@ -271,7 +271,7 @@ fn name_addr_from(display: Option<String>, uri: &rsipstack::sip::Uri) -> NameAdd
     }
 }
 
-fn header_value<'a>(req: &'a rsipstack::sip::Request, name: &str) -> Option<String> {
+fn header_value(req: &rsipstack::sip::Request, name: &str) -> Option<String> {
     req.headers.iter().find_map(|h| {
         let s = h.to_string();
         let (n, v) = s.split_once(':')?;
@@ -1423,7 +1423,8 @@ impl SipHandle {
         core.registrations_stop.cancel();
         // Let BYEs/CANCELs and the un-REGISTERs go out.
         let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && (core.dialogs.len() > 0 || !lock(&core.legs).is_empty())
+        while Instant::now() < deadline
+            && (!core.dialogs.is_empty() || !lock(&core.legs).is_empty())
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

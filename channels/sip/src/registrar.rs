@@ -423,7 +423,7 @@ impl Registrar {
             .get(user)
             .map(|l| l.iter().filter(|b| b.expires_at > now).cloned().collect())
             .unwrap_or_default();
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
         out
     }
 

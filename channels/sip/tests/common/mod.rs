@@ -215,8 +215,7 @@ pub async fn run_sipp(scenario_name: &str, target: &str, calls: u32, extra: &[&s
 pub fn sipp_successful(out: &Output) -> Option<u64> {
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .filter(|l| l.contains("Successful call"))
-        .last()
+        .rfind(|l| l.contains("Successful call"))
         .and_then(|l| l.split('|').nth(2))
         .and_then(|c| c.trim().parse().ok())
 }
