@@ -8,9 +8,5 @@ case $peer_phase in
     ;;
   post)
     python3 -c 'import aiosmtpd' 2>/dev/null || pip install -q aiosmtpd
-    # The Debian package starts a system dovecot; the tests run their own on random ports.
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
-      systemctl stop dovecot 2>/dev/null || true
-    fi
     ;;
 esac

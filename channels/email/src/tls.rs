@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{self, RootCertStore};
+
+pub use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

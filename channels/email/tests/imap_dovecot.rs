@@ -39,6 +39,11 @@ fn owned_dir(path: &Path) {
 
 impl Dovecot {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, None)
+    }
+
+    /// With `tls` (certificate and key PEM paths) the port speaks IMAP over TLS (993 style).
+    fn start_with(dir: &Path, port: u16, tls: Option<(&Path, &Path)>) -> Self {
         let dovecot = require("dovecot", "apt-get install dovecot-imapd");
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.display();
@@ -60,14 +65,26 @@ impl Dovecot {
             owned_dir(&maildir.join(sub));
         }
         std::fs::write(dir.join("passwd"), "agent:{PLAIN}secret::::::\n").unwrap();
+        let (ssl, imap_port, imaps_port) = match tls {
+            Some((cert, key)) => (
+                format!(
+                    "ssl = required\nssl_cert = <{}\nssl_key = <{}\n",
+                    cert.display(),
+                    key.display()
+                ),
+                0,
+                port,
+            ),
+            None => ("ssl = no\n".to_string(), port, 0),
+        };
         let conf = format!(
-            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-             protocols = imap\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n\
+            "{ssl}base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
+             protocols = imap\nlisten = 127.0.0.1\ndisable_plaintext_auth = no\n\
              auth_mechanisms = plain login\nmail_location = maildir:{d}/mail/%u\n\
              passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={MAIL_UID} gid={MAIL_UID} home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n\
-               inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n\
+               inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n}}\n\
              service submission-login {{\n  inet_listener submission {{\n    port = 0\n  }}\n}}\n"
         );
@@ -416,6 +433,70 @@ async fn reconnects_with_back_off_until_the_server_is_up() {
     assert_eq!(
         parse(&sink.take()[0].raw, &ParseOptions::default()).subject,
         "after the outage"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("poller stops")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_over_tls_with_a_private_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mail_dir = dir.path().join("server");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let dovecot = Dovecot::start_with(&mail_dir, free_port(), Some((&cert_path, &key_path)));
+    dovecot.deliver("imap-21.msg", &message(21, "over TLS"));
+
+    let sink = Arc::new(RecordingSink::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut cfg = config(dovecot.port);
+    cfg.host = "localhost".into();
+    cfg.security = ImapSecurity::Tls;
+    cfg.extra_roots_pem = Some(cert_path.clone());
+    let task = tokio::spawn(
+        ImapPoller::new(cfg, sink.clone())
+            .with_events(tx)
+            .run(stop_rx),
+    );
+    next_event(&mut rx, "stored over TLS", |e| {
+        matches!(e, ImapEvent::Stored { .. })
+    })
+    .await;
+    assert_eq!(
+        parse(&sink.take()[0].raw, &ParseOptions::default()).subject,
+        "over TLS"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("poller stops")
+        .unwrap();
+
+    // Without trusting the certificate the poller refuses the server.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut cfg = config(dovecot.port);
+    cfg.host = "localhost".into();
+    cfg.security = ImapSecurity::Tls;
+    let task = tokio::spawn(
+        ImapPoller::new(cfg, sink.clone())
+            .with_events(tx)
+            .run(stop_rx),
+    );
+    let e = next_event(&mut rx, "refused certificate", |e| {
+        matches!(e, ImapEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        format!("{e:?}").to_lowercase().contains("certificate"),
+        "{e:?}"
     );
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(15), task)

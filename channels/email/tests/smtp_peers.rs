@@ -450,40 +450,76 @@ async fn smtplib_auto_reply_is_flagged() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtplib_starttls_with_a_self_signed_certificate() {
-    let dir = tempfile::tempdir().unwrap();
+fn self_signed(dir: &Path) -> Arc<channel_email::tls::ServerConfig> {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let tls = channel_email::tls::server_config(&cert_path, &key_path).unwrap();
+    channel_email::tls::server_config(&cert_path, &key_path).unwrap()
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtplib_starttls_and_implicit_tls_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = self_signed(dir.path());
+    for (mode, flag) in [
+        (TlsMode::StartTls(tls.clone()), "--starttls"),
+        (TlsMode::Implicit(tls.clone()), "--ssl"),
+    ] {
+        let sink = Arc::new(RecordingSink::default());
+        let server = start(&sink, |c| c.tls = mode).await;
+        let r = smtplib(
+            &server,
+            &["--to", "service@example.com", "--subject", "over TLS", flag],
+        )
+        .await;
+        assert!(r.ok, "{flag}: {r:?}");
+        assert!(r.json.contains("\"tls\": \"TLSv1."), "{}", r.json);
+        let mail = sink.take().pop().unwrap();
+        assert!(matches!(
+            mail.envelope.source,
+            Source::Smtp { tls: true, .. }
+        ));
+        assert_eq!(
+            parse(&mail.raw, &ParseOptions::default()).subject,
+            "over TLS"
+        );
+        server.shutdown().await;
+    }
+    // Without a certificate, STARTTLS is neither offered nor accepted.
     let sink = Arc::new(RecordingSink::default());
-    let server = start(&sink, |c| c.tls = TlsMode::StartTls(tls)).await;
-    let r = smtplib(
-        &server,
-        &[
-            "--to",
-            "service@example.com",
-            "--subject",
-            "over TLS",
-            "--starttls",
-        ],
-    )
-    .await;
-    assert!(r.ok, "{r:?}");
-    assert!(r.json.contains("\"tls\": \"TLSv1."), "{}", r.json);
-    let mail = sink.take().pop().unwrap();
-    assert!(matches!(
-        mail.envelope.source,
-        Source::Smtp { tls: true, .. }
-    ));
-    assert_eq!(
-        parse(&mail.raw, &ParseOptions::default()).subject,
-        "over TLS"
+    let server = start(&sink, |_| {}).await;
+    let r = smtplib(&server, &["--to", "service@example.com", "--starttls"]).await;
+    assert!(!r.ok, "{r:?}");
+    assert!(
+        r.json.contains("STARTTLS extension not supported"),
+        "{}",
+        r.json
     );
+    assert_eq!(sink.count(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_421() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let sink = Arc::new(RecordingSink::default());
+    let server = start(&sink, |c| c.max_connections = 1).await;
+    let first = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let mut first = BufReader::new(first);
+    let mut greeting = String::new();
+    first.read_line(&mut greeting).await.unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let mut second = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    second.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("421 4.3.2"), "{reply}");
+    drop(first);
     server.shutdown().await;
 }
 

@@ -51,6 +51,7 @@ def main():
     p.add_argument("--attach-name", default="data.bin")
     p.add_argument("--raw-file")
     p.add_argument("--starttls", action="store_true")
+    p.add_argument("--ssl", action="store_true", help="implicit TLS (port 465 style)")
     p.add_argument("--lmtp", action="store_true")
     p.add_argument("--attempts", type=int, default=1,
                    help="retry on 4xx like an MTA, this many attempts in all")
@@ -60,24 +61,30 @@ def main():
     result = {"ok": False, "attempts": []}
     for _ in range(args.attempts):
         try:
+            insecure = ssl.create_default_context()
+            insecure.check_hostname = False
+            insecure.verify_mode = ssl.CERT_NONE
             if args.lmtp:
                 client = smtplib.LMTP(args.host, args.port, timeout=60)
+            elif args.ssl:
+                client = smtplib.SMTP_SSL(args.host, args.port, timeout=60, context=insecure)
             else:
                 client = smtplib.SMTP(args.host, args.port, timeout=60)
             with client:
                 client.ehlo_or_helo_if_needed() if not args.lmtp else client.ehlo()
                 if args.starttls:
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    client.starttls(context=ctx)
+                    client.starttls(context=insecure)
                     client.ehlo()
+                if args.starttls or args.ssl:
                     result["tls"] = client.sock.version()
                 refused = client.sendmail(args.mail_from, args.to, raw)
                 result["attempts"].append({"code": 250})
                 result["ok"] = True
                 result["refused"] = {k: list(v) for k, v in refused.items()} if refused else {}
                 break
+        except smtplib.SMTPNotSupportedError as e:
+            result["attempts"].append({"code": 0, "error": str(e)})
+            break
         except smtplib.SMTPRecipientsRefused as e:
             result["attempts"].append(
                 {"code": min(c for c, _ in e.recipients.values()),
