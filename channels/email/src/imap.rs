@@ -312,7 +312,8 @@ impl<S: MailSink> ImapPoller<S> {
                     } else {
                         report.failed += 1;
                     }
-                    tracing::warn!(uid, %error, "imap message not stored");
+                    tracing::warn!(uid, "imap message not stored");
+                    tracing::debug!(uid, %error, "imap message not stored");
                     self.emit(ImapEvent::NotStored { uid, error });
                 }
             }

@@ -185,7 +185,13 @@ impl Sender {
             match &r.outcome {
                 AttemptOutcome::Sent { .. } => tracing::info!(attempt, "outbound email sent"),
                 AttemptOutcome::Transient { error } | AttemptOutcome::Permanent { error } => {
-                    tracing::warn!(attempt, %error, retry = r.next_attempt.is_some(), "outbound email not sent")
+                    // A relay's reply often quotes the recipient: details at debug only.
+                    tracing::warn!(
+                        attempt,
+                        retry = r.next_attempt.is_some(),
+                        "outbound email not sent"
+                    );
+                    tracing::debug!(attempt, %error, "outbound email not sent");
                 }
             }
             report(&r);

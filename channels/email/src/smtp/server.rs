@@ -189,10 +189,13 @@ async fn serve<S: MailSink>(
                     let result = tokio::time::timeout(config.sink_timeout, sink.deliver(mail))
                         .await
                         .unwrap_or_else(|_| Err(SinkError::Temporary("storage timed out".into())));
+                    // The sink's and relay's texts can name people: details at debug only.
                     match &result {
                         Ok(_) => tracing::info!(?protocol, size, "inbound email stored"),
                         Err(e) => {
-                            tracing::warn!(?protocol, size, error = %e, "inbound email not stored")
+                            let temporary = matches!(e, SinkError::Temporary(_));
+                            tracing::warn!(?protocol, size, temporary, "inbound email not stored");
+                            tracing::debug!(error = %e, "inbound email not stored");
                         }
                     }
                     session.handle_delivery(Instant::now(), result);
