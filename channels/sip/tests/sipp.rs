@@ -256,3 +256,165 @@ async fn originated_call_pracks_a_reliable_180_then_hangs_up() {
     wait_clean(&handle).await;
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mid_call_dtmf_info_remote_offer_and_hold_reinvite() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::MidCall);
+    let out = run_sipp("midcall.xml", &target(&handle), 1, &[]).await;
+    assert!(out.status.success(), "sipp failed");
+    wait_for(&log, "the caller's BYE", |evs| {
+        evs.iter().any(|e| {
+            matches!(
+                e,
+                SipEvent::Ended {
+                    by: Party::Remote,
+                    cause: EndCause::Normal,
+                    ..
+                }
+            )
+        })
+    })
+    .await;
+    let evs = events(&log);
+    let leg = match &evs[0] {
+        SipEvent::IncomingCall { leg, .. } => *leg,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        evs.contains(&SipEvent::Dtmf {
+            leg,
+            digit: '5',
+            duration_ms: Some(160)
+        }),
+        "{evs:#?}"
+    );
+    assert!(evs.iter().any(|e| matches!(e, SipEvent::RemoteOffer { leg: l, sdp, .. } if *l == leg && sdp.contains("a=sendonly"))));
+    assert!(evs.iter().any(|e| matches!(e, SipEvent::ReinviteAnswered { leg: l, remote_sdp: Some(sdp) } if *l == leg && sdp.contains("a=recvonly"))), "{evs:#?}");
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_registers_with_digest_and_calls_out_through_it() {
+    let carrier_port = free_port();
+    let carrier = |scenario_name: &'static str| {
+        tokio::spawn(async move {
+            let control = free_port().to_string();
+            let media = free_port().to_string();
+            tokio::process::Command::new(sipp_binary())
+                .args(["-sf", scenario(scenario_name).to_str().unwrap()])
+                .args([
+                    "-m",
+                    "1",
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &carrier_port.to_string(),
+                    "-cp",
+                    &control,
+                    "-mp",
+                    &media,
+                ])
+                .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    // SIPp tells calls apart by Call-ID: one process for the REGISTER, one for the INVITE.
+    let registrar = carrier("carrier_register.xml");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let config = SipConfig::from_toml(&format!(
+        r#"
+listen = "127.0.0.1:0"
+t1_ms = 50
+
+[[outbound_trunk]]
+name = "carrier"
+proxy = "127.0.0.1:{carrier_port}"
+from_domain = "carrier.example"
+username = "hub"
+password = "secret"
+register = true
+register_expires = 600
+default_caller = "+861012345678"
+"#
+    ))
+    .unwrap();
+    let (handle, rx) = start(config).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    wait_for(&log, "trunk registration", |evs| {
+        evs.contains(&SipEvent::TrunkRegistered {
+            trunk: "carrier".into(),
+            expires: 120,
+        })
+    })
+    .await;
+    let out = registrar.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let sipp = carrier("carrier_call.xml");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let leg = handle
+        .originate(
+            Target::Trunk {
+                trunk: "carrier".into(),
+                number: "+8613800138000".into(),
+            },
+            Caller::default(),
+            SDP.to_string(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "answered through the trunk", |evs| {
+        evs.iter()
+            .any(|e| matches!(e, SipEvent::Answered { leg: l, .. } if *l == leg))
+    })
+    .await;
+    handle.hangup(leg).await.unwrap();
+    let out = sipp.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Unknown trunks and bad numbers are refused before anything is sent.
+    assert!(matches!(
+        handle
+            .originate(
+                Target::Trunk {
+                    trunk: "nope".into(),
+                    number: "1".into()
+                },
+                Caller::default(),
+                SDP.into()
+            )
+            .await,
+        Err(SipError::UnknownTrunk(_))
+    ));
+    assert!(matches!(
+        handle
+            .originate(
+                Target::Trunk {
+                    trunk: "carrier".into(),
+                    number: "1@evil".into()
+                },
+                Caller::default(),
+                SDP.into()
+            )
+            .await,
+        Err(SipError::BadTarget(_))
+    ));
+    assert!(matches!(
+        handle
+            .originate(Target::User("1001".into()), Caller::default(), SDP.into())
+            .await,
+        Err(SipError::NotRegistered(_))
+    ));
+    handle.shutdown().await;
+}

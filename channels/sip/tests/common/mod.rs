@@ -90,6 +90,8 @@ pub enum Script {
     Answer,
     /// 180 and wait (for the caller's CANCEL).
     Ring,
+    /// Answer; answer remote offers, then put the caller on hold with our own re-INVITE.
+    MidCall,
     /// Only record events.
     Nothing,
 }
@@ -105,7 +107,7 @@ pub fn hub(handle: SipHandle, mut rx: mpsc::Receiver<SipEvent>, script: Script) 
             if let SipEvent::IncomingCall { leg, .. } = &ev {
                 let leg = *leg;
                 match script {
-                    Script::Answer => {
+                    Script::Answer | Script::MidCall => {
                         let _ = handle.ringing(leg, None).await;
                         let _ = handle.answer(leg, SDP.to_string()).await;
                     }
@@ -115,9 +117,18 @@ pub fn hub(handle: SipHandle, mut rx: mpsc::Receiver<SipEvent>, script: Script) 
                     Script::Nothing => {}
                 }
             }
-            if let SipEvent::RemoteOffer { offer, .. } = &ev {
-                if script == Script::Answer {
+            if let SipEvent::RemoteOffer { offer, leg, .. } = &ev {
+                if script == Script::Answer || script == Script::MidCall {
                     let _ = handle.answer_offer(*offer, SDP.to_string()).await;
+                }
+                if script == Script::MidCall {
+                    let (h, leg) = (handle.clone(), *leg);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        h.reinvite(leg, SDP.replace("a=sendrecv", "a=sendonly"))
+                            .await
+                            .unwrap();
+                    });
                 }
             }
             out.lock().unwrap().push(ev);
