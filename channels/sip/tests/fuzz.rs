@@ -152,7 +152,7 @@ fn boundary_never_panics_and_answers_requests_with_a_status() {
         }
     }
     // The mutations reach every verdict (the fuzzer is not stuck in one corner).
-    assert!(counts.iter().all(|c| *c > 100), "{counts:?}");
+    assert!(counts.iter().all(|c| *c > 20), "{counts:?}");
 }
 
 #[test]
