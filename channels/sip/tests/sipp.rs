@@ -418,3 +418,98 @@ default_caller = "+861012345678"
     ));
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rejects_with_486_after_early_media() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Busy);
+    let out = run_sipp("call_rejected.xml", &target(&handle), 2, &["-l", "1"]).await;
+    assert!(out.status.success(), "sipp failed");
+    wait_for(&log, "two rejected legs", |evs| {
+        evs.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    SipEvent::Ended {
+                        by: Party::Local,
+                        cause: EndCause::Rejected(486),
+                        ..
+                    }
+                )
+            })
+            .count()
+            == 2
+    })
+    .await;
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originated_call_cancelled_while_ringing_and_busy_callee() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    let (port, ringing_phone) = sipp_uas("uas_ring_cancel.xml");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let leg = handle
+        .originate(
+            Target::Uri(format!("sip:1001@127.0.0.1:{port}")),
+            Caller::default(),
+            SDP.into(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "ringing", |evs| {
+        evs.contains(&SipEvent::Progress {
+            leg,
+            code: 180,
+            early_sdp: None,
+        })
+    })
+    .await;
+    handle.hangup(leg).await.unwrap();
+    let out = ringing_phone.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ended: Vec<_> = events(&log)
+        .into_iter()
+        .filter(|e| matches!(e, SipEvent::Ended { .. } | SipEvent::Failed { .. }))
+        .collect();
+    assert_eq!(
+        ended,
+        vec![SipEvent::Ended {
+            leg,
+            by: Party::Local,
+            cause: EndCause::Cancelled
+        }]
+    );
+
+    let (port, busy_phone) = sipp_uas("uas_busy.xml");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let leg = handle
+        .originate(
+            Target::Uri(format!("sip:1002@127.0.0.1:{port}")),
+            Caller::default(),
+            SDP.into(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "busy", |evs| {
+        evs.contains(&SipEvent::Failed { leg, code: 486 })
+    })
+    .await;
+    assert!(busy_phone.await.unwrap().status.success());
+    assert_eq!(
+        events(&log)
+            .iter()
+            .filter(|e| matches!(e, SipEvent::Failed { leg: l, .. } if *l == leg))
+            .count(),
+        1,
+        "one terminal event"
+    );
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}

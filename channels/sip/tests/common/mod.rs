@@ -92,6 +92,8 @@ pub enum Script {
     Ring,
     /// Answer; answer remote offers, then put the caller on hold with our own re-INVITE.
     MidCall,
+    /// 183 with early SDP, then 486.
+    Busy,
     /// Only record events.
     Nothing,
 }
@@ -113,6 +115,13 @@ pub fn hub(handle: SipHandle, mut rx: mpsc::Receiver<SipEvent>, script: Script) 
                     }
                     Script::Ring => {
                         let _ = handle.ringing(leg, None).await;
+                    }
+                    Script::Busy => {
+                        handle.ringing(leg, Some(SDP.to_string())).await.unwrap();
+                        handle
+                            .reject(leg, 486, Some("agent busy".into()))
+                            .await
+                            .unwrap();
                     }
                     Script::Nothing => {}
                 }
@@ -172,6 +181,35 @@ pub async fn wait_clean(handle: &SipHandle) {
         handle.active_transactions(),
         handle.transaction_keys()
     );
+}
+
+/// Start SIPp as a UAS (the called phone) on a free port; returns the port and its output.
+pub fn sipp_uas(scenario_name: &'static str) -> (u16, tokio::task::JoinHandle<Output>) {
+    let port = free_port();
+    let task = tokio::spawn(async move {
+        let control = free_port().to_string();
+        let media = free_port().to_string();
+        tokio::process::Command::new(sipp_binary())
+            .args(["-sf", scenario(scenario_name).to_str().unwrap()])
+            .args([
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-cp",
+                &control,
+                "-mp",
+                &media,
+            ])
+            .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap()
+    });
+    (port, task)
 }
 
 /// Run SIPp against `target` with the scenario; returns its output (stdout/stderr, status).
