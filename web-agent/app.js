@@ -57,6 +57,13 @@
     'check-circle': ['M22 11.08V12a10 10 0 1 1-5.93-9.14', 'M22 4L12 14.01l-3-3'],
     plus: ['M12 5v14', 'M5 12h14'],
     'phone-incoming': [PHONE, 'M16 2v6h6', 'M23 1l-7 7'],
+    transfer: ['M17 1l4 4-4 4', 'M3 11V9a4 4 0 0 1 4-4h14', 'M7 23l-4-4 4-4', 'M21 13v2a4 4 0 0 1-4 4H3'],
+    'x-circle': [CIRCLE10, 'M15 9l-6 6', 'M9 9l6 6'],
+    lock: ['M5 11h14a2 2 0 0 1 2 2v7a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2z', 'M7 11V7a5 5 0 0 1 10 0v4'],
+    zap: ['M13 2L3 14h9l-1 8 10-12h-9l1-8z'],
+    send: ['M22 2L11 13', 'M22 2l-7 20-4-9-9-4 20-7z'],
+    download: ['M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4', 'M7 10l5 5 5-5', 'M12 15V3'],
+    'check-double': ['M18 7L9.5 15.5 6 12', 'M22 7l-8.5 8.5', 'M2 12l3.5 3.5'],
   });
 
   const icon = S.makeIcon(ICONS, 'document');
@@ -219,6 +226,9 @@
     lockUntil: 0,
     lockTimer: null,
     handlers: new Map(), // socket message type -> [fn]
+    chats: new Map(), // contact id -> chat in hand (see the chat section)
+    activeChat: null, // contact id of the chat pane on screen
+    canned: { status: 'idle', items: [], promise: null, error: null }, // canned responses, loaded once
   };
 
   // ------------------------------------------------------------------ i18n application
@@ -233,6 +243,8 @@
       renderWorkItems();
       renderSearch();
       renderCustomer();
+      rebuildChatPanes();
+      updateTitleBadge();
     },
   });
 
@@ -409,6 +421,11 @@
     app.acd.dispositions = [];
     acdNodes.clear();
     clearDrafts();
+    for (const id of [...app.chats.keys()]) dropChat(id);
+    app.activeChat = null;
+    app.canned = { status: 'idle', items: [], promise: null, error: null };
+    try { window.sessionStorage.removeItem(CHAT_STORE_KEY); } catch (err) { /* ignore */ }
+    closeModal();
     renderWorkItems();
     if (app.search.abort) app.search.abort.abort();
     app.search = { q: '', status: 'idle', results: [], error: null, seq: app.search.seq + 1, abort: null };
@@ -581,7 +598,23 @@
       }
       case 'pong':
         break;
+      case 'chat_message':
+      case 'chat_ack':
+      case 'chat_history':
+      case 'chat_typing':
+      case 'chat_read':
+      case 'chat_presence':
+      case 'chat_ended':
+      case 'transferred':
+        chatFrame(msg);
+        break;
       case 'error':
+        // A refused chat message names its client_id: that message shows it, with a retry.
+        if (msg.client_id && chatSendFailed(msg)) break;
+        if (msg.code === 'unknown_queue' || msg.code === 'agent_unavailable') {
+          const dlg = $('modal-root').querySelector('[data-action="confirm-transfer"]');
+          if (dlg) { dlg.disabled = false; dlg.classList.remove('is-busy'); }
+        }
         if (app.pendingState) {
           app.pendingState = null;
           clearTimeout(app.pendingTimer);
@@ -641,7 +674,8 @@
 
   function entryName(e) {
     const cust = entryCustomer(e);
-    return (cust && cust.name) || t('contact.unknown_customer');
+    const chat = app.chats.get(e.id);
+    return (cust && cust.name) || (chat && chat.visitor && chat.visitor.name) || t('contact.unknown_customer');
   }
 
   function newEntry(contact, state, extra) {
@@ -720,11 +754,20 @@
     for (const e of old.values()) clearPending(e);
     app.acd.contacts = next;
     saveDrafts();
+    onHelloChats(msg);
     renderWorkItems();
-    // After a reload: bring the customer of the work in hand back on screen.
-    if (app.view !== 'customer') {
+    // After a reload: bring the chat (from the address, else the first) or the customer of
+    // the work in hand back on screen.
+    const m = /^#chat\/(\d+)$/.exec(location.hash);
+    if (m && app.chats.has(+m[1]) && next.has(+m[1]) && next.get(+m[1]).state !== 'offered') {
+      showChat(+m[1], false);
+    } else if (app.view === 'chat' && app.activeChat != null && app.chats.has(app.activeChat)) {
+      showChat(app.activeChat, false);
+    } else if (app.view !== 'customer') {
+      const chat = sortedAcd().find((e) => isChatEntry(e) && e.state !== 'offered' && app.chats.has(e.id));
       const first = sortedAcd().find((e) => entryCustomer(e) || e.contact.customer_id != null);
-      if (first) showContactCustomer(first, false);
+      if (chat) showChat(chat.id, false);
+      else if (first) showContactCustomer(first, false);
     }
   }
 
@@ -738,12 +781,14 @@
     const left = msUntil(e.expires_at);
     e.windowMs = left && left > 0 ? left : null;
     app.acd.contacts.set(c.id, e);
+    if (c.channel === 'chat' && msg.chat) upsertChat(c.id, msg.chat, c);
     renderWorkItems();
     showContactCustomer(e, true);
   }
 
   function onOfferCancelled(msg) {
     removeEntry(msg.contact_id);
+    dropChat(msg.contact_id);
     const reason = String(msg.reason || '');
     const key = I18N.has('offer.cancelled.' + reason) ? 'offer.cancelled.' + reason : 'offer.cancelled.other';
     toast(t(key), reason === 'rejected' ? 'info' : 'error');
@@ -783,12 +828,23 @@
           if (e.state !== 'wrap_up') e.windowMs = left && left > 0 ? left : null;
           else if (left && left > (e.windowMs || 0)) e.windowMs = left; // extended
         }
+        const before = e.state;
         e.state = msg.state;
         renderWorkItems();
+        if (isChatEntry(e)) {
+          const chat = chatOf(id) || upsertChat(id, { conversation_id: e.contact.conversation_id }, e.contact);
+          if (msg.state === 'connected' && before !== 'connected') {
+            // Messages written while the offer rang reach this agent only from here on: read it whole.
+            socketSend({ type: 'chat_history', contact_id: id });
+            showChat(id, true);
+          }
+          if (chat) chatChanged(chat, {});
+        }
         break;
       case 'closed':
       case 'abandoned': {
         const wasPending = e && e.pending;
+        dropChat(id);
         const was = removeEntry(id);
         if (!was) return;
         if (msg.state === 'abandoned') toast(t('work.customer_left', { name: entryName(was) }), 'error');
@@ -810,6 +866,7 @@
       if (!data || !data.contact || app.acd.contacts.has(id)) return;
       const e = newEntry(data.contact, msg.state, { wrap_up_until: msg.wrap_up_until || null });
       app.acd.contacts.set(id, e);
+      if (isChatEntry(e)) socketSend({ type: 'chat_history', contact_id: id });
       renderWorkItems();
     } catch (err) {
       /* not ours to show */
@@ -865,6 +922,10 @@
 
   /** Show the contact's customer in the main area, from the screen-pop payload when there is one. */
   function showContactCustomer(e, push) {
+    if (isChatEntry(e) && e.state !== 'offered' && app.chats.has(e.id)) {
+      showChat(e.id, push);
+      return;
+    }
     const sp = e.screen_pop;
     const cust = sp && sp.customer;
     if (cust && cust.id !== undefined && cust.id !== null) {
@@ -919,7 +980,9 @@
     h('button', { type: 'button', class: 'acd-main offer-main', title: t('work.show_customer'), onclick: () => showContactCustomer(e, true) },
       customerLine(e, 'offer-customer'),
       channelLine(c),
-      h('span', { class: 'offer-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') })),
+      c.channel === 'chat' && app.chats.has(c.id) ? null
+        : h('span', { class: 'offer-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') })),
+    c.channel === 'chat' && app.chats.has(c.id) ? buildOfferChat(app.chats.get(c.id)) : null,
     h('div', { class: 'acd-progress', 'aria-hidden': 'true' }, h('span', { class: 'acd-progress-bar', dataset: { role: 'bar' } })),
     h('div', { class: 'offer-actions' },
       h('button', { type: 'button', class: 'btn btn-accept', dataset: { action: 'accept' }, onclick: () => acdAction(e.id, 'accept') },
@@ -928,9 +991,93 @@
         icon('x'), h('span', { text: t('offer.reject') }))));
   }
 
+  /** A chat offer: who the visitor is (pre-chat form) and what they wrote so far. */
+  function buildOfferChat(chat) {
+    const v = chat.visitor || {};
+    const contact = v.email || (v.phone ? formatPhone(v.phone) : '');
+    let page = '';
+    if (v.page) {
+      try {
+        const u = new URL(v.page);
+        page = u.host + (u.pathname !== '/' ? u.pathname : '');
+      } catch (err) {
+        page = String(v.page);
+      }
+    }
+    const msgs = chat.messages.filter((m) => m.from === 'customer').slice(0, 3);
+    return h('div', { class: 'offer-chat', dataset: { role: 'offer-chat' } },
+      h('div', { class: 'offer-visitor' },
+        v.name ? h('span', { class: 'offer-visitor-name', title: t('chat.visitor.name') }, icon('user', 'icon-xs'), h('span', { text: v.name })) : null,
+        contact ? h('span', { class: 'offer-visitor-contact', title: v.email ? t('chat.visitor.email') : t('chat.visitor.phone') },
+          icon(v.email ? 'email' : 'phone', 'icon-xs'), h('span', { text: contact })) : null,
+        v.topic ? h('span', { class: 'offer-visitor-topic', title: t('chat.visitor.topic') }, icon('tag', 'icon-xs'), h('span', { text: tOr('chat.topic.', v.topic) })) : null,
+        page ? h('span', { class: 'offer-visitor-page', title: v.page }, icon('globe', 'icon-xs'), h('span', { text: page })) : null),
+      msgs.length
+        ? h('ul', { class: 'offer-messages' }, msgs.map((m) => h('li', { class: 'offer-msg', text: m.text || (m.attachment && m.attachment.name) || '' })))
+        : null);
+  }
+
+  /** A chat in hand: the customer, the last message, unread messages, who waits on whom. */
+  function buildChatCard(e) {
+    const c = e.contact;
+    const cust = entryCustomer(e);
+    return h('li', { class: 'acd-card work-card chat-card', dataset: { contactId: c.id, state: e.state, channel: 'chat' } },
+      h('button', { type: 'button', class: 'acd-main', title: t('chat.open'), onclick: () => showChat(e.id, true) },
+        h('span', { class: 'acd-customer' },
+          h('span', { class: 'acd-name', text: entryName(e) }),
+          cust ? tierBadge(cust.tier) : null,
+          h('span', { class: 'unread-badge', dataset: { role: 'unread' }, hidden: true })),
+        channelLine(c),
+        h('span', { class: 'chat-preview', dataset: { role: 'preview' } })),
+      h('div', { class: 'acd-row' },
+        h('span', { class: 'wait-chip', dataset: { role: 'waiting' } }),
+        h('span', { class: 'acd-timer', title: t('work.handling_time') }, icon('clock', 'icon-xs'), h('span', { class: 'mono', dataset: { role: 'elapsed' } }))));
+  }
+
+  function refreshChatCard(e, node) {
+    const chat = app.chats.get(e.id);
+    node.classList.toggle('is-active', app.view === 'chat' && app.activeChat === e.id);
+    if (!chat) return;
+    const part = (role) => node.querySelector('[data-role="' + role + '"]');
+    const unread = part('unread');
+    if (unread) {
+      unread.hidden = !chat.unread;
+      unread.textContent = chat.unread > 99 ? '99+' : String(chat.unread);
+      unread.title = tn('chat.unread', chat.unread, { count: chat.unread });
+    }
+    const preview = part('preview');
+    if (preview) {
+      const last = lastPreview(chat);
+      const text = last ? previewText(last) : t('chat.no_messages');
+      if (preview.textContent !== text) preview.textContent = text;
+      preview.classList.toggle('is-unread', chat.unread > 0);
+    }
+    const wait = part('waiting');
+    if (wait) {
+      const last = lastExchange(chat);
+      let cls = '';
+      let text = '';
+      if (chat.transferredTo || chat.ended || e.state !== 'connected') {
+        text = '';
+      } else if (last && last.from === 'customer') {
+        const at = parseDate(last.at);
+        const ms = at ? serverNow() - at.getTime() : 0;
+        cls = ms > 60000 ? 'is-late' : 'is-customer';
+        text = t('chat.wait.customer', { time: formatDuration(ms) });
+      } else if (last) {
+        cls = 'is-agent';
+        text = t('chat.wait.agent');
+      }
+      wait.className = 'wait-chip ' + cls;
+      wait.hidden = !text;
+      if (wait.textContent !== text) wait.textContent = text;
+    }
+  }
+
   function buildWorkHead(e) {
     const c = e.contact;
-    return h('button', { type: 'button', class: 'acd-main', title: t('work.show_customer'), onclick: () => showContactCustomer(e, true) },
+    const chat = isChatEntry(e);
+    return h('button', { type: 'button', class: 'acd-main', title: t(chat ? 'chat.open' : 'work.show_customer'), onclick: () => showContactCustomer(e, true) },
       customerLine(e, 'acd-customer'),
       channelLine(c),
       h('span', { class: 'acd-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') }));
@@ -993,7 +1140,8 @@
     const key = [e.state, I18N.getLang(), app.acd.dispositions.join(','), queueLabel(e.contact.queue || '')].join('|');
     let rec = acdNodes.get(e.id);
     if (!rec || rec.key !== key) {
-      const build = e.state === 'offered' ? buildOfferCard : e.state === 'connected' ? buildConnectedCard : buildWrapUpCard;
+      const build = e.state === 'offered' ? buildOfferCard
+        : e.state === 'connected' ? (isChatEntry(e) ? buildChatCard : buildConnectedCard) : buildWrapUpCard;
       rec = { key, node: build(e) };
       acdNodes.set(e.id, rec);
     }
@@ -1026,7 +1174,9 @@
     } else if (e.state === 'connected') {
       const since = parseDate(e.contact.connected_at);
       part('elapsed').textContent = since ? formatDuration(serverNow() - since.getTime()) : '';
+      if (isChatEntry(e)) refreshChatCard(e, node);
     } else if (e.state === 'wrap_up') {
+      if (isChatEntry(e)) node.classList.toggle('is-active', app.view === 'chat' && app.activeChat === e.id);
       const left = msUntil(e.wrap_up_until);
       part('wrap-left').textContent = left === null ? '' : formatDuration(Math.max(0, left) + 999);
       node.classList.toggle('is-urgent', left !== null && left <= 10000);
@@ -1071,9 +1221,8 @@
     for (const e of acd) refreshAcdNode(e);
     $('workitem-count').textContent = String(nodes.length);
     $('workitem-empty').hidden = nodes.length > 0;
-    // A console in a background tab still shows an offer in its tab title.
-    const offering = acd.some((e) => e.state === 'offered');
-    if (app.user) document.title = (offering ? t('offer.title') + ' · ' : '') + t('app.title_console');
+    // A console in a background tab still shows an offer and unread chat messages in its title.
+    updateTitleBadge();
   }
 
   async function loadQueueNames() {
@@ -1097,6 +1246,9 @@
     $('welcome-panel').hidden = view !== 'welcome';
     $('results-panel').hidden = view !== 'results';
     $('customer-panel').hidden = view !== 'customer';
+    $('chat-panel').hidden = view !== 'chat';
+    $('main').classList.toggle('is-chat', view === 'chat');
+    if (view !== 'chat') for (const p of chatPanes.values()) stopTyping(chatOf(p.id) || {}, true);
     $('back-btn').hidden = view !== 'customer';
     const label = $('back-btn').querySelector('[data-i18n]');
     label.dataset.i18n = app.search.status === 'idle' ? 'customer.back_search' : 'customer.back';
@@ -1246,10 +1398,19 @@
   ];
 
   function routeFromHash() {
+    const chat = /^#chat\/(\d+)$/.exec(location.hash);
+    if (chat) {
+      if (app.chats.has(+chat[1])) {
+        if (app.activeChat !== +chat[1] || app.view !== 'chat') showChat(+chat[1], false);
+      } else if (app.view === 'chat') {
+        setView(app.search.status === 'idle' ? 'welcome' : 'results');
+      }
+      return;
+    }
     const m = /^#customer\/(\d+)$/.exec(location.hash);
     if (m) {
       if (String(app.customer.id) !== m[1] || app.view !== 'customer') openCustomer(+m[1], false);
-    } else if (app.view === 'customer') {
+    } else if (app.view === 'customer' || app.view === 'chat') {
       setView(app.search.status === 'idle' ? 'welcome' : 'results');
     }
   }
@@ -1617,6 +1778,1237 @@
       notes ? h('p', { class: 'notes', text: notes }) : h('p', { class: 'muted empty-line', text: t('notes.empty') }));
   }
 
+  // ------------------------------------------------------------------ chat (docs/protocol.md, "Chat (agent socket)")
+
+  /*
+   * Chats in hand, by contact id (app.chats): the visitor, the transcript (by seq), the agent's
+   * messages still waiting for their chat_ack (by client_id, resent with the same client_id after
+   * a reconnect or a reload), typing, presence, read state, the draft. Each chat has its own pane
+   * (chatPanes), built once and kept while the chat is in hand, so that switching between chats
+   * keeps drafts, scroll positions and an IME composition; the transcript is reconciled
+   * message by message, never rebuilt.
+   */
+
+  const CHAT_STORE_KEY = 'contact-hub.chat-drafts';
+  const CHAT_MAX_CHARS = 4000;
+  const TYPING_REFRESH_MS = 3000; // chat_typing active at most this often while typing
+  const TYPING_IDLE_MS = 4000; // no key for this long: chat_typing inactive
+  const PREVIEW_CHARS = 90;
+  const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
+
+  const chatPanes = new Map(); // contact id -> pane record (see buildChatPane)
+
+  function newClientId() {
+    const a = new Uint8Array(9);
+    crypto.getRandomValues(a);
+    return 'a-' + Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  function loadChatStore() {
+    try {
+      const v = JSON.parse(window.sessionStorage.getItem(CHAT_STORE_KEY) || '{}');
+      return v && typeof v === 'object' ? v : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  /** Drafts and unacknowledged sends survive a reload of the page (this tab only). */
+  function saveChatStore() {
+    const out = {};
+    for (const c of app.chats.values()) {
+      const pending = c.pending.filter((p) => p.status !== 'failed' || p.retryable)
+        .map((p) => ({ client_id: p.client_id, text: p.text, note: p.note, at: p.at }));
+      if (c.draft || c.noteMode || pending.length) out[c.id] = { draft: c.draft, noteMode: c.noteMode, pending };
+    }
+    try {
+      window.sessionStorage.setItem(CHAT_STORE_KEY, JSON.stringify(out));
+    } catch (err) { /* storage full or disabled */ }
+  }
+
+  function isChatEntry(e) {
+    return !!e && e.contact && e.contact.channel === 'chat';
+  }
+
+  function chatOf(id) {
+    return app.chats.get(id) || null;
+  }
+
+  /** Create or refresh a chat from an offer's / hello's `chat` or a chat_history frame. */
+  function upsertChat(contactId, data, contact) {
+    if (!data || typeof data !== 'object') return null;
+    let c = app.chats.get(contactId);
+    if (!c) {
+      const stored = loadChatStore()[contactId] || {};
+      c = {
+        id: contactId, conversationId: null, language: null, open: true, visitor: {},
+        messages: [], bySeq: new Map(), pending: [],
+        unread: 0, typing: false, typingTimer: null, online: null, readSeq: 0, sentReadSeq: 0,
+        draft: String(stored.draft || ''), noteMode: !!stored.noteMode,
+        ended: null, transferredTo: null, typingActive: false, typingSentAt: 0, typingStopTimer: null,
+        lastCustomerAt: null,
+      };
+      for (const p of Array.isArray(stored.pending) ? stored.pending : []) {
+        if (p && p.client_id && p.text) c.pending.push({ client_id: String(p.client_id), text: String(p.text), note: !!p.note, at: p.at || null, status: 'sending' });
+      }
+      app.chats.set(contactId, c);
+    }
+    if (data.conversation_id != null) c.conversationId = data.conversation_id;
+    else if (contact && contact.conversation_id != null) c.conversationId = contact.conversation_id;
+    if (data.language) c.language = String(data.language);
+    if (typeof data.open === 'boolean') c.open = data.open;
+    if (data.visitor && typeof data.visitor === 'object') c.visitor = data.visitor;
+    if (Array.isArray(data.messages)) for (const m of data.messages) addChatMessage(c, m, { quiet: true });
+    return c;
+  }
+
+  /** Store one message of the transcript (dedup by seq); an agent's own send is now sent. */
+  function addChatMessage(c, m, opts) {
+    if (!m || typeof m !== 'object' || !Number.isFinite(+m.seq)) return false;
+    const seq = +m.seq;
+    if ((m.from === 'agent' || m.from === 'note') && m.client_id) {
+      const i = c.pending.findIndex((p) => p.client_id === m.client_id);
+      if (i >= 0) c.pending.splice(i, 1);
+    }
+    if (c.bySeq.has(seq)) return false;
+    const msg = Object.assign({}, m, { seq });
+    c.bySeq.set(seq, msg);
+    // Usually appended; a late or resumed message goes into its place.
+    let i = c.messages.length;
+    while (i > 0 && c.messages[i - 1].seq > seq) i -= 1;
+    c.messages.splice(i, 0, msg);
+    if (m.from === 'customer') {
+      c.typing = false;
+      if (!(opts && opts.quiet) && !chatVisible(c)) c.unread += 1;
+    }
+    return true;
+  }
+
+  function chatVisible(c) {
+    return app.view === 'chat' && app.activeChat === c.id && document.visibilityState === 'visible';
+  }
+
+  function chatEntry(c) {
+    return app.acd.contacts.get(c.id) || null;
+  }
+
+  function chatName(c) {
+    const e = chatEntry(c);
+    const cust = e && entryCustomer(e);
+    return (cust && cust.name) || (c.visitor && c.visitor.name) || t('chat.visitor');
+  }
+
+  function chatConnected(c) {
+    const e = chatEntry(c);
+    return !!e && e.state === 'connected' && c.open && !c.ended && !c.transferredTo;
+  }
+
+  /** The last message that counts for "who waits on whom": the customer's or an agent's. */
+  function lastExchange(c) {
+    for (let i = c.messages.length - 1; i >= 0; i -= 1) {
+      const m = c.messages[i];
+      if (m.from === 'customer' || m.from === 'agent') return m;
+    }
+    return null;
+  }
+
+  function lastPreview(c) {
+    for (let i = c.messages.length - 1; i >= 0; i -= 1) {
+      const m = c.messages[i];
+      if (m.from === 'system') continue;
+      return m;
+    }
+    return null;
+  }
+
+  function previewText(m) {
+    if (!m) return '';
+    let text = m.text || '';
+    if (!text && m.attachment) text = m.attachment.name || t('chat.attachment');
+    text = text.replace(/\s+/g, ' ').trim();
+    const cut = Array.from(text);
+    text = cut.length > PREVIEW_CHARS ? cut.slice(0, PREVIEW_CHARS).join('') + '…' : text;
+    if (m.from === 'agent') return t('chat.preview.you', { text });
+    if (m.from === 'note') return t('chat.preview.note', { text });
+    return text;
+  }
+
+  function fillCanned(body, c) {
+    const name = chatName(c);
+    const agent = (app.user && (app.user.display_name || app.user.username)) || '';
+    const vars = { 'customer.name': name, 'agent.name': agent, 'contact.id': String(c.id) };
+    return String(body || '').replace(/\{(customer\.name|agent\.name|contact\.id)\}/g, (m0, k) => vars[k]);
+  }
+
+  function formatSize(n) {
+    const b = Number(n) || 0;
+    if (b < 1024) return t('chat.size.bytes', { n: b });
+    if (b < 1024 * 1024) return t('chat.size.kb', { n: (b / 1024).toFixed(b < 10240 ? 1 : 0) });
+    return t('chat.size.mb', { n: (b / 1048576).toFixed(1) });
+  }
+
+  // ---- socket frames
+
+  function chatFrame(msg) {
+    const id = msg.contact_id;
+    switch (msg.type) {
+      case 'chat_message': {
+        let c = chatOf(id);
+        if (!c) {
+          // A chat in hand this page has not seen yet (another tab accepted it): read it whole.
+          if (app.acd.contacts.has(id)) socketSend({ type: 'chat_history', contact_id: id });
+          return;
+        }
+        const added = addChatMessage(c, msg.message);
+        if (added) chatChanged(c, { newMessage: msg.message });
+        break;
+      }
+      case 'chat_ack': {
+        const c = chatOf(id);
+        if (!c) return;
+        addChatMessage(c, msg.message);
+        const i = c.pending.findIndex((p) => p.client_id === msg.client_id);
+        if (i >= 0) c.pending.splice(i, 1);
+        saveChatStore();
+        chatChanged(c, { own: true });
+        break;
+      }
+      case 'chat_history': {
+        const e = app.acd.contacts.get(id);
+        const c = upsertChat(id, msg, e && e.contact);
+        if (!c) return;
+        resendPending(c);
+        chatChanged(c, {});
+        break;
+      }
+      case 'chat_typing': {
+        const c = chatOf(id);
+        if (!c) return;
+        c.typing = !!msg.active;
+        clearTimeout(c.typingTimer);
+        // A lost "stopped typing" must not leave the indicator on for ever.
+        if (c.typing) c.typingTimer = setTimeout(() => { c.typing = false; chatChanged(c, {}); }, 15000);
+        chatChanged(c, {});
+        break;
+      }
+      case 'chat_read': {
+        const c = chatOf(id);
+        if (!c) return;
+        if (+msg.seq > c.readSeq) c.readSeq = +msg.seq;
+        chatChanged(c, {});
+        break;
+      }
+      case 'chat_presence': {
+        const c = chatOf(id);
+        if (!c) return;
+        c.online = !!msg.online;
+        if (!c.online) c.typing = false;
+        chatChanged(c, {});
+        break;
+      }
+      case 'chat_ended': {
+        const c = chatOf(id);
+        if (!c) return;
+        c.ended = String(msg.reason || 'agent');
+        c.open = false;
+        c.typing = false;
+        stopTyping(c, false);
+        chatChanged(c, {});
+        break;
+      }
+      case 'transferred': {
+        const c = chatOf(id);
+        if (c) {
+          c.transferredTo = { queue: msg.queue || null, agent_id: msg.agent_id || null };
+          c.open = false;
+          chatChanged(c, {});
+        }
+        closeModal();
+        toast(t('chat.transfer.done', { queue: queueLabel(msg.queue || '') }));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** An error frame about one of this agent's messages (it carries the client_id). */
+  function chatSendFailed(msg) {
+    for (const c of app.chats.values()) {
+      const p = c.pending.find((x) => x.client_id === msg.client_id);
+      if (!p) continue;
+      p.status = 'failed';
+      p.error = msg.code || 'error';
+      // Refused for what it is (too long, chat over): sending it again would fail again.
+      p.retryable = !['too_long', 'ended', 'not_allowed', 'not_chat', 'invalid_message'].includes(msg.code);
+      saveChatStore();
+      chatChanged(c, {});
+      return true;
+    }
+    return false;
+  }
+
+  /** After a reconnect or a reload: every unacknowledged send again, with its own client_id. */
+  function resendPending(c) {
+    if (!sock.ready) return;
+    for (const p of c.pending) {
+      if (p.status === 'failed' && !p.retryable) continue;
+      if ([...c.bySeq.values()].some((m) => m.client_id === p.client_id && (m.from === 'agent' || m.from === 'note'))) continue;
+      p.status = 'sending';
+      socketSend({ type: p.note ? 'chat_note' : 'chat_send', contact_id: c.id, client_id: p.client_id, text: p.text });
+    }
+  }
+
+  /** hello: the chats in hand with their whole transcripts; drop the rest. */
+  function onHelloChats(msg) {
+    const keep = new Set();
+    for (const item of Array.isArray(msg.contacts) ? msg.contacts : []) {
+      const c0 = item && item.contact;
+      if (!c0 || c0.channel !== 'chat') continue;
+      keep.add(c0.id);
+      const c = upsertChat(c0.id, item.chat || { conversation_id: c0.conversation_id }, c0);
+      if (c && !item.chat && item.state !== 'offered') socketSend({ type: 'chat_history', contact_id: c0.id });
+    }
+    for (const id of [...app.chats.keys()]) if (!keep.has(id)) dropChat(id);
+    for (const c of app.chats.values()) {
+      resendPending(c);
+      chatChanged(c, {});
+    }
+    saveChatStore();
+  }
+
+  function dropChat(id) {
+    const c = app.chats.get(id);
+    if (!c) return;
+    clearTimeout(c.typingTimer);
+    clearTimeout(c.typingStopTimer);
+    app.chats.delete(id);
+    const pane = chatPanes.get(id);
+    if (pane) pane.root.remove();
+    chatPanes.delete(id);
+    saveChatStore();
+    if (app.activeChat === id) {
+      app.activeChat = null;
+      if (app.view === 'chat') {
+        const next = sortedAcd().find((e) => isChatEntry(e) && e.state !== 'offered' && app.chats.has(e.id));
+        if (next) showChat(next.id, false);
+        else {
+          if (location.hash.startsWith('#chat/')) history.replaceState(null, '', location.pathname + location.search);
+          setView(app.search.status === 'idle' ? 'welcome' : 'results');
+        }
+      }
+    }
+  }
+
+  /** Something about a chat changed: its pane, its card, read receipts. */
+  function chatChanged(c, what) {
+    const pane = chatPanes.get(c.id);
+    if (pane) updateChatPane(c, pane, what);
+    const e = chatEntry(c);
+    if (e) refreshAcdNode(e);
+    sendReadReceipt(c);
+    updateTitleBadge();
+  }
+
+  function sendReadReceipt(c) {
+    if (!chatVisible(c)) return;
+    c.unread = 0;
+    const last = c.messages.length ? c.messages[c.messages.length - 1].seq : 0;
+    if (last > c.sentReadSeq && chatConnected(c) && sock.ready) {
+      if (socketSend({ type: 'chat_read', contact_id: c.id, seq: last })) c.sentReadSeq = last;
+    }
+  }
+
+  function updateTitleBadge() {
+    if (!app.user) return;
+    let unread = 0;
+    for (const c of app.chats.values()) unread += c.unread;
+    const offering = [...app.acd.contacts.values()].some((e) => e.state === 'offered');
+    document.title = (offering ? t('offer.title') + ' · ' : '') + (unread ? '(' + unread + ') ' : '') + t('app.title_console');
+  }
+
+  // ---- actions
+
+  function chatSend(c, text, note) {
+    const body = String(text || '').trim();
+    if (!body) return false;
+    if (Array.from(body).length > CHAT_MAX_CHARS) {
+      toast(t('error.code.too_long'), 'error');
+      return false;
+    }
+    if (!note && !chatConnected(c)) return false;
+    const p = { client_id: newClientId(), text: body, note: !!note, at: new Date(serverNow()).toISOString(), status: 'sending' };
+    c.pending.push(p);
+    saveChatStore();
+    // Not connected: it stays "sending" and goes out with the same client_id after the next hello.
+    socketSend({ type: note ? 'chat_note' : 'chat_send', contact_id: c.id, client_id: p.client_id, text: body });
+    if (!note) stopTyping(c, true);
+    chatChanged(c, { own: true });
+    return true;
+  }
+
+  function retrySend(c, clientId) {
+    const p = c.pending.find((x) => x.client_id === clientId);
+    if (!p) return;
+    p.status = 'sending';
+    p.error = null;
+    socketSend({ type: p.note ? 'chat_note' : 'chat_send', contact_id: c.id, client_id: p.client_id, text: p.text });
+    chatChanged(c, { own: true });
+  }
+
+  function discardSend(c, clientId) {
+    c.pending = c.pending.filter((x) => x.client_id !== clientId);
+    saveChatStore();
+    chatChanged(c, {});
+  }
+
+  /** The agent types a message (not a note): typing indicator for the customer, throttled. */
+  function onComposerTyping(c) {
+    if (c.noteMode || !chatConnected(c)) return;
+    const now = Date.now();
+    if (!c.typingActive || now - c.typingSentAt > TYPING_REFRESH_MS) {
+      if (socketSend({ type: 'chat_typing', contact_id: c.id, active: true })) {
+        c.typingActive = true;
+        c.typingSentAt = now;
+      }
+    }
+    clearTimeout(c.typingStopTimer);
+    c.typingStopTimer = setTimeout(() => stopTyping(c, true), TYPING_IDLE_MS);
+  }
+
+  function stopTyping(c, send) {
+    clearTimeout(c.typingStopTimer);
+    if (c.typingActive && send && chatConnected(c)) socketSend({ type: 'chat_typing', contact_id: c.id, active: false });
+    c.typingActive = false;
+  }
+
+  // ---- showing a chat
+
+  function showChat(id, push) {
+    const c = chatOf(id);
+    if (!c) return;
+    const hash = '#chat/' + id;
+    if (location.hash !== hash) {
+      if (push) history.pushState(null, '', hash);
+      else history.replaceState(null, '', hash);
+    }
+    const prev = app.activeChat;
+    app.activeChat = id;
+    setView('chat');
+    const panel = $('chat-panel');
+    let pane = chatPanes.get(id);
+    if (!pane) {
+      pane = buildChatPane(c);
+      chatPanes.set(id, pane);
+      panel.append(pane.root);
+    }
+    for (const [pid, p] of chatPanes) p.root.hidden = pid !== id;
+    updateChatPane(c, pane, { shown: true });
+    if (prev !== id || pane.stickBottom) scrollToBottom(pane);
+    c.unread = 0;
+    sendReadReceipt(c);
+    refreshAcd();
+    updateTitleBadge();
+    if (chatConnected(c) && !isTypingElsewhere()) pane.input.focus({ preventScroll: true });
+  }
+
+  function isTypingElsewhere() {
+    const a = document.activeElement;
+    return !!a && a !== document.body && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT') && !a.closest('.chat-pane');
+  }
+
+  function rebuildChatPanes() {
+    for (const [id, pane] of chatPanes) {
+      const c = chatOf(id);
+      pane.root.remove();
+      chatPanes.delete(id);
+      if (!c) continue;
+      const fresh = buildChatPane(c);
+      chatPanes.set(id, fresh);
+      $('chat-panel').append(fresh.root);
+      fresh.root.hidden = !(app.view === 'chat' && app.activeChat === id);
+      updateChatPane(c, fresh, { shown: true });
+      scrollToBottom(fresh);
+    }
+  }
+
+  function scrollToBottom(pane) {
+    const el = pane.transcript;
+    el.scrollTop = el.scrollHeight;
+    pane.stickBottom = true;
+  }
+
+  // ---- the pane
+
+  function buildChatPane(c) {
+    const pane = { id: c.id, nodes: new Map(), composing: false, compositionEndAt: 0, stickBottom: true, canned: null, sideKey: null };
+    const e = chatEntry(c);
+
+    pane.avatar = h('span', { class: 'avatar avatar-chat', 'aria-hidden': 'true' });
+    pane.name = h('h2', { class: 'chat-name' });
+    pane.tier = h('span', { class: 'chat-tier' });
+    pane.presence = h('span', { class: 'presence', dataset: { role: 'presence' } });
+    pane.topic = h('span', { class: 'chip chip-xs chat-topic' });
+    pane.lang = h('span', { class: 'chip chip-xs chip-kind' });
+    pane.timer = h('span', { class: 'chat-timer mono', title: t('chat.timer_title') });
+    pane.transferBtn = h('button', {
+      type: 'button', class: 'btn btn-sm', dataset: { action: 'transfer' }, onclick: () => openTransfer(c),
+    }, icon('transfer', 'icon-xs'), h('span', { text: t('chat.transfer.button') }));
+    pane.endBtn = h('button', {
+      type: 'button', class: 'btn btn-sm btn-end', dataset: { action: 'end-chat' }, onclick: () => confirmEnd(c),
+    }, icon('x-circle', 'icon-xs'), h('span', { text: t('chat.end.button') }));
+
+    const head = h('header', { class: 'chat-head' },
+      pane.avatar,
+      h('div', { class: 'chat-head-main' },
+        h('div', { class: 'chat-head-row' }, pane.name, pane.tier),
+        h('div', { class: 'chat-head-meta' }, pane.presence, pane.topic, pane.lang,
+          h('span', { class: 'chat-timer-wrap' }, icon('clock', 'icon-xs'), pane.timer))),
+      h('div', { class: 'chat-head-actions' }, pane.transferBtn, pane.endBtn));
+
+    pane.transcript = h('div', { class: 'transcript', role: 'log', 'aria-live': 'polite', 'aria-label': t('chat.transcript') });
+    pane.transcript.addEventListener('scroll', () => {
+      const el = pane.transcript;
+      pane.stickBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+      if (pane.stickBottom) pane.jump.hidden = true;
+    });
+    pane.jump = h('button', { type: 'button', class: 'jump-latest', hidden: true, onclick: () => { scrollToBottom(pane); pane.jump.hidden = true; } },
+      h('span', { text: t('chat.jump_latest') }));
+    pane.typing = h('div', { class: 'typing-line', hidden: true, 'aria-live': 'polite' },
+      h('span', { class: 'typing-dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')),
+      h('span', { dataset: { role: 'typing-text' } }));
+
+    pane.composer = buildComposer(c, pane);
+    pane.closed = h('div', { class: 'chat-closed', hidden: true, role: 'status' });
+
+    const conv = h('section', { class: 'chat-conv', 'aria-label': t('chat.conversation') },
+      head,
+      h('div', { class: 'transcript-wrap' }, pane.transcript, pane.jump),
+      pane.typing,
+      pane.composer.root,
+      pane.closed);
+
+    pane.side = h('aside', { class: 'chat-side', 'aria-label': t('chat.side.title') });
+    pane.root = h('div', { class: 'chat-pane', dataset: { contactId: c.id, conversationId: c.conversationId == null ? '' : c.conversationId } },
+      conv, pane.side);
+    if (e) pane.root.dataset.state = e.state;
+    return pane;
+  }
+
+  function buildComposer(c, pane) {
+    const comp = {};
+    comp.input = h('textarea', {
+      class: 'composer-input', rows: 2, maxlength: CHAT_MAX_CHARS, 'aria-label': t('chat.composer.label'),
+      dataset: { role: 'composer' },
+    });
+    pane.input = comp.input;
+    comp.input.value = c.draft || '';
+    const grow = () => {
+      comp.input.style.height = 'auto';
+      comp.input.style.height = Math.min(comp.input.scrollHeight + 2, 180) + 'px';
+    };
+    comp.input.addEventListener('input', () => {
+      c.draft = comp.input.value;
+      saveChatStore();
+      grow();
+      updateComposer(c, pane);
+      if (c.draft) onComposerTyping(c);
+      else stopTyping(c, true);
+    });
+    // Chinese (and other) input methods: Enter confirms the composition, it never sends.
+    comp.input.addEventListener('compositionstart', () => { pane.composing = true; });
+    comp.input.addEventListener('compositionend', () => { pane.composing = false; pane.compositionEndAt = Date.now(); });
+    comp.input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && pane.canned) { closeCanned(pane); ev.preventDefault(); return; }
+      if (ev.key !== 'Enter' || ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+      if (ev.isComposing || ev.keyCode === 229 || pane.composing || Date.now() - pane.compositionEndAt < 30) return;
+      ev.preventDefault();
+      submitComposer(c, pane);
+    });
+    comp.input.addEventListener('blur', () => stopTyping(c, true));
+
+    const modeBtn = (mode, key, ic) => h('button', {
+      type: 'button', role: 'tab', class: 'mode-tab', dataset: { mode },
+      onclick: () => {
+        c.noteMode = mode === 'note';
+        if (c.noteMode) stopTyping(c, true);
+        saveChatStore();
+        updateComposer(c, pane);
+        comp.input.focus();
+      },
+    }, icon(ic, 'icon-xs'), h('span', { text: t(key) }));
+    comp.replyTab = modeBtn('reply', 'chat.mode.reply', 'chat');
+    comp.noteTab = modeBtn('note', 'chat.mode.note', 'lock');
+    comp.cannedBtn = h('button', {
+      type: 'button', class: 'btn btn-sm btn-ghost', dataset: { action: 'canned' }, 'aria-haspopup': 'listbox',
+      onclick: () => (pane.canned ? closeCanned(pane) : openCanned(c, pane)),
+    }, icon('zap', 'icon-xs'), h('span', { text: t('chat.canned.button') }));
+    comp.hint = h('span', { class: 'composer-hint' });
+    comp.count = h('span', { class: 'composer-count mono' });
+    comp.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary btn-send', dataset: { action: 'send' } },
+      icon('send', 'icon-xs'), h('span', { dataset: { role: 'send-label' } }));
+    comp.cannedBox = h('div', { class: 'canned-anchor' });
+    comp.root = h('form', {
+      class: 'composer', novalidate: true,
+      onsubmit: (ev) => { ev.preventDefault(); submitComposer(c, pane); },
+    },
+    comp.cannedBox,
+    h('div', { class: 'composer-tabs', role: 'tablist', 'aria-label': t('chat.mode.label') }, comp.replyTab, comp.noteTab,
+      h('span', { class: 'composer-note-label', text: t('chat.mode.note_hint') })),
+    comp.input,
+    h('div', { class: 'composer-bar' }, comp.cannedBtn, comp.hint, comp.count, comp.sendBtn));
+    pane.comp = comp;
+    requestAnimationFrame(grow);
+    return comp;
+  }
+
+  function submitComposer(c, pane) {
+    const text = pane.input.value;
+    if (!text.trim()) return;
+    if (chatSend(c, text, c.noteMode)) {
+      pane.input.value = '';
+      c.draft = '';
+      saveChatStore();
+      pane.input.style.height = 'auto';
+      scrollToBottom(pane);
+      updateComposer(c, pane);
+    }
+  }
+
+  function updateComposer(c, pane) {
+    const comp = pane.comp;
+    const live = chatConnected(c);
+    const note = c.noteMode || !live;
+    comp.root.classList.toggle('is-note', note);
+    comp.replyTab.classList.toggle('is-active', !note);
+    comp.replyTab.setAttribute('aria-selected', note ? 'false' : 'true');
+    comp.replyTab.disabled = !live;
+    comp.noteTab.classList.toggle('is-active', note);
+    comp.noteTab.setAttribute('aria-selected', note ? 'true' : 'false');
+    comp.input.placeholder = t(note ? 'chat.composer.note_placeholder' : 'chat.composer.placeholder', { name: chatName(c) });
+    comp.sendBtn.querySelector('[data-role="send-label"]').textContent = t(note ? 'chat.composer.add_note' : 'chat.composer.send');
+    comp.sendBtn.disabled = !pane.input.value.trim() || (!live && !note);
+    comp.cannedBtn.disabled = false;
+    comp.hint.textContent = t('chat.composer.hint');
+    const n = Array.from(pane.input.value).length;
+    comp.count.textContent = n > CHAT_MAX_CHARS - 500 ? n + ' / ' + CHAT_MAX_CHARS : '';
+  }
+
+  function updateChatPane(c, pane, what) {
+    const e = chatEntry(c);
+    const sp = e && e.screen_pop;
+    const cust = sp && sp.customer;
+    const name = chatName(c);
+    pane.root.dataset.state = e ? e.state : '';
+    pane.root.dataset.conversationId = c.conversationId == null ? '' : c.conversationId;
+    pane.avatar.textContent = initials(name);
+    pane.avatar.dataset.hue = avatarHue((cust && cust.id) + ':' + name);
+    pane.name.textContent = name;
+    pane.tier.replaceChildren(cust ? tierBadge(cust.tier) || '' : h('span', { class: 'chip chip-xs chip-kind', text: t('chat.unknown_visitor') }));
+    const presence = c.ended || c.transferredTo ? null : c.online;
+    pane.presence.dataset.online = presence === null ? 'unknown' : String(presence);
+    pane.presence.replaceChildren(h('span', { class: 'presence-dot', 'aria-hidden': 'true' }),
+      h('span', { text: presence === null ? t('chat.presence.unknown') : t(presence ? 'chat.presence.online' : 'chat.presence.offline') }));
+    pane.presence.hidden = !!(c.ended || c.transferredTo);
+    const topic = c.visitor && c.visitor.topic;
+    pane.topic.textContent = topic ? tOr('chat.topic.', topic) : '';
+    pane.topic.hidden = !topic;
+    pane.lang.textContent = c.language ? (I18N.LANG_NAMES[c.language] || c.language) : '';
+    pane.lang.hidden = !c.language;
+    tickChatPane(c, pane);
+
+    renderTranscript(c, pane, what || {});
+
+    pane.typing.hidden = !c.typing;
+    pane.typing.querySelector('[data-role="typing-text"]').textContent = t('chat.typing', { name });
+
+    const live = chatConnected(c);
+    pane.transferBtn.disabled = !live || !sock.ready;
+    pane.endBtn.disabled = !live || !sock.ready;
+    pane.comp.root.hidden = !!(e && e.state !== 'connected') && !live && !(e && e.state === 'wrap_up');
+    updateComposer(c, pane);
+    renderChatClosed(c, pane);
+    renderChatSide(c, pane);
+  }
+
+  function tickChatPane(c, pane) {
+    const e = chatEntry(c);
+    const since = e && parseDate(e.contact.connected_at);
+    pane.timer.textContent = since ? formatDuration((e.state === 'wrap_up' && c.endedAt ? c.endedAt : serverNow()) - since.getTime()) : '—';
+  }
+
+  function renderChatClosed(c, pane) {
+    const e = chatEntry(c);
+    let key = null;
+    if (c.transferredTo) key = 'chat.closed.transferred';
+    else if (c.ended) key = 'chat.closed.' + (I18N.has('chat.closed.' + c.ended) ? c.ended : 'agent');
+    else if (e && e.state === 'wrap_up') key = 'chat.closed.agent';
+    if (key && !c.endedAt) c.endedAt = serverNow();
+    pane.closed.hidden = !key;
+    if (!key) return;
+    const inWrap = e && e.state === 'wrap_up';
+    pane.closed.replaceChildren(
+      h('span', { class: 'chat-closed-icon' }, icon('check-circle')),
+      h('span', { class: 'chat-closed-text' },
+        h('strong', { text: t(key, { queue: c.transferredTo ? queueLabel(c.transferredTo.queue || '') : '' }) }),
+        h('span', { text: inWrap ? t('chat.closed.wrap_hint') : '' })),
+      inWrap ? h('button', {
+        type: 'button', class: 'btn btn-sm btn-primary', dataset: { action: 'go-wrapup' },
+        onclick: () => {
+          const rec = acdNodes.get(c.id);
+          const sel = rec && rec.node.querySelector('[data-role="disposition"]');
+          if (sel) { rec.node.scrollIntoView({ block: 'nearest' }); sel.focus(); }
+        },
+      }, h('span', { text: t('chat.closed.go_wrapup') })) : null);
+    // Only notes may still be written after the chat ended (while the contact is in hand).
+    pane.comp.root.hidden = !inWrap;
+  }
+
+  function dayKey(d) {
+    return d ? d.getFullYear() + '-' + d.getMonth() + '-' + d.getDate() : '';
+  }
+
+  function dayLabel(d) {
+    const now = new Date();
+    if (dayKey(d) === dayKey(now)) return t('chat.today');
+    const y = new Date(now.getTime() - 86400000);
+    if (dayKey(d) === dayKey(y)) return t('chat.yesterday');
+    return formatDate(d.toISOString());
+  }
+
+  /** The transcript: one node per message (kept), pending sends after the stored ones. */
+  function renderTranscript(c, pane, what) {
+    const el = pane.transcript;
+    const wasBottom = pane.stickBottom || el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    const nodes = [];
+    let lastDay = '';
+    const items = c.messages.map((m) => ({ key: 's' + m.seq, m, pending: null }))
+      .concat(c.pending.map((p) => ({ key: 'p' + p.client_id, m: { from: p.note ? 'note' : 'agent', text: p.text, at: p.at, client_id: p.client_id, agent_id: app.user && app.user.id }, pending: p })));
+    const meId = app.user && app.user.id;
+    items.forEach((it, i) => {
+      const d = parseDate(it.m.at);
+      const dk = dayKey(d);
+      if (d && dk !== lastDay) {
+        const k = 'd' + dk;
+        let sep = pane.nodes.get(k);
+        if (!sep) {
+          sep = h('div', { class: 'day-sep', role: 'separator' }, h('span', { text: dayLabel(d) }));
+          pane.nodes.set(k, sep);
+        }
+        nodes.push(sep);
+        lastDay = dk;
+      }
+      const prev = items[i - 1];
+      const grouped = prev && prev.m.from === it.m.from && it.m.from !== 'system'
+        && (prev.m.agent_id || null) === (it.m.agent_id || null)
+        && parseDate(prev.m.at) && d && d - parseDate(prev.m.at) < 120000;
+      let rec = pane.nodes.get(it.key);
+      if (!rec) {
+        rec = buildMessageNode(c, it.m, it.pending);
+        pane.nodes.set(it.key, rec);
+      }
+      rec.node.classList.toggle('is-grouped', !!grouped);
+      updateMessageNode(c, rec, it.m, it.pending, meId);
+      nodes.push(rec.node);
+    });
+    if (!items.length) {
+      let empty = pane.nodes.get('empty');
+      if (!empty) {
+        empty = h('div', { class: 'transcript-empty', text: t('chat.empty') });
+        pane.nodes.set('empty', empty);
+      }
+      nodes.push(empty);
+    }
+    // Nodes of pending sends that are now stored go away.
+    const live = new Set(items.map((it) => it.key));
+    for (const k of [...pane.nodes.keys()]) {
+      if ((k[0] === 'p' || k[0] === 's') && !live.has(k)) pane.nodes.delete(k);
+    }
+    reconcile(el, nodes);
+    if (what.own || what.shown || wasBottom) {
+      el.scrollTop = el.scrollHeight;
+      pane.stickBottom = true;
+    } else if (what.newMessage) {
+      pane.jump.hidden = false;
+    }
+  }
+
+  function attachmentNode(a) {
+    const url = '/api/v1/attachments/' + encodeURIComponent(a.id);
+    const name = String(a.name || t('chat.attachment'));
+    if (IMAGE_TYPES.includes(String(a.content_type || '').toLowerCase())) {
+      return h('a', { class: 'att-image', href: url, download: name, title: t('chat.download', { name }), dataset: { attachmentId: a.id } },
+        h('img', { src: url, alt: name, loading: 'lazy' }),
+        h('span', { class: 'att-image-name', text: name + ' · ' + formatSize(a.size) }));
+    }
+    return h('a', { class: 'att-file', href: url, download: name, title: t('chat.download', { name }), dataset: { attachmentId: a.id } },
+      h('span', { class: 'att-file-icon' }, icon('document', 'icon-xs')),
+      h('span', { class: 'att-file-body' },
+        h('span', { class: 'att-file-name', text: name }),
+        h('span', { class: 'att-file-size', text: formatSize(a.size) })),
+      icon('download', 'icon-xs att-file-dl'));
+  }
+
+  function systemText(m) {
+    const key = 'chat.event.' + (m.event || '');
+    if (m.event && I18N.has(key)) return t(key, { name: m.name || '' });
+    return m.text || '';
+  }
+
+  function buildMessageNode(c, m, pending) {
+    const rec = {};
+    if (m.from === 'system') {
+      rec.node = h('div', { class: 'msg msg-system', dataset: { from: 'system', seq: m.seq, event: m.event || '' } },
+        h('span', { class: 'msg-system-text', text: systemText(m) }),
+        h('span', { class: 'msg-time', title: formatDateTime(m.at), text: formatTime(m.at) }));
+      return rec;
+    }
+    const from = m.from === 'note' ? 'note' : m.from === 'agent' ? 'agent' : 'customer';
+    rec.bubble = h('div', { class: 'bubble' });
+    if (from === 'note') {
+      rec.bubble.append(h('span', { class: 'note-label' }, icon('lock', 'icon-xs'), h('span', { text: t('chat.note_label') })));
+    }
+    if (m.text) rec.bubble.append(h('div', { class: 'msg-text', text: m.text }));
+    if (m.attachment) rec.bubble.append(attachmentNode(m.attachment));
+    rec.status = h('span', { class: 'msg-status' });
+    rec.meta = h('div', { class: 'msg-meta' },
+      h('span', { class: 'msg-who', dataset: { role: 'who' } }),
+      h('span', { class: 'msg-time', title: formatDateTime(m.at), text: formatTime(m.at) }),
+      from !== 'customer' ? rec.status : null);
+    rec.node = h('div', { class: 'msg msg-' + from, dataset: { from, seq: m.seq === undefined ? '' : m.seq, clientId: m.client_id || '' } },
+      from === 'customer' ? h('span', { class: 'msg-avatar avatar', 'aria-hidden': 'true', dataset: { hue: avatarHue(c.id + ':' + chatName(c)) }, text: initials(chatName(c)) }) : null,
+      h('div', { class: 'msg-body' }, rec.bubble, rec.meta));
+    return rec;
+  }
+
+  function formatTime(value) {
+    const d = parseDate(value);
+    if (!d) return '';
+    return new Intl.DateTimeFormat(I18N.getLang(), { hour: '2-digit', minute: '2-digit' }).format(d);
+  }
+
+  function updateMessageNode(c, rec, m, pending, meId) {
+    if (!rec.meta) return;
+    const who = rec.meta.querySelector('[data-role="who"]');
+    if (m.from === 'customer') who.textContent = '';
+    else if (m.agent_id && meId && m.agent_id !== meId) who.textContent = m.name || '';
+    else who.textContent = m.from === 'note' ? '' : '';
+    if (m.from === 'customer') return;
+    let state;
+    if (pending) state = pending.status === 'failed' ? 'failed' : 'sending';
+    else if (m.from === 'note') state = 'note';
+    else state = c.readSeq >= m.seq ? 'read' : 'sent';
+    if (rec.state === state && state !== 'failed') return;
+    rec.state = state;
+    rec.node.dataset.status = state;
+    const st = rec.status;
+    if (state === 'sending') st.replaceChildren(icon('clock', 'icon-xs'), h('span', { text: t('chat.status.sending') }));
+    else if (state === 'sent') st.replaceChildren(icon('check', 'icon-xs'), h('span', { text: t('chat.status.sent') }));
+    else if (state === 'read') st.replaceChildren(icon('check-double', 'icon-xs'), h('span', { text: t('chat.status.read') }));
+    else if (state === 'note') st.replaceChildren(h('span', { text: t('chat.status.note') }));
+    else {
+      const code = pending.error;
+      const reason = code && I18N.has('error.code.' + code) ? t('error.code.' + code) : t('chat.status.failed');
+      st.replaceChildren(icon('alert-triangle', 'icon-xs'), h('span', { text: reason }),
+        pending.retryable !== false ? h('button', { type: 'button', class: 'link-btn', onclick: () => retrySend(c, pending.client_id), text: t('chat.status.retry') }) : null,
+        h('button', { type: 'button', class: 'link-btn', onclick: () => discardSend(c, pending.client_id), text: t('chat.status.discard') }));
+    }
+  }
+
+  // ---- side: the screen-pop an agent reads in two seconds
+
+  function renderChatSide(c, pane) {
+    const e = chatEntry(c);
+    const sp = e && e.screen_pop;
+    const key = [I18N.getLang(), sp ? 'k' + (sp.customer && sp.customer.id) : 'u', sp ? sp.__rev || 0 : 0, JSON.stringify(c.visitor || {}), pane.createState || ''].join('|');
+    if (pane.sideKey === key) return;
+    pane.sideKey = key;
+    const parts = [];
+    if (sp && sp.customer) {
+      parts.push(buildSideHead(sp));
+      const alerts = Array.isArray(sp.alerts) ? sp.alerts : [];
+      if (alerts.length) {
+        const box = stripIds(buildAlerts(alerts, sp.records || {}));
+        box.classList.add('side-alerts');
+        // An alert opens the full record at the flagged row (not the customer panel's state).
+        box.addEventListener('click', (ev) => {
+          const btn = ev.target.closest('button.alert');
+          if (!btn) return;
+          ev.stopPropagation();
+          const i = [...box.children].indexOf(btn);
+          const sorted = alerts.slice().sort((a, b) => (a.severity === 'critical' ? 0 : 1) - (b.severity === 'critical' ? 0 : 1));
+          const a = sorted[i];
+          openFullCard(e, a ? findRecordCategory(sp.records || {}, a.record_id) : null, a ? a.record_id : null);
+        }, true);
+        parts.push(box);
+      }
+      parts.push(buildVisitorCard(c, true));
+      parts.push(stripIds(buildRecentContacts(sp.recent_contacts)));
+      if (Array.isArray(sp.open_cases) && sp.open_cases.length) parts.push(stripIds(buildOpenCases(sp.open_cases)));
+      if (sp.customer.notes) parts.push(stripIds(buildNotes(sp.customer.notes)));
+    } else {
+      parts.push(buildVisitorCard(c, false));
+      parts.push(buildCreateCustomer(c, pane));
+    }
+    pane.side.replaceChildren(...parts);
+  }
+
+  function stripIds(node) {
+    node.removeAttribute('id');
+    for (const el of node.querySelectorAll('[id]')) el.removeAttribute('id');
+    return node;
+  }
+
+  function buildSideHead(sp) {
+    const cust = sp.customer;
+    const balance = sp.balance;
+    const amount = balance && balance.amount_minor;
+    let note = '';
+    let cls = '';
+    if (balance && amount !== null && amount !== undefined) {
+      if (amount > 0) { note = t('balance.owed'); cls = 'is-owed'; }
+      else if (amount < 0) { note = t('balance.credit'); cls = 'is-credit'; }
+      else note = t('balance.settled');
+    }
+    const e = [...app.acd.contacts.values()].find((x) => x.screen_pop === sp);
+    return h('section', { class: 'card side-head' + (cust.tier === 'vip' ? ' is-vip' : ''), dataset: { role: 'side-customer', customerId: cust.id } },
+      h('div', { class: 'side-head-top' },
+        avatarFor(cust),
+        h('div', { class: 'side-head-title' },
+          h('div', { class: 'side-name-row' }, h('span', { class: 'side-name', text: cust.name || '' }), tierBadge(cust.tier)),
+          h('div', { class: 'side-sub' },
+            cust.external_ref ? h('span', { class: 'mono', text: cust.external_ref }) : null,
+            h('span', { text: tOr('kind.', cust.kind) })))),
+      h('div', { class: 'side-balance ' + cls },
+        h('span', { class: 'balance-label', text: t('balance.title') }),
+        h('span', { class: 'side-balance-amount', dataset: { role: 'balance' }, text: balance ? formatMoney(amount, balance.currency) || '—' : '—' }),
+        note ? h('span', { class: 'side-balance-note', text: note }) : null),
+      e ? h('button', { type: 'button', class: 'btn btn-sm btn-block-sm', onclick: () => openFullCard(e, null, null) },
+        icon('user', 'icon-xs'), h('span', { text: t('chat.side.open_record') })) : null);
+  }
+
+  function openFullCard(e, tab, highlight) {
+    const sp = e && e.screen_pop;
+    const cust = sp && sp.customer;
+    if (!cust) return;
+    history.pushState(null, '', '#customer/' + cust.id);
+    app.customer = Object.assign(app.customer, {
+      id: cust.id, status: 'done', data: sp, error: null, seq: app.customer.seq + 1,
+      tab: tab || defaultTab(sp), highlight: highlight || null,
+    });
+    setView('customer');
+    renderCustomer();
+    $('main').scrollTop = 0;
+  }
+
+  function visitorRow(ic, label, value, mono) {
+    if (!value) return null;
+    return h('li', { class: 'visitor-row' },
+      h('span', { class: 'visitor-icon', title: label }, icon(ic, 'icon-xs')),
+      h('span', { class: 'visitor-label', text: label }),
+      h('span', { class: 'visitor-value' + (mono ? ' mono' : ''), text: value }));
+  }
+
+  function buildVisitorCard(c, compact) {
+    const v = c.visitor || {};
+    const rows = [
+      compact ? null : visitorRow('user', t('chat.visitor.name'), v.name),
+      visitorRow('email', t('chat.visitor.email'), v.email),
+      visitorRow('phone', t('chat.visitor.phone'), v.phone ? formatPhone(v.phone) : '', true),
+      visitorRow('tag', t('chat.visitor.topic'), v.topic ? tOr('chat.topic.', v.topic) : ''),
+      visitorRow('globe', t('chat.visitor.page'), v.page),
+    ].filter(Boolean);
+    return h('section', { class: 'card side-card', dataset: { role: 'visitor' } },
+      h('h3', { class: 'card-title', text: t('chat.visitor.title') }),
+      rows.length ? h('ul', { class: 'visitor-list' }, rows) : h('p', { class: 'muted empty-line', text: t('chat.visitor.none') }));
+  }
+
+  function buildCreateCustomer(c, pane) {
+    const v = c.visitor || {};
+    const field = (name, label, value, type) => {
+      const id = 'create-' + name + '-' + c.id;
+      return h('div', { class: 'field field-sm' },
+        h('label', { for: id, text: label }),
+        h('input', { id, name, type: type || 'text', value: value || '', maxlength: 200, autocomplete: 'off' }));
+    };
+    const err = h('p', { class: 'wrapup-error', role: 'alert', hidden: true });
+    const btn = h('button', { type: 'submit', class: 'btn btn-primary btn-sm', dataset: { action: 'create-customer' } },
+      icon('plus', 'icon-xs'), h('span', { text: t('chat.create.submit') }));
+    const form = h('form', {
+      class: 'create-form', novalidate: true,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const fd = new FormData(form);
+        const name = String(fd.get('name') || '').trim();
+        const email = String(fd.get('email') || '').trim();
+        const phone = String(fd.get('phone') || '').trim();
+        if (!name) {
+          err.textContent = t('chat.create.need_name');
+          err.hidden = false;
+          return;
+        }
+        btn.disabled = true;
+        err.hidden = true;
+        try {
+          await createCustomerForChat(c, { name, email, phone });
+        } catch (e2) {
+          if (e2.status === 401) return sessionExpired();
+          err.textContent = e2.status === 409 ? t('chat.create.conflict') : describeError(e2);
+          err.hidden = false;
+          btn.disabled = false;
+        }
+      },
+    },
+    field('name', t('chat.visitor.name'), v.name),
+    field('email', t('chat.visitor.email'), v.email, 'email'),
+    field('phone', t('chat.visitor.phone'), v.phone, 'tel'),
+    err, btn);
+    return h('section', { class: 'card side-card create-card', dataset: { role: 'create-customer' } },
+      h('h3', { class: 'card-title', text: t('chat.create.title') }),
+      h('p', { class: 'muted small create-text', text: t('chat.create.text') }),
+      form);
+  }
+
+  /** An unknown visitor becomes a customer record; the conversation is linked to it. */
+  async function createCustomerForChat(c, f) {
+    const body = { name: f.name, kind: 'person', preferred_channel: 'chat' };
+    if (f.email) body.emails = [f.email];
+    if (f.phone) body.phones = [f.phone];
+    if (c.language) body.language = c.language;
+    const created = await api('POST', '/api/v1/customers', body);
+    const cust = created && (created.customer || created);
+    if (!cust || cust.id == null) throw new ApiError(500, 'bad_response', 'no customer id');
+    if (c.conversationId != null) {
+      await api('PUT', '/api/v1/conversations/' + encodeURIComponent(c.conversationId) + '/customer', { customer_id: cust.id });
+    }
+    const sp = await api('GET', '/api/v1/customers/' + encodeURIComponent(cust.id) + '/screen-pop');
+    const e = chatEntry(c);
+    if (e) {
+      e.screen_pop = sp;
+      e.contact = Object.assign({}, e.contact, { customer_id: cust.id });
+      acdNodes.delete(e.id); // its card shows the customer's name now
+      renderWorkItems();
+    }
+    toast(t('chat.create.done', { name: cust.name || f.name }));
+    chatChanged(c, {});
+  }
+
+  // ---- canned responses
+
+  async function loadCanned() {
+    if (app.canned.status === 'done' || app.canned.status === 'loading') return app.canned.promise;
+    app.canned.status = 'loading';
+    app.canned.promise = (async () => {
+      try {
+        const data = await api('GET', '/api/v1/canned-responses');
+        const list = Array.isArray(data) ? data : (data && Array.isArray(data.canned_responses) ? data.canned_responses : []);
+        app.canned.items = list.filter((x) => x && x.body);
+        app.canned.status = 'done';
+      } catch (err) {
+        app.canned.status = 'error';
+        app.canned.error = err;
+      }
+    })();
+    return app.canned.promise;
+  }
+
+  function openCanned(c, pane) {
+    closeCanned(pane);
+    const search = h('input', { type: 'search', class: 'canned-search', placeholder: t('chat.canned.search'), 'aria-label': t('chat.canned.search'), dataset: { role: 'canned-search' } });
+    const list = h('ul', { class: 'canned-list', role: 'listbox' });
+    const box = h('div', { class: 'canned-pop', role: 'dialog', 'aria-label': t('chat.canned.title') },
+      h('div', { class: 'canned-head' }, icon('search', 'icon-xs'), search,
+        h('button', { type: 'button', class: 'icon-btn', 'aria-label': t('toast.dismiss'), onclick: () => closeCanned(pane) }, icon('x', 'icon-xs'))),
+      list);
+    pane.canned = { box, list, search, index: 0, shown: [] };
+    pane.comp.cannedBox.append(box);
+    pane.comp.cannedBtn.classList.add('is-active');
+    const render = () => {
+      const st = pane.canned;
+      if (!st) return;
+      if (app.canned.status !== 'done') {
+        list.replaceChildren(h('li', { class: 'canned-empty', text: app.canned.status === 'error' ? describeError(app.canned.error) : t('chat.canned.loading') }));
+        return;
+      }
+      const q = search.value.trim().toLowerCase();
+      const lang = c.language;
+      let items = app.canned.items.slice();
+      // The conversation's language first, then language-neutral, then the others.
+      items.sort((a, b) => rankLang(a, lang) - rankLang(b, lang));
+      if (q) items = items.filter((x) => (String(x.title || '') + ' ' + String(x.body)).toLowerCase().includes(q));
+      st.shown = items;
+      st.index = Math.min(st.index, Math.max(0, items.length - 1));
+      if (!items.length) {
+        list.replaceChildren(h('li', { class: 'canned-empty', text: app.canned.items.length ? t('chat.canned.none_match') : t('chat.canned.none') }));
+        return;
+      }
+      list.replaceChildren(...items.map((x, i) => h('li', {
+        role: 'option', class: 'canned-item' + (i === st.index ? ' is-active' : ''), 'aria-selected': i === st.index ? 'true' : 'false',
+        dataset: { cannedId: x.id },
+        onmousedown: (ev) => ev.preventDefault(),
+        onclick: () => pickCanned(c, pane, x),
+      },
+      h('span', { class: 'canned-title' }, h('span', { text: x.title || '' }), x.language ? h('span', { class: 'chip chip-xs chip-kind', text: I18N.LANG_NAMES[x.language] || x.language }) : null),
+      h('span', { class: 'canned-body', text: fillCanned(x.body, c) }))));
+    };
+    search.addEventListener('input', () => { pane.canned.index = 0; render(); });
+    search.addEventListener('keydown', (ev) => {
+      const st = pane.canned;
+      if (!st) return;
+      if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+        ev.preventDefault();
+        const n = st.shown.length;
+        if (n) st.index = (st.index + (ev.key === 'ArrowDown' ? 1 : n - 1)) % n;
+        render();
+      } else if (ev.key === 'Enter') {
+        if (ev.isComposing || ev.keyCode === 229) return;
+        ev.preventDefault();
+        if (st.shown[st.index]) pickCanned(c, pane, st.shown[st.index]);
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        closeCanned(pane);
+        pane.input.focus();
+      }
+    });
+    render();
+    loadCanned().then(render);
+    search.focus();
+  }
+
+  function rankLang(x, lang) {
+    if (x.language && x.language === lang) return 0;
+    if (!x.language) return 1;
+    return 2;
+  }
+
+  function closeCanned(pane) {
+    if (!pane.canned) return;
+    pane.canned.box.remove();
+    pane.canned = null;
+    pane.comp.cannedBtn.classList.remove('is-active');
+  }
+
+  /** Put a canned response, placeholders filled in, into the composer (the agent may edit it). */
+  function pickCanned(c, pane, x) {
+    const text = fillCanned(x.body, c);
+    const el = pane.input;
+    const start = el.selectionStart ?? el.value.length;
+    const end = el.selectionEnd ?? el.value.length;
+    const before = el.value.slice(0, start);
+    const sep = before && !/\s$/.test(before) ? ' ' : '';
+    el.value = before + sep + text + el.value.slice(end);
+    const pos = (before + sep + text).length;
+    closeCanned(pane);
+    el.focus();
+    el.setSelectionRange(pos, pos);
+    el.dispatchEvent(new Event('input'));
+  }
+
+  // ---- transfer and end (with a confirmation)
+
+  function closeModal() {
+    const root = $('modal-root');
+    if (root.firstChild && root.firstChild.open) root.firstChild.close();
+    root.replaceChildren();
+  }
+
+  function openModal(title, body, actions) {
+    closeModal();
+    const dlg = h('dialog', { class: 'modal', 'aria-label': title },
+      h('form', { method: 'dialog', class: 'modal-inner', onsubmit: (ev) => ev.preventDefault() },
+        h('header', { class: 'modal-head' },
+          h('h2', { class: 'modal-title', text: title }),
+          h('button', { type: 'button', class: 'icon-btn', 'aria-label': t('toast.dismiss'), onclick: closeModal }, icon('x'))),
+        h('div', { class: 'modal-body' }, body),
+        h('footer', { class: 'modal-actions' }, actions)));
+    dlg.addEventListener('close', () => { if (dlg.parentNode) dlg.remove(); });
+    $('modal-root').append(dlg);
+    dlg.showModal();
+    return dlg;
+  }
+
+  function confirmEnd(c) {
+    const go = h('button', {
+      type: 'button', class: 'btn btn-danger', dataset: { action: 'confirm-end' },
+      onclick: () => {
+        if (!socketSend({ type: 'chat_end', contact_id: c.id })) {
+          toast(t('work.error.not_connected'), 'error');
+          return;
+        }
+        stopTyping(c, false);
+        closeModal();
+      },
+    }, h('span', { text: t('chat.end.confirm') }));
+    openModal(t('chat.end.title'),
+      h('p', { class: 'modal-text', text: t('chat.end.text', { name: chatName(c) }) }),
+      [h('button', { type: 'button', class: 'btn', onclick: closeModal, text: t('chat.cancel') }), go]);
+    go.focus();
+  }
+
+  async function openTransfer(c) {
+    const list = h('div', { class: 'transfer-list', role: 'radiogroup', 'aria-label': t('chat.transfer.queue') },
+      h('div', { class: 'muted small', text: t('chat.transfer.loading') }));
+    let chosen = null;
+    const confirmLine = h('p', { class: 'transfer-confirm', hidden: true });
+    const go = h('button', { type: 'button', class: 'btn btn-primary', disabled: true, dataset: { action: 'confirm-transfer' } },
+      icon('transfer', 'icon-xs'), h('span', { text: t('chat.transfer.confirm') }));
+    go.addEventListener('click', () => {
+      if (!chosen) return;
+      if (!socketSend({ type: 'transfer', contact_id: c.id, queue: chosen })) {
+        toast(t('work.error.not_connected'), 'error');
+        return;
+      }
+      go.disabled = true;
+      go.classList.add('is-busy');
+      stopTyping(c, false);
+    });
+    openModal(t('chat.transfer.title', { name: chatName(c) }),
+      [h('p', { class: 'modal-text', text: t('chat.transfer.text') }), list, confirmLine],
+      [h('button', { type: 'button', class: 'btn', onclick: closeModal, text: t('chat.cancel') }), go]);
+    let queues = [];
+    try {
+      const data = await api('GET', '/api/v1/queues');
+      queues = (data && Array.isArray(data.queues)) ? data.queues : [];
+    } catch (err) {
+      list.replaceChildren(h('p', { class: 'wrapup-error', text: describeError(err) }));
+      return;
+    }
+    const current = chatEntry(c) && chatEntry(c).contact.queue;
+    list.replaceChildren(...queues.map((q) => {
+      const fig = (Array.isArray(q.figures) ? q.figures : []).find((f) => f && f.channel === 'chat');
+      const radio = h('input', {
+        type: 'radio', name: 'transfer-queue', value: q.name, dataset: { queue: q.name },
+        onchange: () => {
+          chosen = q.name;
+          go.disabled = false;
+          confirmLine.hidden = false;
+          confirmLine.textContent = t('chat.transfer.confirm_text', { name: chatName(c), queue: q.display_name || q.name });
+        },
+      });
+      return h('label', { class: 'transfer-option' + (q.name === current ? ' is-current' : '') },
+        radio,
+        h('span', { class: 'transfer-name' },
+          h('strong', { text: q.display_name || q.name }),
+          h('span', { class: 'muted small', text: q.description || '' })),
+        h('span', { class: 'transfer-figures' },
+          q.name === current ? h('span', { class: 'chip chip-xs', text: t('chat.transfer.current') }) : null,
+          h('span', { class: 'chip chip-xs ' + (q.waiting ? 'tone-warn' : 'tone-muted'), text: t('chat.transfer.waiting', { n: q.waiting || 0 }) }),
+          fig && fig.asa_ms != null ? h('span', { class: 'chip chip-xs tone-muted', text: t('chat.transfer.asa', { time: formatDuration(fig.asa_ms) }) }) : null));
+    }));
+  }
+
+  function tickChats() {
+    for (const [id, pane] of chatPanes) {
+      const c = chatOf(id);
+      if (c && !pane.root.hidden) tickChatPane(c, pane);
+    }
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    const c = app.activeChat != null ? chatOf(app.activeChat) : null;
+    if (c) chatChanged(c, {});
+  });
+
   // ------------------------------------------------------------------ extension points
 
   /** For the channel panes that come later: work items and socket message handlers. */
@@ -1693,6 +3085,7 @@
     setInterval(() => {
       if (!app.user) return;
       tickStateTimer();
+      tickChats();
       if (sock.status === 'reconnecting') renderConn();
     }, 1000);
     // Countdowns of offers and wrap-up: often enough that a second never shows twice as long.
