@@ -781,7 +781,12 @@
     const left = msUntil(e.expires_at);
     e.windowMs = left && left > 0 ? left : null;
     app.acd.contacts.set(c.id, e);
-    if (c.channel === 'chat' && msg.chat) upsertChat(c.id, msg.chat, c);
+    if (c.channel === 'chat' && msg.chat) {
+      const chat = upsertChat(c.id, msg.chat, c);
+      // Offered while the customer waits with the chat open: they are there (chat_presence
+      // tells when that changes).
+      if (chat && chat.online === null && chat.open) chat.online = true;
+    }
     renderWorkItems();
     showContactCustomer(e, true);
   }
@@ -2267,6 +2272,11 @@
       h('div', { class: 'chat-head-actions' }, pane.transferBtn, pane.endBtn));
 
     pane.transcript = h('div', { class: 'transcript', role: 'log', 'aria-live': 'polite', 'aria-label': t('chat.transcript') });
+    // The transcript shrinks when the typing line, the composer or the closed banner grow:
+    // a reader at the latest message stays there.
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => { if (pane.stickBottom) pane.transcript.scrollTop = pane.transcript.scrollHeight; }).observe(pane.transcript);
+    }
     pane.transcript.addEventListener('scroll', () => {
       const el = pane.transcript;
       pane.stickBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
@@ -2409,7 +2419,7 @@
     pane.presence.dataset.online = presence === null ? 'unknown' : String(presence);
     pane.presence.replaceChildren(h('span', { class: 'presence-dot', 'aria-hidden': 'true' }),
       h('span', { text: presence === null ? t('chat.presence.unknown') : t(presence ? 'chat.presence.online' : 'chat.presence.offline') }));
-    pane.presence.hidden = !!(c.ended || c.transferredTo);
+    pane.presence.hidden = presence === null;
     const topic = c.visitor && c.visitor.topic;
     pane.topic.textContent = topic ? tOr('chat.topic.', topic) : '';
     pane.topic.hidden = !topic;
@@ -2568,7 +2578,10 @@
     if (from === 'note') {
       rec.bubble.append(h('span', { class: 'note-label' }, icon('lock', 'icon-xs'), h('span', { text: t('chat.note_label') })));
     }
-    if (m.text) rec.bubble.append(h('div', { class: 'msg-text', text: m.text }));
+    // An upload's message text is its file name: the chip says it already.
+    const caption = m.attachment && m.text === m.attachment.name ? '' : m.text;
+    if (caption) rec.bubble.append(h('div', { class: 'msg-text', text: caption }));
+    if (m.attachment && !caption) rec.bubble.classList.add('is-attachment');
     if (m.attachment) rec.bubble.append(attachmentNode(m.attachment));
     rec.status = h('span', { class: 'msg-status' });
     rec.meta = h('div', { class: 'msg-meta' },

@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -42,6 +43,44 @@ const VISITOR_B = { name: '张伟', email: `zhang.wei.${RUN}@example.net`, phone
 const XSS = '<img src=x onerror=alert(1)>';
 const CANNED_TITLE = `e2e 问候 ${RUN}`;
 const CANNED_BODY = '您好 {customer.name}，我是 {agent.name}，您的工单号是 {contact.id}。';
+
+/** A small real PNG (a blue-to-amber gradient), made here so the test ships no binary file. */
+function makePng(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; ihdr[9] = 2; // 8-bit RGB
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y += 1) {
+    for (let x = 0; x < w; x += 1) {
+      const o = y * (w * 3 + 1) + 1 + x * 3;
+      const f = x / (w - 1);
+      raw[o] = Math.round(37 + f * (245 - 37));
+      raw[o + 1] = Math.round(99 + f * (158 - 99));
+      raw[o + 2] = Math.round(235 - f * (235 - 11));
+    }
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
 
 const LAUNCH_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -122,7 +161,7 @@ const CUSTOMER_HARNESS = `(() => {
           st.token = f.token || st.token; st.state = f.state; st.conversation_id = f.conversation_id; save();
           for (const u of st.unacked) ws.send(JSON.stringify({ type: 'message', client_id: u.client_id, text: u.text }));
           break;
-        case 'message': add({ seq: f.seq, from: f.from, text: f.text, name: f.name, event: f.event, client_id: f.client_id });
+        case 'message': add({ seq: f.seq, from: f.from, text: f.attachment ? '📎 ' + f.attachment.name : f.text, name: f.name, event: f.event, client_id: f.client_id });
           if (f.event === 'agent_joined') st.state = 'connected';
           break;
         case 'ack': {
@@ -155,6 +194,16 @@ const CUSTOMER_HARNESS = `(() => {
     return client_id;
   };
   window.customerFrame = (f) => st.ws.send(JSON.stringify(f));
+  // An upload into the conversation (POST /chat/attachments, docs/chat.md).
+  window.customerUpload = async (b64, type, name) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const client_id = cid();
+    const res = await fetch('/chat/attachments', { method: 'POST', body: bytes, headers: {
+      Authorization: 'Bearer ' + st.token, 'Content-Type': type, 'X-Filename': encodeURIComponent(name), 'X-Client-Id': client_id } });
+    const body = await res.json();
+    if (res.status === 201) add({ seq: body.seq, from: 'customer', text: '📎 ' + name, client_id });
+    return { status: res.status, body };
+  };
   document.addEventListener('DOMContentLoaded', () => {
     document.documentElement.lang = 'zh-CN';
     document.head.innerHTML = '';
@@ -299,7 +348,9 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
   async function agentTranscript(id) {
     return agent.locator(`${pane(id)} .transcript .msg`).evaluateAll((els) => els.map((el) => ({
       seq: el.dataset.seq ? +el.dataset.seq : null, from: el.dataset.from, status: el.dataset.status || null,
-      text: (el.querySelector('.msg-text') || el.querySelector('.msg-system-text') || {}).textContent || '',
+      text: (el.querySelector('.msg-text') || el.querySelector('.msg-system-text') || {}).textContent
+        || (el.querySelector('.att-image img') ? '📎 ' + el.querySelector('.att-image img').alt : '')
+        || (el.querySelector('.att-file-name') ? '📎 ' + el.querySelector('.att-file-name').textContent : ''),
     })));
   }
   async function agentShows(id, pred, what, timeoutMs) {
@@ -452,6 +503,30 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     verified(`Chinese both ways; IME Enter (isComposing/229/composition events) did not send; Shift+Enter newline; sent → read (seq ${got.seq}); typing both ways`);
   });
 
+  await step('attachments: an image shows as a thumbnail, a file as a chip; both download', async () => {
+    const png = makePng(96, 64);
+    const up = await custA.evaluate(([b64]) => window.customerUpload(b64, 'image/png', '墨盒照片.png'), [png.toString('base64')]);
+    assert.equal(up.status, 201, `image upload: ${JSON.stringify(up.body)}`);
+    const txt = Buffer.from('订单 A-10086\n破损：1 盒\n', 'utf8');
+    const up2 = await custA.evaluate(([b64]) => window.customerUpload(b64, 'text/plain', '破损说明.txt'), [txt.toString('base64')]);
+    assert.equal(up2.status, 201, `file upload: ${JSON.stringify(up2.body)}`);
+    const p = agent.locator(pane(chatA.contactId));
+    const img = p.locator(`.msg[data-seq="${up.body.seq}"] a.att-image img`);
+    await img.waitFor();
+    await waitFor('the thumbnail to load', () => img.evaluate((el) => el.complete && el.naturalWidth === 96));
+    const chip = p.locator(`.msg[data-seq="${up2.body.seq}"] a.att-file`);
+    await chip.waitFor();
+    assert.ok((await chip.innerText()).includes('破损说明.txt'), 'file chip shows the name');
+    const href = await chip.getAttribute('href');
+    assert.match(href, /^\/api\/v1\/attachments\/\d+$/);
+    const [download] = await Promise.all([agent.waitForEvent('download'), chip.click()]);
+    assert.equal(download.suggestedFilename(), '破损说明.txt');
+    const saved = fs.readFileSync(await download.path());
+    assert.deepEqual(saved, txt, 'the downloaded file is the uploaded one');
+    await shot(agent, 'chat-04-attachments-console.png');
+    verified(`image thumbnail (96x64 from /api/v1/attachments) and file chip; download "破损说明.txt" byte-identical`);
+  });
+
   await step('markup in a message shows as text on both sides', async () => {
     await custA.evaluate((x) => window.customerSend(x), XSS);
     const shown = await agentShows(chatA.contactId, (m) => m.from === 'customer' && m.text === XSS, 'the customer\'s markup as text');
@@ -461,8 +536,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await input.press('Enter');
     await customerGot(custA, (m) => m.from === 'agent' && m.text === XSS, 'the agent\'s markup as text');
     await agentShows(chatA.contactId, (m) => m.from === 'agent' && m.text === XSS && m.status !== 'sending', 'the agent\'s markup, sent');
-    const imgs = await agent.locator(`${pane(chatA.contactId)} .transcript img`).count();
-    assert.equal(imgs, 0, 'no <img> element was made from message text');
+    const imgs = await agent.locator(`${pane(chatA.contactId)} .transcript img:not(.att-image img)`).count();
+    assert.equal(imgs, 0, 'no <img> element was made from message text (only attachment thumbnails)');
     const custImgs = await custA.locator('#log img').count();
     assert.equal(custImgs, 0, 'no <img> on the customer side');
     await sleep(300);
@@ -478,7 +553,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await search.fill(RUN);
     const item = p.locator('.canned-item', { hasText: CANNED_TITLE });
     await item.waitFor();
-    await shot(agent, 'chat-04-canned-console.png');
+    await shot(agent, 'chat-05-canned-console.png');
     await item.click();
     const want = `您好 ${CUSTOMER_A.name}，我是 ${agentName}，您的工单号是 ${chatA.contactId}。`;
     assert.equal(await p.locator('textarea[data-role="composer"]').inputValue(), want, 'placeholders filled in the composer');
@@ -506,8 +581,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const cs = await customerState(custA);
     assert.ok(!cs.messages.some((m) => m.text === note), 'the customer never got the note');
     assert.ok(!(await custA.evaluate((n) => JSON.stringify(window.customer.frames).includes(n), note)), 'no frame to the customer carried the note');
-    await shot(agent, 'chat-05-note-console.png');
-    await shot(custA, 'chat-05-note-customer.png');
+    await shot(agent, 'chat-06-note-console.png');
+    await shot(custA, 'chat-06-note-customer.png');
     verified('internal note shown amber and labelled 内部备注; not in any frame the customer received');
   });
 
@@ -589,6 +664,10 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     for (const m of after.filter((x) => x.from !== 'system')) {
       assert.equal(shown.find((s) => s.seq === m.seq).text, m.text, `message ${m.seq} reads the same on both sides`);
     }
+    // The console saw the customer go and come back.
+    const presence = agentFrames.filter((f) => f.type === 'chat_presence' && f.contact_id === chatA.contactId).map((f) => f.online);
+    assert.ok(presence.includes(false) && presence[presence.length - 1] === true, `chat_presence offline then online (got ${presence})`);
+    await agent.locator(`${pane(chatA.contactId)} .presence[data-online="true"]`).waitFor();
     await custA.evaluate(() => window.customerSend('刷新后还能继续聊吗？'));
     await agentShows(chatA.contactId, (m) => m.text === '刷新后还能继续聊吗？', 'a message after the reload');
     await shot(custA, 'chat-10-after-reload-customer.png');
