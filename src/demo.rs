@@ -257,6 +257,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAcco
             customer,
         });
     }
+    seed_canned_responses(store, now).await?;
     let outcomes = store.import_customers(&rows, now).await?;
     let ids: Vec<i64> = outcomes
         .iter()
@@ -421,7 +422,7 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAcco
                         priority: 0,
                         subject: Some(subject.into()),
                         agent_id: None,
-                conversation_id: None,
+                        conversation_id: None,
                     },
                     now + days * 86_400_000,
                 )
@@ -444,4 +445,187 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAcco
         }
     }
     Ok(accounts)
+}
+
+/// Canned responses for the chat and email panes, in the three languages.
+const CANNED: &[(&str, &str, &str)] = &[
+    (
+        "问候",
+        "您好 {customer.name}，我是客服 {agent.name}，很高兴为您服务。请问有什么可以帮您？",
+        "zh-CN",
+    ),
+    ("稍等", "好的，请稍等，我马上为您查询。", "zh-CN"),
+    (
+        "补发",
+        "非常抱歉给您带来不便！我们已为您安排补发，预计 2–3 个工作日送达。",
+        "zh-CN",
+    ),
+    (
+        "结束语",
+        "感谢您的耐心，{customer.name}。如果还有其他问题，欢迎随时联系我们，祝您生活愉快！",
+        "zh-CN",
+    ),
+    (
+        "問候",
+        "您好 {customer.name}，我是客服 {agent.name}，很高興為您服務。請問有什麼可以幫您？",
+        "zh-TW",
+    ),
+    ("稍候", "好的，請稍候，我馬上為您查詢。", "zh-TW"),
+    (
+        "結束語",
+        "感謝您的耐心，{customer.name}。如有其他問題，歡迎隨時聯絡我們！",
+        "zh-TW",
+    ),
+    (
+        "Greeting",
+        "Hello {customer.name}, this is {agent.name}. How can I help you today?",
+        "en",
+    ),
+    (
+        "One moment",
+        "Thank you, one moment please while I look into this.",
+        "en",
+    ),
+    (
+        "Closing",
+        "Thank you for contacting us, {customer.name}. Have a great day!",
+        "en",
+    ),
+];
+
+async fn seed_canned_responses(store: &Store, now: i64) -> anyhow::Result<()> {
+    let existing = store.canned_responses().await?;
+    for (title, body, lang) in CANNED {
+        if !existing.iter().any(|c| c.title == *title) {
+            store
+                .create_canned_response(title, body, Some(lang), now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A scripted customer of the demo: who they are, how they open, and what they answer to
+/// each of the agent's messages.
+struct SampleChat {
+    name: &'static str,
+    email: &'static str,
+    language: &'static str,
+    topic: &'static str,
+    opening: &'static str,
+    replies: &'static [&'static str],
+}
+
+const SAMPLE_CHATS: &[SampleChat] = &[
+    SampleChat {
+        name: "王小明",
+        email: "wang.xiaoming@example.cn",
+        language: "zh-CN",
+        topic: "support",
+        opening: "你好，我上周订的墨盒今天到了，有一盒外包装破损，墨水漏了。",
+        replies: &[
+            "订单号是 A-10086。",
+            "可以的，地址不变。谢谢！",
+            "好的，那我等新的到，辛苦了。",
+        ],
+    },
+    SampleChat {
+        name: "Emily Carter",
+        email: "emily.carter@example.com",
+        language: "en",
+        topic: "billing",
+        opening: "Hi, I was charged twice for invoice INV-2291. Could you check?",
+        replies: &[
+            "Sure, it was on the 3rd of this month, both charges are 1,280 CNY.",
+            "Great, thanks for sorting it out so quickly.",
+        ],
+    },
+    SampleChat {
+        name: "陳大文",
+        email: "david.chan@example.tw",
+        language: "zh-TW",
+        topic: "sales",
+        opening: "您好，想詢問一下企業大量採購影印紙有沒有優惠？",
+        replies: &[
+            "大約每個月 200 箱，送到台北。",
+            "好的，麻煩寄報價單給我，謝謝。",
+        ],
+    },
+];
+
+/// Sample traffic for `contact-hub demo`: whenever an agent is available and no sample chat is
+/// running, one of the demo customers opens a web chat through the real chat socket and
+/// answers the agent from its script, so a newcomer sees an offer with a screen-pop at once.
+pub async fn sample_chats(addr: std::net::SocketAddr, hub: crate::hub::HubHandle) {
+    let mut next = 0usize;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    loop {
+        let script = &SAMPLE_CHATS[next % SAMPLE_CHATS.len()];
+        let queue = match script.topic {
+            "billing" => "billing",
+            "sales" => "sales",
+            _ => "support",
+        };
+        let available = hub
+            .outlook(queue, Channel::Chat)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|o| o.open && o.available > 0);
+        if !available {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            continue;
+        }
+        next += 1;
+        if let Err(e) = sample_chat(addr, script).await {
+            tracing::debug!(error = %e, "a demo chat stopped");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(45)).await;
+    }
+}
+
+async fn sample_chat(addr: std::net::SocketAddr, script: &SampleChat) -> anyhow::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat/ws")).await?;
+    let start = serde_json::json!({
+        "type": "start", "name": script.name, "email": script.email, "language": script.language,
+        "topic": script.topic, "page": "http://shop.example.cn/chat/example",
+        "message": {"client_id": "demo-0", "text": script.opening},
+    });
+    ws.send(Message::Text(start.to_string().into())).await?;
+    let mut replies = script.replies.iter();
+    let mut n = 0;
+    // A sample chat lasts at most half an hour.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1800);
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            _ => break,
+        };
+        let Message::Text(text) = msg else { continue };
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        match v["type"].as_str() {
+            Some("ended") => break,
+            Some("message") if v["from"] == "agent" => {
+                let Some(reply) = replies.next() else {
+                    continue;
+                };
+                let typing = serde_json::json!({"type": "typing", "active": true});
+                ws.send(Message::Text(typing.to_string().into())).await?;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    1500 + 40 * reply.chars().count() as u64,
+                ))
+                .await;
+                n += 1;
+                let m = serde_json::json!({"type": "message", "client_id": format!("demo-{n}"), "text": reply});
+                ws.send(Message::Text(m.to_string().into())).await?;
+            }
+            Some("heartbeat") => {
+                ws.send(Message::Text(r#"{"type":"ping"}"#.into())).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

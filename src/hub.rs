@@ -20,6 +20,9 @@ use crate::store::{parse_skills, AgentEventRow, AgentProfile, Store};
 /// Statistics go to supervisors at most this often.
 const STATS_EVERY: Duration = Duration::from_millis(250);
 
+/// Where a contact stands in the ACD: its state, the agent holding it, and its deadline.
+pub type ContactPhase = (ContactState, Option<i64>, Option<Millis>);
+
 /// What an agent asks to do with a contact it holds.
 #[derive(Debug, Clone)]
 pub enum ContactOp {
@@ -100,7 +103,7 @@ enum HubInput {
     },
     Phase {
         contact: i64,
-        reply: oneshot::Sender<Option<(ContactState, Option<i64>, Option<Millis>)>>,
+        reply: oneshot::Sender<Option<ContactPhase>>,
     },
     Positions {
         contacts: Vec<i64>,
@@ -271,10 +274,7 @@ impl HubHandle {
     }
 
     /// Where a contact stands in the ACD: state, agent holding it, deadline.
-    pub async fn contact_phase(
-        &self,
-        contact: i64,
-    ) -> Result<Option<(ContactState, Option<i64>, Option<Millis>)>, HubStopped> {
+    pub async fn contact_phase(&self, contact: i64) -> Result<Option<ContactPhase>, HubStopped> {
         self.ask(|reply| HubInput::Phase { contact, reply }).await
     }
 

@@ -51,7 +51,11 @@ enum Command {
         command: ImportCommand,
     },
     /// Seed a sample company (queues, agents, customers, history), print the logins, and serve.
-    Demo,
+    Demo {
+        /// Also run the scripted customers (sample chats) while agents are available.
+        #[arg(long)]
+        sample_traffic: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import {
             command: ImportCommand::Customers { file, encoding },
         } => import_customers(config, file, encoding).await,
-        Command::Demo => {
+        Command::Demo { sample_traffic } => {
             let store = server::open_store(&config).await?;
             let accounts = demo::seed(&store, &config).await?;
             let url = format!("http://{}", config.http.listen);
@@ -137,9 +141,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     a.password
                 );
             }
-            println!("\n(Passwords are new each time `contact-hub demo` runs.)\n");
+            println!("\n(Passwords are new each time `contact-hub demo` runs.)");
+            println!("The sample shop with the chat widget: {url}/chat/example\n");
             store.close().await;
-            server::serve(config).await
+            server::serve_with(config, move |running| {
+                if sample_traffic {
+                    tokio::spawn(demo::sample_chats(running.addr, running.state.hub.clone()));
+                }
+            })
+            .await
         }
     }
 }

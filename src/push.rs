@@ -12,9 +12,12 @@ use tokio::sync::mpsc;
 /// dropped with a warning, and the console reads the conversations again when it reconnects.
 const QUEUE: usize = 4096;
 
+/// Each agent's open sockets: (socket id, its frames).
+type Sockets = HashMap<i64, Vec<(u64, mpsc::Sender<Value>)>>;
+
 #[derive(Default)]
 pub struct AgentPush {
-    sockets: RwLock<HashMap<i64, Vec<(u64, mpsc::Sender<Value>)>>>,
+    sockets: RwLock<Sockets>,
     next: AtomicU64,
 }
 

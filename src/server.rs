@@ -234,7 +234,13 @@ impl Drop for AbortOnDrop {
 
 /// `contact-hub serve`: start, say where, and stop cleanly on Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    serve_with(config, |_| {}).await
+}
+
+/// [`serve`], calling `started` once the hub is up (the demo adds its sample traffic there).
+pub async fn serve_with(config: Config, started: impl FnOnce(&Running)) -> anyhow::Result<()> {
     let running = start(config).await?;
+    started(&running);
     let state = running.state.clone();
     tracing::info!(
         database = state.store.backend().name(),

@@ -218,3 +218,43 @@ pub async fn metrics(
     )
         .into_response())
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct LiveAgent {
+    pub id: i64,
+    pub display_name: String,
+    pub role: Role,
+    pub state: crate::agents::AgentStateView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LiveAgents {
+    /// Logged-in agents and supervisors with their live state, by name.
+    pub agents: Vec<LiveAgent>,
+}
+
+/// Who is logged in now, with their state (e.g. to transfer a contact to a colleague).
+#[utoipa::path(get, path = "/api/v1/agents", tag = "users",
+    responses((status = 200, body = LiveAgents)))]
+pub async fn live_agents(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<LiveAgents>, ApiError> {
+    user.require(&[Role::Agent, Role::Supervisor, Role::Admin])?;
+    let live = state.hub.agents().await.map_err(|_| ApiError::internal())?;
+    let users = state.store.list_users().await?;
+    let mut agents: Vec<LiveAgent> = live
+        .into_iter()
+        .filter_map(|(id, view)| {
+            let u = users.iter().find(|u| u.id == id)?;
+            Some(LiveAgent {
+                id,
+                display_name: u.display_name.clone(),
+                role: u.role,
+                state: view,
+            })
+        })
+        .collect();
+    agents.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+    Ok(Json(LiveAgents { agents }))
+}

@@ -27,7 +27,7 @@ use crate::server::AppState;
         customers::search, customers::create, customers::get, customers::update, customers::delete,
         customers::records, customers::upsert_record, customers::history, customers::screen_pop,
         misc::contacts, misc::contact, routing::create_contact, routing::position, routing::queues, routing::set_profile, routing::routing_status,
-        misc::users, misc::create_user, misc::create_case,
+        misc::users, misc::create_user, misc::live_agents, misc::create_case,
         misc::healthz, misc::metrics,
         crate::chat::http::status, crate::chat::http::upload, crate::chat::http::transcript, crate::chat::http::leave_message,
         crate::chat::http::request_callback, crate::chat::http::agent_download,
@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(routing::set_profile),
         )
         .route("/users", get(misc::users).post(misc::create_user))
+        .route("/agents", get(misc::live_agents))
         .route("/agent/ws", get(crate::ws::agent_socket))
         .route("/supervisor/ws", get(crate::ws::supervisor_socket))
         .route("/openapi.json", get(openapi))

@@ -193,14 +193,24 @@ impl Backend {
             return Ok(None);
         };
         let contact = chat.contact.as_ref();
+        // Who serves it now is the ACD's to say (the store may lag behind, e.g. just after a
+        // restart put served chats back in line).
+        let phase = match contact {
+            Some(c) => self.hub.contact_phase(c.id).await.ok().flatten(),
+            None => None,
+        };
+        let serving = match phase {
+            Some((ContactState::Connected, Some(a), _)) => Some(a),
+            _ => None,
+        };
         let state = if !chat.open {
             ConversationState::Ended
-        } else if contact.is_some_and(|c| c.state == ContactState::Connected) {
+        } else if serving.is_some() {
             ConversationState::Connected
         } else {
             ConversationState::Queued
         };
-        let agent = match (state, contact.and_then(|c| c.agent_id)) {
+        let agent = match (state, serving) {
             (ConversationState::Connected, Some(a)) => {
                 let u = self.store.get_user(a).await?;
                 Some(channel_chat::Agent {
@@ -549,11 +559,13 @@ impl ChatService {
     /// The agent now serving a conversation: joins it if the ACD says so but the news was
     /// missed (a lagging event stream).
     pub async fn joined(&self, conversation: i64, agent: i64) {
-        self.links.set_serving(conversation, Some(agent));
         if self.ensure_live(conversation).await {
             let a = self.agent(agent).await;
             let _ = self.engine.agent(conversation, AgentInput::Joined(a)).await;
         }
+        // Only now: whoever sees the agent as serving sends after the join (the engine takes
+        // commands in order), so no message of theirs can arrive before it.
+        self.links.set_serving(conversation, Some(agent));
     }
 
     async fn run(

@@ -170,7 +170,7 @@ pub enum Target {
 /// What the agent's console is told.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentEvent {
-    Message(MessageView),
+    Message(Box<MessageView>),
     Typing {
         active: bool,
     },
@@ -218,6 +218,9 @@ enum AckTo {
 struct Pending {
     message: Message,
     ack: AckTo,
+    /// Sent to the customer once this message is (or could not be) stored: the `ended` frame
+    /// follows the closing message.
+    then: Option<ServerFrame>,
 }
 
 pub struct Conversation {
@@ -397,9 +400,9 @@ impl Conversation {
                     self.offline_since = Some(now);
                     if self.customer_typing {
                         self.customer_typing = false;
-                        self.to_agent(AgentEvent::Typing { active: false });
+                        self.tell_agent(AgentEvent::Typing { active: false });
                     }
-                    self.to_agent(AgentEvent::CustomerOnline(false));
+                    self.tell_agent(AgentEvent::CustomerOnline(false));
                 }
             }
             Input::CustomerMessage {
@@ -417,14 +420,14 @@ impl Conversation {
                 self.idle_warned = false;
                 if active != self.customer_typing {
                     self.customer_typing = active;
-                    self.to_agent(AgentEvent::Typing { active });
+                    self.tell_agent(AgentEvent::Typing { active });
                 }
             }
             Input::CustomerRead { seq } => {
                 let seq = seq.min(self.next_seq.saturating_sub(1));
                 if seq > self.customer_read {
                     self.customer_read = seq;
-                    self.to_agent(AgentEvent::Read { seq });
+                    self.tell_agent(AgentEvent::Read { seq });
                 }
             }
             Input::CustomerEnd => {
@@ -476,13 +479,13 @@ impl Conversation {
                 }
                 self.agent_typing = active;
                 let name = self.agent.as_ref().map(|a| a.name.clone());
-                self.to_customer(Target::All, ServerFrame::Typing { active, name });
+                self.tell_customer(Target::All, ServerFrame::Typing { active, name });
             }
             Input::AgentRead { seq } => {
                 let seq = seq.min(self.next_seq.saturating_sub(1));
                 if seq > self.agent_read {
                     self.agent_read = seq;
-                    self.to_customer(Target::All, ServerFrame::Read { seq });
+                    self.tell_customer(Target::All, ServerFrame::Read { seq });
                 }
             }
             Input::AgentEnd => {
@@ -499,7 +502,7 @@ impl Conversation {
                 }
                 if self.queue != Some((position, expected_wait_secs)) {
                     self.queue = Some((position, expected_wait_secs));
-                    self.to_customer(
+                    self.tell_customer(
                         Target::All,
                         ServerFrame::Queue {
                             position,
@@ -534,7 +537,7 @@ impl Conversation {
                 agent,
             }
         };
-        self.to_customer(Target::Conn(conn), first);
+        self.tell_customer(Target::Conn(conn), first);
         let start = self.messages.partition_point(|m| m.seq <= last_seq);
         let replay: Vec<ServerFrame> = self.messages[start..]
             .iter()
@@ -542,10 +545,10 @@ impl Conversation {
             .map(|m| ServerFrame::Message(m.customer_view()))
             .collect();
         for f in replay {
-            self.to_customer(Target::Conn(conn), f);
+            self.tell_customer(Target::Conn(conn), f);
         }
         if let Some((position, expected_wait_secs)) = self.queue {
-            self.to_customer(
+            self.tell_customer(
                 Target::Conn(conn),
                 ServerFrame::Queue {
                     position,
@@ -555,13 +558,13 @@ impl Conversation {
         }
         if self.agent_typing {
             let name = self.agent.as_ref().map(|a| a.name.clone());
-            self.to_customer(
+            self.tell_customer(
                 Target::Conn(conn),
                 ServerFrame::Typing { active: true, name },
             );
         }
         if self.agent_read > 0 {
-            self.to_customer(
+            self.tell_customer(
                 Target::Conn(conn),
                 ServerFrame::Read {
                     seq: self.agent_read,
@@ -570,11 +573,11 @@ impl Conversation {
         }
         if self.state == ConversationState::Ended {
             if let Some(reason) = self.end_reason() {
-                self.to_customer(Target::Conn(conn), ServerFrame::Ended { reason });
+                self.tell_customer(Target::Conn(conn), ServerFrame::Ended { reason });
             }
         }
         if was_offline && self.state != ConversationState::Ended {
-            self.to_agent(AgentEvent::CustomerOnline(true));
+            self.tell_agent(AgentEvent::CustomerOnline(true));
         }
     }
 
@@ -604,7 +607,7 @@ impl Conversation {
         let refuse = |this: &mut Self, e: FrameError| {
             let e = e.for_message(&client_id);
             if let Some(c) = conn {
-                this.to_customer(Target::Conn(c), e.frame());
+                this.tell_customer(Target::Conn(c), e.frame());
             }
             if let Some(t) = ticket {
                 this.outputs.push_back(Output::Acked {
@@ -630,7 +633,7 @@ impl Conversation {
                 };
                 let view = m.customer_view();
                 if let Some(c) = conn {
-                    self.to_customer(Target::Conn(c), ack);
+                    self.tell_customer(Target::Conn(c), ack);
                 }
                 if let Some(t) = ticket {
                     self.outputs.push_back(Output::Acked {
@@ -748,7 +751,11 @@ impl Conversation {
             conversation_id: self.id,
             message: message.clone(),
         }));
-        self.pending.push_back(Pending { message, ack });
+        self.pending.push_back(Pending {
+            message,
+            ack,
+            then: None,
+        });
     }
 
     fn system(&mut self, now: Millis, event: &str, text: String) {
@@ -774,7 +781,9 @@ impl Conversation {
         self.agent_typing = false;
         let text = system_text(&self.language, SystemText::Ended(reason));
         self.system(now, &format!("ended_{}", reason.as_str()), text);
-        self.to_customer(Target::All, ServerFrame::Ended { reason });
+        if let Some(p) = self.pending.back_mut() {
+            p.then = Some(ServerFrame::Ended { reason });
+        }
         let agent = self.agent.as_ref().map(|a| a.id);
         self.outputs.push_back(Output::Agent {
             agent,
@@ -791,7 +800,11 @@ impl Conversation {
             return;
         };
         let m = p.message;
+        let then = p.then;
         if !ok {
+            if let Some(f) = then {
+                self.tell_customer(Target::All, f);
+            }
             if let Some(id) = &m.client_id {
                 match m.from {
                     From::Customer => self.customer_ids.remove(id),
@@ -809,7 +822,7 @@ impl Conversation {
                         None => e,
                     };
                     for c in conns {
-                        self.to_customer(Target::Conn(c), e.frame());
+                        self.tell_customer(Target::Conn(c), e.frame());
                     }
                 }
                 AckTo::Ticket(t) => {
@@ -840,14 +853,14 @@ impl Conversation {
                 at: rfc3339(m.at),
             };
             for c in &sender_conns {
-                self.to_customer(Target::Conn(*c), ack.clone());
+                self.tell_customer(Target::Conn(*c), ack.clone());
             }
         }
         if m.from != From::Note {
             let frame = ServerFrame::Message(m.customer_view());
             match sender_conns.as_slice() {
-                [] => self.to_customer(Target::All, frame),
-                [only] => self.to_customer(Target::AllExcept(*only), frame),
+                [] => self.tell_customer(Target::All, frame),
+                [only] => self.tell_customer(Target::AllExcept(*only), frame),
                 many => {
                     let others: Vec<ConnId> = self
                         .conns
@@ -856,10 +869,13 @@ impl Conversation {
                         .filter(|c| !many.contains(c))
                         .collect();
                     for c in others {
-                        self.to_customer(Target::Conn(c), frame.clone());
+                        self.tell_customer(Target::Conn(c), frame.clone());
                     }
                 }
             }
+        }
+        if let Some(f) = then {
+            self.tell_customer(Target::All, f);
         }
         let view = m.view();
         if let AckTo::Ticket(t) = p.ack {
@@ -868,10 +884,10 @@ impl Conversation {
                 result: Ok(view.clone()),
             });
         }
-        self.to_agent(AgentEvent::Message(view));
+        self.tell_agent(AgentEvent::Message(Box::new(view)));
     }
 
-    fn to_customer(&mut self, to: Target, frame: ServerFrame) {
+    fn tell_customer(&mut self, to: Target, frame: ServerFrame) {
         let any = match to {
             Target::All => !self.conns.is_empty(),
             Target::Conn(c) => self.conns.contains(&c),
@@ -882,7 +898,7 @@ impl Conversation {
         }
     }
 
-    fn to_agent(&mut self, event: AgentEvent) {
+    fn tell_agent(&mut self, event: AgentEvent) {
         let agent = self.agent.as_ref().map(|a| a.id);
         self.outputs.push_back(Output::Agent { agent, event });
     }

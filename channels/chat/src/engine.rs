@@ -129,7 +129,7 @@ enum Command {
     /// Make a conversation live (if it is not) and, with a socket, attach it.
     Activate {
         snapshot: Snapshot,
-        socket: Option<(ConnId, IpAddr, u64, Option<String>, mpsc::Sender<Outbound>)>,
+        socket: Option<Attach>,
     },
     Closed {
         conn: ConnId,
@@ -171,6 +171,16 @@ enum Command {
     Stored {
         results: Vec<(i64, u64, bool)>,
     },
+}
+
+/// A customer socket joining a conversation: its id, address, the last seq it has, the resume
+/// token when it just started the conversation, and where its frames go.
+struct Attach {
+    conn: ConnId,
+    ip: IpAddr,
+    last_seq: u64,
+    started: Option<String>,
+    tx: mpsc::Sender<Outbound>,
 }
 
 /// The agent's side of a conversation.
@@ -275,7 +285,13 @@ impl ChatHandle {
     ) -> Result<(), Stopped> {
         self.send(Command::Activate {
             snapshot,
-            socket: Some((conn, ip, last_seq, started, tx)),
+            socket: Some(Attach {
+                conn,
+                ip,
+                last_seq,
+                started,
+                tx,
+            }),
         })
         .await
     }
@@ -537,8 +553,8 @@ impl Engine {
                     self.conversations.insert(id, c);
                     self.flush(now, id);
                 }
-                if let Some((conn, ip, last_seq, started, tx)) = socket {
-                    self.attach(now, id, conn, ip, last_seq, started, tx);
+                if let Some(a) = socket {
+                    self.attach(now, id, a.conn, a.ip, a.last_seq, a.started, a.tx);
                 }
             }
             Command::Closed { conn } => {
@@ -756,14 +772,11 @@ impl Engine {
 
     /// Carries out what a conversation asked for and re-arms its timer.
     fn flush(&mut self, now: Millis, id: i64) {
-        loop {
-            let Some(out) = self
-                .conversations
-                .get_mut(&id)
-                .and_then(|c| c.poll_output())
-            else {
-                break;
-            };
+        while let Some(out) = self
+            .conversations
+            .get_mut(&id)
+            .and_then(|c| c.poll_output())
+        {
             match out {
                 Output::Store(m) => {
                     let _ = self.writer.send(m);
@@ -828,7 +841,7 @@ impl Engine {
         // Ended conversations need a sweep even without a timer of their own.
         if self.idle_since.contains_key(&id) {
             let at = now + self.config.keep_ended_ms + 1;
-            if self.deadlines.get(&id).is_none() {
+            if !self.deadlines.contains_key(&id) {
                 self.timers.insert((at, id));
                 self.deadlines.insert(id, at);
             }
