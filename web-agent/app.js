@@ -1831,8 +1831,9 @@
     } catch (err) { /* storage full or disabled */ }
   }
 
+  /** A chat of the chat channel (a conversation); a chat contact made over REST has none. */
   function isChatEntry(e) {
-    return !!e && e.contact && e.contact.channel === 'chat';
+    return !!e && !!e.contact && e.contact.channel === 'chat' && (app.chats.has(e.id) || e.contact.conversation_id != null);
   }
 
   function chatOf(id) {
@@ -2069,7 +2070,7 @@
     const keep = new Set();
     for (const item of Array.isArray(msg.contacts) ? msg.contacts : []) {
       const c0 = item && item.contact;
-      if (!c0 || c0.channel !== 'chat') continue;
+      if (!c0 || c0.channel !== 'chat' || (!item.chat && c0.conversation_id == null)) continue;
       keep.add(c0.id);
       const c = upsertChat(c0.id, item.chat || { conversation_id: c0.conversation_id }, c0);
       if (c && !item.chat && item.state !== 'offered') socketSend({ type: 'chat_history', contact_id: c0.id });
