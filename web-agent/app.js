@@ -2224,7 +2224,7 @@
   }
 
   function rebuildChatPanes() {
-    for (const [id, pane] of chatPanes) {
+    for (const [id, pane] of [...chatPanes]) { // a copy: the loop puts new panes in the map
       const c = chatOf(id);
       pane.root.remove();
       chatPanes.delete(id);
@@ -2451,9 +2451,12 @@
   function renderChatClosed(c, pane) {
     const e = chatEntry(c);
     let key = null;
+    // After a reload the reason is in the transcript: the last system notice says how it ended.
+    const endEvent = [...c.messages].reverse().find((m) => m.from === 'system' && /^(ended_|transferred$)/.test(m.event || ''));
+    const endedBy = c.ended || (endEvent && endEvent.event.startsWith('ended_') ? endEvent.event.slice(6) : null);
     if (c.transferredTo) key = 'chat.closed.transferred';
-    else if (c.ended) key = 'chat.closed.' + (I18N.has('chat.closed.' + c.ended) ? c.ended : 'agent');
-    else if (e && e.state === 'wrap_up') key = 'chat.closed.agent';
+    else if (endedBy) key = 'chat.closed.' + (I18N.has('chat.closed.' + endedBy) ? endedBy : 'over');
+    else if (e && e.state === 'wrap_up') key = 'chat.closed.over';
     if (key && !c.endedAt) c.endedAt = serverNow();
     pane.closed.hidden = !key;
     if (!key) return;
@@ -2598,7 +2601,7 @@
   function formatTime(value) {
     const d = parseDate(value);
     if (!d) return '';
-    return new Intl.DateTimeFormat(I18N.getLang(), { hour: '2-digit', minute: '2-digit' }).format(d);
+    return new Intl.DateTimeFormat(I18N.getLang(), { timeStyle: 'short' }).format(d);
   }
 
   function updateMessageNode(c, rec, m, pending, meId) {

@@ -726,6 +726,27 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     verified(`console reload: chat ${chatA.contactId} (${beforeA.length} messages, notes included) and chat ${chatB.contactId} (${beforeB.length}) restored`);
   });
 
+  await step('the chat pane speaks en and zh-TW too, and a language switch keeps the draft', async () => {
+    const p = agent.locator(pane(chatA.contactId));
+    await agent.locator(`li.chat-card[data-contact-id="${chatA.contactId}"] .acd-main`).click();
+    await p.locator('textarea[data-role="composer"]').fill('草稿：换语言也不会丢');
+    const want = { en: ['Internal note', 'End chat', 'Transfer'], 'zh-TW': ['內部備註', '結束對話', '轉接'], 'zh-CN': ['内部备注', '结束对话', '转接'] };
+    for (const lang of ['en', 'zh-TW', 'zh-CN']) {
+      await agent.selectOption('#header-lang', lang);
+      await agent.waitForFunction((l) => document.documentElement.lang === l, lang);
+      const p2 = agent.locator(pane(chatA.contactId));
+      await p2.waitFor({ state: 'visible' });
+      assert.equal((await p2.locator('.mode-tab[data-mode="note"]').innerText()).trim(), want[lang][0], `${lang} note tab`);
+      assert.equal((await p2.locator('[data-action="end-chat"]').innerText()).trim(), want[lang][1], `${lang} end button`);
+      assert.equal((await p2.locator('[data-action="transfer"]').innerText()).trim(), want[lang][2], `${lang} transfer button`);
+      assert.equal((await p2.locator('.msg-note .note-label').first().textContent()).trim(), want[lang][0], `${lang} note label`);
+      assert.equal(await p2.locator('textarea[data-role="composer"]').inputValue(), '草稿：换语言也不会丢', `${lang}: the draft is kept`);
+      if (lang !== 'zh-CN') await shot(agent, `chat-13-${lang}-console.png`);
+    }
+    await p.locator('textarea[data-role="composer"]').fill('');
+    verified('chat pane in en, zh-TW and zh-CN; the draft survived each switch');
+  });
+
   await step('transfer the second chat to the billing queue, with a confirmation; wrap it up', async () => {
     await agent.locator(`li.chat-card[data-contact-id="${chatB.contactId}"] .acd-main`).click();
     await agent.locator(`${pane(chatB.contactId)} [data-action="transfer"]`).click();
@@ -734,13 +755,13 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     assert.ok(await dlg.locator('[data-action="confirm-transfer"]').isDisabled(), 'nothing chosen, nothing to confirm');
     await dlg.locator('input[data-queue="billing"]').check();
     assert.ok((await dlg.locator('.transfer-confirm').innerText()).includes('账务'), 'the confirmation names the queue');
-    await shot(agent, 'chat-13-transfer-console.png');
+    await shot(agent, 'chat-14-transfer-console.png');
     await dlg.locator('[data-action="confirm-transfer"]').click();
     const tr = await waitFor('transferred', () => agentFrames.find((f) => f.type === 'transferred' && f.contact_id === chatB.contactId));
     assert.equal(tr.queue, 'billing');
     await agent.locator(`li.wrapup-card[data-contact-id="${chatB.contactId}"]`).waitFor();
     await customerGot(custB, (m) => m.from === 'system' && m.seq > 3, 'the transfer notice');
-    await shot(custB, 'chat-13-transferred-customer-b.png');
+    await shot(custB, 'chat-14-transferred-customer-b.png');
     const card = agent.locator(`li.wrapup-card[data-contact-id="${chatB.contactId}"]`);
     await card.locator('[data-role="disposition"]').selectOption('escalated');
     await card.locator('[data-role="notes"]').fill('转账务组处理周末值班咨询');
@@ -757,8 +778,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const card = agent.locator(`li.wrapup-card[data-contact-id="${chatA.contactId}"]`);
     await card.waitFor();
     await agent.locator(`${pane(chatA.contactId)} .chat-closed:not([hidden])`).waitFor();
-    await shot(agent, 'chat-14-wrapup-console.png');
-    await shot(custA, 'chat-14-ended-customer.png');
+    await shot(agent, 'chat-15-wrapup-console.png');
+    await shot(custA, 'chat-15-ended-customer.png');
     await card.locator('[data-role="disposition"]').selectOption('resolved');
     await card.locator('[data-role="notes"]').fill('墨盒免费补发，发票重开');
     await card.locator('[data-action="wrap_up"]').click();
@@ -771,7 +792,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const pop = await rest('GET', `/api/v1/customers/${c.json.contact.customer_id}/screen-pop`, supToken);
     const mine = (pop.json.recent_contacts || []).find((x) => x.id === chatA.contactId);
     assert.ok(mine && mine.state === 'closed', 'the screen-pop history lists the chat as closed');
-    await shot(agent, 'chat-15-closed-console.png');
+    await shot(agent, 'chat-16-closed-console.png');
     assert.deepEqual(pageErrors, [], 'no page errors');
     verified(`chat ${chatA.contactId} ended by the agent, wrapped up "resolved", closed in the store and in the customer's history`);
   });
