@@ -55,6 +55,14 @@ struct LegEntry {
     local_sdp: Option<String>,
 }
 
+/// An outbound call ringing several phones at once; the hub knows only the parent id.
+struct Fork {
+    branches: Vec<LegId>,
+    winner: Option<LegId>,
+    failures: Vec<u16>,
+    done: bool,
+}
+
 struct PendingOffer {
     leg: LegId,
     handle: rsipstack::dialog::dialog::TransactionHandle,
@@ -69,6 +77,9 @@ struct Core {
     credentials: Arc<dyn CredentialStore>,
     legs: Mutex<HashMap<LegId, LegEntry>>,
     offers: Mutex<HashMap<OfferId, PendingOffer>>,
+    forks: Mutex<HashMap<LegId, Fork>>,
+    /// Fork branch -> the parent leg the hub knows.
+    parent_of: Mutex<HashMap<LegId, LegId>>,
     events: mpsc::Sender<SipEvent>,
     next_id: AtomicU64,
     cancel: CancellationToken,
@@ -103,12 +114,35 @@ impl SipEndpoint {
         let transport = TransportLayer::new(cancel.child_token());
         let wire_stats = Arc::new(WireStats::default());
 
-        let udp = tokio::net::UdpSocket::bind(config.listen)
-            .await
-            .map_err(|e| SipError::Bind {
-                addr: config.listen.to_string(),
-                reason: e.to_string(),
-            })?;
+        // UDP and TCP share one port. With port 0 the OS picks the UDP port, and another
+        // process may hold that TCP port: pick again.
+        let mut attempts = 0;
+        let (udp, tcp_std) = loop {
+            attempts += 1;
+            let udp = tokio::net::UdpSocket::bind(config.listen)
+                .await
+                .map_err(|e| SipError::Bind {
+                    addr: config.listen.to_string(),
+                    reason: e.to_string(),
+                })?;
+            if !config.tcp {
+                break (udp, None);
+            }
+            let port = udp
+                .local_addr()
+                .map_err(|e| SipError::Stack(e.to_string()))?
+                .port();
+            match std::net::TcpListener::bind(SocketAddr::new(config.listen.ip(), port)) {
+                Ok(l) => break (udp, Some(l)),
+                Err(_) if config.listen.port() == 0 && attempts < 50 => continue,
+                Err(e) => {
+                    return Err(SipError::Bind {
+                        addr: SocketAddr::new(config.listen.ip(), port).to_string(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        };
         let udp_addr = udp
             .local_addr()
             .map_err(|e| SipError::Stack(e.to_string()))?;
@@ -131,13 +165,10 @@ impl SipEndpoint {
         transport.add_transport(udp_conn.into());
 
         let mut tcp_addr = None;
-        if config.tcp {
-            // Same port as UDP, so one address reaches both.
+        if let Some(probe) = tcp_std {
+            // rsipstack binds the listener itself (with SO_REUSEADDR): release our hold on
+            // the port just before.
             let addr = SocketAddr::new(config.listen.ip(), udp_addr.port());
-            let probe = std::net::TcpListener::bind(addr).map_err(|e| SipError::Bind {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?;
             drop(probe);
             let tcp = TcpListenerConnection::new(addr, None).await?;
             transport.add_transport(tcp.into());
@@ -198,6 +229,8 @@ impl SipEndpoint {
             credentials,
             legs: Mutex::new(HashMap::new()),
             offers: Mutex::new(HashMap::new()),
+            forks: Mutex::new(HashMap::new()),
+            parent_of: Mutex::new(HashMap::new()),
             events,
             next_id: AtomicU64::new(1),
             registrations_stop: cancel.child_token(),
@@ -786,7 +819,7 @@ impl Core {
                         Some((digit, duration_ms)) => {
                             let _ = handle.reply(StatusCode::OK).await;
                             self.emit(SipEvent::Dtmf {
-                                leg,
+                                leg: self.public_id(leg),
                                 digit,
                                 duration_ms,
                             })
@@ -854,6 +887,14 @@ impl Core {
     }
 
     async fn emit_outcome(&self, leg: LegId, outcome: Outcome, sdp: Option<String>) {
+        let parent = lock(&self.parent_of).get(&leg).copied();
+        let (leg, outcome) = match parent {
+            Some(parent) => match self.fork_outcome(parent, leg, outcome) {
+                Some(o) => (parent, o),
+                None => return,
+            },
+            None => (leg, outcome),
+        };
         let event = match outcome {
             Outcome::Progress(code) => SipEvent::Progress {
                 leg,
@@ -878,8 +919,136 @@ impl Core {
         self.emit(event).await;
     }
 
+    /// What a fork branch's outcome means for the parent leg, if anything; cancels the
+    /// losing branches when one answers.
+    fn fork_outcome(&self, parent: LegId, branch: LegId, outcome: Outcome) -> Option<Outcome> {
+        let mut losers = Vec::new();
+        let result = {
+            let mut forks = lock(&self.forks);
+            let fork = forks.get_mut(&parent)?;
+            match outcome {
+                Outcome::Progress(_) if fork.winner.is_none() && !fork.done => Some(outcome),
+                Outcome::Answered if fork.winner.is_none() && !fork.done => {
+                    fork.winner = Some(branch);
+                    losers.extend(fork.branches.iter().copied().filter(|b| *b != branch));
+                    Some(outcome)
+                }
+                // A second phone answered too late: hang it up.
+                Outcome::Answered => {
+                    losers.push(branch);
+                    None
+                }
+                Outcome::Failed(code) if fork.winner.is_none() => {
+                    fork.failures.push(code);
+                    if fork.failures.len() == fork.branches.len() && !fork.done {
+                        fork.done = true;
+                        Some(Outcome::Failed(best_failure(&fork.failures)))
+                    } else {
+                        None
+                    }
+                }
+                Outcome::Ended { .. } if fork.winner == Some(branch) && !fork.done => {
+                    fork.done = true;
+                    Some(outcome)
+                }
+                Outcome::ReinviteAnswered | Outcome::ReinviteFailed
+                    if fork.winner == Some(branch) =>
+                {
+                    Some(outcome)
+                }
+                _ => None,
+            }
+        };
+        for loser in losers {
+            self.drop_branch(loser);
+        }
+        result
+    }
+
+    /// End a fork branch quietly (CANCEL while ringing, BYE for a late answer).
+    fn drop_branch(&self, branch: LegId) {
+        let action = {
+            let mut legs = lock(&self.legs);
+            legs.get_mut(&branch).and_then(|e| {
+                e.leg
+                    .command(Command::Hangup)
+                    .ok()
+                    .map(|(a, _)| (a, e.dialog.clone()))
+            })
+        };
+        match action {
+            Some((Action::SendCancel, dialog)) => {
+                tokio::spawn(async move {
+                    let _ = dialog.cancel().await;
+                });
+            }
+            Some((Action::SendBye, dialog)) => {
+                tokio::spawn(async move {
+                    let _ = dialog.bye().await;
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The leg a hub command acts on: itself, or the answered branch of a fork.
+    fn resolve(&self, leg: LegId, command: Command) -> Result<LegId, SipError> {
+        match lock(&self.forks).get(&leg) {
+            None => Ok(leg),
+            Some(f) => f.winner.filter(|_| !f.done).ok_or(SipError::Leg(
+                crate::leg::LegError::NotAllowed {
+                    command,
+                    direction: Direction::Outbound,
+                    state: if f.done {
+                        crate::leg::LegState::Ended
+                    } else {
+                        crate::leg::LegState::Calling
+                    },
+                },
+            )),
+        }
+    }
+
+    /// The id the hub knows for `leg` (the parent of a fork branch).
+    fn public_id(&self, leg: LegId) -> LegId {
+        lock(&self.parent_of).get(&leg).copied().unwrap_or(leg)
+    }
+
+    /// Hang up a fork that nobody answered yet: cancel every branch.
+    async fn hangup_fork(&self, parent: LegId) -> Result<bool, SipError> {
+        let branches = {
+            let mut forks = lock(&self.forks);
+            match forks.get_mut(&parent) {
+                None => return Ok(false),
+                Some(f) if f.winner.is_some() => return Ok(false),
+                Some(f) if f.done => return Err(SipError::UnknownLeg(parent)),
+                Some(f) => {
+                    f.done = true;
+                    f.branches.clone()
+                }
+            }
+        };
+        for b in branches {
+            self.drop_branch(b);
+        }
+        self.emit(SipEvent::Ended {
+            leg: parent,
+            by: crate::leg::Party::Local,
+            cause: crate::leg::EndCause::Cancelled,
+        })
+        .await;
+        Ok(true)
+    }
+
     /// Forget a dialog that is over: the leg entry, pending offers and the stack's dialog.
     fn finish(&self, leg: LegId, id: Option<&DialogId>, dialog: &InviteDialog) {
+        let parent = lock(&self.parent_of).remove(&leg);
+        if let Some(parent) = parent {
+            let last_branch = !lock(&self.parent_of).values().any(|p| *p == parent);
+            if last_branch {
+                lock(&self.forks).remove(&parent);
+            }
+        }
         let removed = lock(&self.legs).remove(&leg);
         if removed.as_ref().is_some_and(|e| !e.leg.is_ended()) {
             debug!(%leg, "dialog gone before its leg ended");
@@ -930,6 +1099,7 @@ impl Core {
                 let _ = p.handle.reply(StatusCode::NotAcceptableHere).await;
             }
         });
+        let leg = self.public_id(leg);
         self.emit(SipEvent::RemoteOffer { leg, offer, sdp }).await;
     }
 
@@ -938,7 +1108,8 @@ impl Core {
         &self,
         leg: LegId,
         command: Command,
-    ) -> Result<(Action, InviteDialog), SipError> {
+    ) -> Result<(LegId, Action, InviteDialog), SipError> {
+        let leg = self.resolve(leg, command)?;
         let (action, outcome, dialog) = {
             let mut legs = lock(&self.legs);
             let entry = legs.get_mut(&leg).ok_or(SipError::UnknownLeg(leg))?;
@@ -948,7 +1119,7 @@ impl Core {
         if let Some(outcome) = outcome {
             self.emit_outcome(leg, outcome, None).await;
         }
-        Ok((action, dialog))
+        Ok((leg, action, dialog))
     }
 
     async fn perform(
@@ -1012,29 +1183,37 @@ impl Core {
         } else {
             caller.user.clone()
         };
+        let mut branches = Vec::new();
         match &target {
-            Target::User(username) => {
-                let binding = lock(&self.registrar)
-                    .lookup(username, Instant::now())
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| SipError::NotRegistered(username.clone()))?;
-                opt.callee = parse_uri(&binding.contact)?;
+            Target::User(username) | Target::UserAll(username) => {
+                let mut bindings = lock(&self.registrar).lookup(username, Instant::now());
+                if bindings.is_empty() {
+                    return Err(SipError::NotRegistered(username.clone()));
+                }
+                if matches!(target, Target::User(_)) {
+                    bindings.truncate(1);
+                }
                 opt.caller = parse_uri(&format!("sip:{user}@{}", self.contact_host))?;
-                let transport = match binding.transport {
-                    Transport::Udp => rsipstack::sip::Transport::Udp,
-                    Transport::Tcp => rsipstack::sip::Transport::Tcp,
-                    Transport::Tls => rsipstack::sip::Transport::Tls,
-                };
-                // The address the REGISTER came from: right behind NAT, unlike the Contact.
-                opt.destination = Some(SipAddr {
-                    r#type: Some(transport),
-                    addr: binding.source.into(),
-                });
+                for binding in bindings {
+                    let mut branch = opt.clone();
+                    branch.callee = parse_uri(&binding.contact)?;
+                    let transport = match binding.transport {
+                        Transport::Udp => rsipstack::sip::Transport::Udp,
+                        Transport::Tcp => rsipstack::sip::Transport::Tcp,
+                        Transport::Tls => rsipstack::sip::Transport::Tls,
+                    };
+                    // The address the REGISTER came from: right behind NAT, unlike the Contact.
+                    branch.destination = Some(SipAddr {
+                        r#type: Some(transport),
+                        addr: binding.source.into(),
+                    });
+                    branches.push(branch);
+                }
             }
             Target::Uri(uri) => {
                 opt.callee = parse_uri(uri)?;
                 opt.caller = parse_uri(&format!("sip:{user}@{}", self.contact_host))?;
+                branches.push(opt);
             }
             Target::Trunk { trunk, number } => {
                 let t = self
@@ -1070,11 +1249,55 @@ impl Core {
                         auth_username: t.auth_username.clone(),
                     });
                 }
+                branches.push(opt);
             }
         }
+        if branches.len() == 1 {
+            let opt = branches.pop().expect("one branch");
+            return self.start_invite(opt, sdp, None);
+        }
+        // Several phones: ring them all, the first answer wins (RFC 3261 §16.7 style forking
+        // done by us, the B2BUA). The hub sees one leg, the parent.
+        let parent = LegId(self.next_id());
+        lock(&self.forks).insert(
+            parent,
+            Fork {
+                branches: Vec::new(),
+                winner: None,
+                failures: Vec::new(),
+                done: false,
+            },
+        );
+        let mut started = Vec::new();
+        for opt in branches {
+            match self.start_invite(opt, sdp.clone(), Some(parent)) {
+                Ok(b) => started.push(b),
+                Err(e) => debug!(%parent, error = %e, "fork branch not started"),
+            }
+        }
+        if started.is_empty() {
+            lock(&self.forks).remove(&parent);
+            return Err(SipError::Stack("no branch could be started".into()));
+        }
+        if let Some(f) = lock(&self.forks).get_mut(&parent) {
+            f.branches = started;
+        }
+        Ok(parent)
+    }
+
+    /// Send one INVITE as its own leg (a branch of `parent` when forking).
+    fn start_invite(
+        self: &Arc<Self>,
+        opt: InviteOption,
+        sdp: String,
+        parent: Option<LegId>,
+    ) -> Result<LegId, SipError> {
         let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
         let (dialog, invite) = self.dialogs.do_invite_async(opt, state_tx)?;
         let leg = LegId(self.next_id());
+        if let Some(parent) = parent {
+            lock(&self.parent_of).insert(leg, parent);
+        }
         let call_id = dialog.id().call_id.clone();
         lock(&self.legs).insert(
             leg,
@@ -1196,6 +1419,18 @@ impl Core {
     }
 }
 
+/// The final status to report when every branch of a fork failed (RFC 3261 §16.7 step 6,
+/// simplified): a 6xx wins, then busy, then the lowest class.
+fn best_failure(codes: &[u16]) -> u16 {
+    if let Some(c) = codes.iter().find(|c| **c >= 600) {
+        return *c;
+    }
+    if codes.contains(&486) {
+        return 486;
+    }
+    codes.iter().copied().min().unwrap_or(480)
+}
+
 fn origin_kind(o: &CallOrigin) -> &'static str {
     match o {
         CallOrigin::Trunk { .. } => "trunk",
@@ -1237,7 +1472,7 @@ impl SipHandle {
 
     /// Send 180 Ringing, or 183 Session Progress with early media when `early_sdp` is given.
     pub async fn ringing(&self, leg: LegId, early_sdp: Option<String>) -> Result<(), SipError> {
-        let (_, dialog) = self.core.command(leg, Command::Ringing).await?;
+        let (_, _, dialog) = self.core.command(leg, Command::Ringing).await?;
         let headers = early_sdp.as_ref().map(|_| sdp_headers());
         dialog.ringing(headers, early_sdp.map(String::into_bytes))?;
         Ok(())
@@ -1245,7 +1480,7 @@ impl SipHandle {
 
     /// Answer an inbound leg with 200 OK and our SDP; the stack retransmits it until the ACK.
     pub async fn answer(&self, leg: LegId, local_sdp: String) -> Result<(), SipError> {
-        let (_, dialog) = self.core.command(leg, Command::Answer).await?;
+        let (_, _, dialog) = self.core.command(leg, Command::Answer).await?;
         if let Some(e) = lock(&self.core.legs).get_mut(&leg) {
             e.local_sdp = Some(local_sdp.clone());
         }
@@ -1263,14 +1498,17 @@ impl SipHandle {
         if !(300..700).contains(&code) {
             return Err(SipError::BadStatus(code));
         }
-        let (action, dialog) = self.core.command(leg, Command::Reject(code)).await?;
+        let (leg, action, dialog) = self.core.command(leg, Command::Reject(code)).await?;
         self.core.perform(leg, action, dialog, reason).await
     }
 
     /// End a leg in whatever state: BYE when up, CANCEL when our INVITE is ringing, 480 when
     /// an inbound call was never answered. `Ended{by: Local}` is emitted at once.
     pub async fn hangup(&self, leg: LegId) -> Result<(), SipError> {
-        let (action, dialog) = self.core.command(leg, Command::Hangup).await?;
+        if self.core.hangup_fork(leg).await? {
+            return Ok(());
+        }
+        let (leg, action, dialog) = self.core.command(leg, Command::Hangup).await?;
         self.core.perform(leg, action, dialog, None).await
     }
 
@@ -1287,7 +1525,7 @@ impl SipHandle {
     /// Re-INVITE an established leg with new SDP (hold: `a=sendonly`/`a=inactive`; unhold:
     /// `a=sendrecv`). The result comes as `ReinviteAnswered` or `ReinviteFailed`.
     pub async fn reinvite(&self, leg: LegId, sdp: String) -> Result<(), SipError> {
-        let (_, dialog) = self.core.command(leg, Command::Reinvite).await?;
+        let (branch, _, dialog) = self.core.command(leg, Command::Reinvite).await?;
         let core = self.core.clone();
         tokio::spawn(async move {
             let result = dialog
@@ -1303,7 +1541,7 @@ impl SipHandle {
             };
             let outcome = {
                 let mut legs = lock(&core.legs);
-                match legs.get_mut(&leg) {
+                match legs.get_mut(&branch) {
                     Some(e) => {
                         if ok {
                             e.local_sdp = Some(sdp);
@@ -1370,7 +1608,11 @@ impl SipHandle {
     }
 
     pub fn leg_info(&self, leg: LegId) -> Option<LegInfo> {
-        lock(&self.core.legs).get(&leg).map(|e| LegInfo {
+        let inner = match lock(&self.core.forks).get(&leg) {
+            Some(f) => f.winner.or_else(|| f.branches.first().copied())?,
+            None => leg,
+        };
+        lock(&self.core.legs).get(&inner).map(|e| LegInfo {
             leg,
             state: e.leg.state(),
             call_id: e.call_id.clone(),
@@ -1440,5 +1682,37 @@ impl SipHandle {
         for t in tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_bodies() {
+        assert_eq!(
+            parse_dtmf("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"),
+            Some(('5', Some(160)))
+        );
+        assert_eq!(
+            parse_dtmf(
+                "Application/DTMF-Relay; charset=x",
+                "Signal= #\nDuration=abc"
+            ),
+            Some(('#', None))
+        );
+        assert_eq!(parse_dtmf("application/dtmf", "a"), Some(('A', None)));
+        assert_eq!(parse_dtmf("application/dtmf-relay", "Signal=X"), None);
+        assert_eq!(parse_dtmf("application/dtmf-relay", ""), None);
+        assert_eq!(parse_dtmf("text/plain", "5"), None);
+    }
+
+    #[test]
+    fn best_failure_of_a_fork() {
+        assert_eq!(best_failure(&[480, 486]), 486);
+        assert_eq!(best_failure(&[486, 603]), 603);
+        assert_eq!(best_failure(&[503, 408]), 408);
+        assert_eq!(best_failure(&[]), 480);
     }
 }

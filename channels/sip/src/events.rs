@@ -119,6 +119,9 @@ pub enum SipEvent {
 pub enum Target {
     /// A registered desk phone (the user's most recently registered contact).
     User(String),
+    /// Every registered contact of the user at once; the first to answer wins and the
+    /// others are cancelled. The hub sees one leg.
+    UserAll(String),
     /// Any SIP URI, sent where the URI points.
     Uri(String),
     /// A number through a configured outbound trunk.

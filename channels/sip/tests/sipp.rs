@@ -137,8 +137,7 @@ async fn calls_from_unknown_sources_get_403() {
     let log = hub(handle.clone(), rx, Script::Answer);
     let out = run_sipp("call_bye.xml", &target(&handle), 1, &[]).await;
     assert!(!out.status.success(), "the call must fail");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Failed call"), "{stdout}");
+    assert_eq!(sipp_successful(&out).unwrap_or(0), 0);
     assert!(events(&log).is_empty());
     handle.shutdown().await;
 }
@@ -509,6 +508,88 @@ async fn originated_call_cancelled_while_ringing_and_busy_callee() {
             .count(),
         1,
         "one terminal event"
+    );
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ringing_all_contacts_first_answer_wins_the_other_is_cancelled() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    let (port_a, port_b) = (free_port(), free_port());
+    for port in [port_a, port_b] {
+        let out = run_sipp_from(
+            "register_only.xml",
+            &target(&handle),
+            1,
+            &["-au", "1001", "-ap", "pw1001"],
+            port,
+        )
+        .await;
+        assert!(out.status.success(), "register from {port}");
+    }
+    assert_eq!(handle.registered_contacts("1001").len(), 2);
+    let (_, phone_a) = sipp_uas_on("uas_ring_cancel.xml", port_a);
+    let (_, phone_b) = sipp_uas_on("uas_answer.xml", port_b);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let leg = handle
+        .originate(
+            Target::UserAll("1001".into()),
+            Caller::default(),
+            SDP.into(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "answered by phone B", |evs| {
+        evs.iter()
+            .any(|e| matches!(e, SipEvent::Answered { leg: l, .. } if *l == leg))
+    })
+    .await;
+    let out_a = phone_a.await.unwrap();
+    assert!(
+        out_a.status.success(),
+        "phone A was not cancelled: {}",
+        String::from_utf8_lossy(&out_a.stdout)
+    );
+    assert_eq!(
+        handle.leg_info(leg).map(|i| i.state),
+        Some(LegState::Established)
+    );
+    handle.hangup(leg).await.unwrap();
+    let out_b = phone_b.await.unwrap();
+    assert!(
+        out_b.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out_b.stdout)
+    );
+    // The hub saw one leg: progress, one answer, one end.
+    let evs: Vec<_> = events(&log)
+        .into_iter()
+        .filter(|e| !matches!(e, SipEvent::Registered { .. }))
+        .collect();
+    assert!(
+        evs.iter().all(|e| match e {
+            SipEvent::Progress { leg: l, .. }
+            | SipEvent::Answered { leg: l, .. }
+            | SipEvent::Ended { leg: l, .. } => *l == leg,
+            _ => false,
+        }),
+        "{evs:#?}"
+    );
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, SipEvent::Answered { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        evs.last(),
+        Some(&SipEvent::Ended {
+            leg,
+            by: Party::Local,
+            cause: EndCause::Normal
+        })
     );
     wait_clean(&handle).await;
     handle.shutdown().await;

@@ -185,7 +185,14 @@ pub async fn wait_clean(handle: &SipHandle) {
 
 /// Start SIPp as a UAS (the called phone) on a free port; returns the port and its output.
 pub fn sipp_uas(scenario_name: &'static str) -> (u16, tokio::task::JoinHandle<Output>) {
-    let port = free_port();
+    sipp_uas_on(scenario_name, free_port())
+}
+
+/// Like `sipp_uas`, on a given port (a phone that registered from it).
+pub fn sipp_uas_on(
+    scenario_name: &'static str,
+    port: u16,
+) -> (u16, tokio::task::JoinHandle<Output>) {
     let task = tokio::spawn(async move {
         let control = free_port().to_string();
         let media = free_port().to_string();
@@ -214,8 +221,19 @@ pub fn sipp_uas(scenario_name: &'static str) -> (u16, tokio::task::JoinHandle<Ou
 
 /// Run SIPp against `target` with the scenario; returns its output (stdout/stderr, status).
 pub async fn run_sipp(scenario_name: &str, target: &str, calls: u32, extra: &[&str]) -> Output {
+    run_sipp_from(scenario_name, target, calls, extra, free_port()).await
+}
+
+/// Like `run_sipp`, from a given local port.
+pub async fn run_sipp_from(
+    scenario_name: &str,
+    target: &str,
+    calls: u32,
+    extra: &[&str],
+    local_port: u16,
+) -> Output {
     let sipp = sipp_binary();
-    let port = free_port().to_string();
+    let port = local_port.to_string();
     let control = free_port().to_string();
     let media = free_port().to_string();
     let err_file = std::env::temp_dir().join(format!("sipp-{scenario_name}-{port}.err"));
