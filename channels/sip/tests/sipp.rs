@@ -594,3 +594,80 @@ async fn ringing_all_contacts_first_answer_wins_the_other_is_cancelled() {
     wait_clean(&handle).await;
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_requiring_100rel_gets_420() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Answer);
+    let out = run_sipp("require_100rel.xml", &target(&handle), 1, &[]).await;
+    assert!(out.status.success(), "sipp failed");
+    assert!(events(&log).is_empty());
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hangs_up_established_calls() {
+    let (handle, rx) = start(base_config()).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    let (port, phone) = sipp_uas("uas_answer.xml");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let leg = handle
+        .originate(
+            Target::Uri(format!("sip:1001@127.0.0.1:{port}")),
+            Caller::default(),
+            SDP.into(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "answered", |evs| {
+        evs.iter().any(|e| matches!(e, SipEvent::Answered { .. }))
+    })
+    .await;
+    handle.shutdown().await;
+    let out = phone.await.unwrap();
+    assert!(
+        out.status.success(),
+        "the phone got no BYE: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(events(&log).contains(&SipEvent::Ended {
+        leg,
+        by: Party::Local,
+        cause: EndCause::Normal
+    }));
+    assert!(matches!(
+        handle
+            .originate(
+                Target::Uri("sip:x@127.0.0.1".into()),
+                Caller::default(),
+                SDP.into()
+            )
+            .await,
+        Err(SipError::Shutdown)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_registration_to_a_dead_carrier_reports_failure() {
+    let dead = free_port();
+    let config = SipConfig::from_toml(&format!(
+        "listen = \"127.0.0.1:0\"\nt1_ms = 20\n[[outbound_trunk]]\nname = \"dead\"\nproxy = \"127.0.0.1:{dead}\"\nusername = \"u\"\npassword = \"p\"\nregister = true\n"
+    ))
+    .unwrap();
+    let (handle, rx) = start(config).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    // Timer F (64*T1 = 1.3 s) ends the attempt; the next one follows after the back-off (2 s).
+    wait_for(&log, "two failed attempts", |evs| {
+        evs.iter()
+            .filter(
+                |e| matches!(e, SipEvent::TrunkRegistrationFailed { trunk, .. } if trunk == "dead"),
+            )
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(!events(&log)
+        .iter()
+        .any(|e| matches!(e, SipEvent::TrunkRegistered { .. })));
+    handle.shutdown().await;
+}
