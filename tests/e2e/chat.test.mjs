@@ -1,16 +1,13 @@
 // Browser end-to-end test of web chat in the agent console, in a real Chromium driven by
-// playwright-core, against a real hub: the customer chats over the real /chat/ws socket, the
-// agent answers in the console's chat pane.
-//
-// Until the customer widget (web-agent/chat/frame.js) lands, the customer side is a small page
-// of this test that speaks the documented chat socket (docs/chat.md) from inside a second
-// browser — start, message, typing, read, resume after a reload — and shows what it received
-// with textContent, so that its screenshots show the customer's side.
+// playwright-core, against a real hub: the customer chats in the real widget (/chat/example, the
+// sample shop page that embeds /chat/widget.js; its window speaks /chat/ws), the agent answers
+// in the console's chat pane, and a colleague takes a transferred chat in their own console.
 //
 // Needs a running hub with the demo data (`contact-hub demo`: the customer 王小明, VIP, email
-// wang.xiaoming@example.cn, with archive records and history) and its logins:
+// wang.xiaoming@example.cn, with archive records and history; the agents alice and bob) and its
+// logins:
 //   HUB_URL=http://127.0.0.1:18282 AGENT_USER=alice AGENT_PASS=... \
-//   SUPERVISOR_USER=sophie SUPERVISOR_PASS=... npm test
+//   SUPERVISOR_USER=sophie SUPERVISOR_PASS=... SECOND_AGENT_USER=bob SECOND_AGENT_PASS=... npm test
 // Optional: CHROMIUM=/path/to/chromium (default /usr/bin/chromium).
 //
 // It never passes without checking: a missing HUB_URL, account or Chromium is a failure that
@@ -36,8 +33,6 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = path.join(HERE, 'artifacts');
 
 const RUN = crypto.randomBytes(4).toString('hex');
-const PAGE_A = `https://shop.example.cn/orders?e2e=${RUN}-a`;
-const PAGE_B = `https://shop.example.cn/help?e2e=${RUN}-b`;
 const CUSTOMER_A = { name: '王小明', email: 'wang.xiaoming@example.cn' }; // a demo customer (VIP)
 const VISITOR_B = { name: '张伟', email: `zhang.wei.${RUN}@example.net`, phone: null }; // unknown to the archive
 const XSS = '<img src=x onerror=alert(1)>';
@@ -110,130 +105,6 @@ async function rest(method, p, token, body) {
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   return { status: res.status, json, text };
 }
-
-/*
- * The customer's side until the widget lands: installed on every load of the page (so a
- * reload is a real reload), it keeps the session token in localStorage and resumes with it,
- * like the widget does (docs/chat.md). Messages are shown with textContent only.
- */
-const CUSTOMER_HARNESS = `(() => {
-  if (!location.pathname.startsWith('/healthz')) return;
-  const KEY = 'e2e-chat-' + new URLSearchParams(location.search).get('who');
-  const st = { ws: null, token: null, state: null, messages: [], acks: {}, errors: [], typing: false, read: 0,
-    ended: null, frames: [], unacked: [], opened: 0 };
-  window.customer = st;
-  function save() { localStorage.setItem(KEY, JSON.stringify({ token: st.token, unacked: st.unacked })); }
-  function render() {
-    const box = document.getElementById('log');
-    if (!box) return;
-    box.replaceChildren(...st.messages.map((m) => {
-      const row = document.createElement('div');
-      row.className = 'm ' + m.from;
-      row.dataset.seq = m.seq;
-      const b = document.createElement('div');
-      b.className = 'b';
-      b.textContent = m.text;
-      const meta = document.createElement('div');
-      meta.className = 't';
-      meta.textContent = (m.from === 'agent' ? (m.name || '') + ' · ' : '') + '#' + m.seq + (m.from === 'customer' && st.read >= m.seq ? '' : '');
-      row.append(b, meta);
-      return row;
-    }));
-    document.getElementById('status').textContent = (st.state || '…') + (st.typing ? ' · 客服正在输入…' : '') + (st.ended ? ' · 已结束 (' + st.ended + ')' : '');
-    box.scrollTop = box.scrollHeight;
-  }
-  function add(m) {
-    if (st.messages.some((x) => x.seq === m.seq)) return;
-    st.messages.push(m);
-    st.messages.sort((a, b) => a.seq - b.seq);
-    render();
-  }
-  function open(first) {
-    const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chat/ws');
-    st.ws = ws;
-    st.opened += 1;
-    ws.onopen = () => ws.send(JSON.stringify(first));
-    ws.onmessage = (ev) => {
-      const f = JSON.parse(ev.data);
-      st.frames.push(f);
-      switch (f.type) {
-        case 'started': case 'resumed':
-          st.token = f.token || st.token; st.state = f.state; st.conversation_id = f.conversation_id; save();
-          for (const u of st.unacked) ws.send(JSON.stringify({ type: 'message', client_id: u.client_id, text: u.text }));
-          break;
-        case 'message': add({ seq: f.seq, from: f.from, text: f.attachment ? '📎 ' + f.attachment.name : f.text, name: f.name, event: f.event, client_id: f.client_id });
-          if (f.event === 'agent_joined') st.state = 'connected';
-          break;
-        case 'ack': {
-          // The sender learns its own message's place from the ack (no echo of it).
-          const u = st.unacked.find((x) => x.client_id === f.client_id);
-          if (u) add({ seq: f.seq, from: 'customer', text: u.text, client_id: f.client_id });
-          st.acks[f.client_id] = f.seq; st.unacked = st.unacked.filter((x) => x.client_id !== f.client_id); save(); break;
-        }
-        case 'typing': st.typing = !!f.active; break;
-        case 'read': st.read = f.seq; break;
-        case 'ended': st.ended = f.reason; st.state = 'ended'; break;
-        case 'error': st.errors.push(f); break;
-        case 'heartbeat': ws.send('{"type":"ping"}'); break;
-      }
-      render();
-    };
-  }
-  let n = 0;
-  const cid = () => 'c-' + Date.now().toString(36) + '-' + (n++);
-  window.customerStart = (form, text) => {
-    const client_id = cid();
-    st.unacked.push({ client_id, text });
-    open(Object.assign({ type: 'start', message: { client_id, text } }, form));
-  };
-  window.customerSend = (text) => {
-    const client_id = cid();
-    st.unacked.push({ client_id, text });
-    save();
-    st.ws.send(JSON.stringify({ type: 'message', client_id, text }));
-    return client_id;
-  };
-  window.customerFrame = (f) => st.ws.send(JSON.stringify(f));
-  // An upload into the conversation (POST /chat/attachments, docs/chat.md).
-  window.customerUpload = async (b64, type, name) => {
-    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-    const client_id = cid();
-    const res = await fetch('/chat/attachments', { method: 'POST', body: bytes, headers: {
-      Authorization: 'Bearer ' + st.token, 'Content-Type': type, 'X-Filename': encodeURIComponent(name), 'X-Client-Id': client_id } });
-    const body = await res.json();
-    if (res.status === 201) add({ seq: body.seq, from: 'customer', text: '📎 ' + name, client_id });
-    return { status: res.status, body };
-  };
-  document.addEventListener('DOMContentLoaded', () => {
-    document.documentElement.lang = 'zh-CN';
-    document.head.innerHTML = '';
-    const css = document.createElement('style');
-    css.textContent = 'body{margin:0;font:14px/1.5 system-ui,"Noto Sans CJK SC",sans-serif;background:#e2e8f0;display:grid;place-items:center;height:100vh}'
-      + '.w{width:380px;height:600px;background:#fff;border-radius:14px;box-shadow:0 10px 30px rgba(0,0,0,.15);display:flex;flex-direction:column;overflow:hidden}'
-      + '.h{background:#2563eb;color:#fff;padding:12px 16px;font-weight:700}.s{font-size:12px;font-weight:400;opacity:.85}'
-      + '#log{flex:1;overflow:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f8fafc}'
-      + '.m{max-width:80%;display:flex;flex-direction:column}.m .b{padding:7px 11px;border-radius:12px;white-space:pre-wrap;overflow-wrap:anywhere}'
-      + '.m.customer{align-self:flex-end}.m.customer .b{background:#2563eb;color:#fff}.m.agent .b{background:#fff;border:1px solid #e2e8f0}'
-      + '.m.system{align-self:center;font-size:12px;color:#64748b}.m.system .b{background:#eef2f7}.t{font-size:11px;color:#94a3b8;padding:0 4px}'
-      + '.f{padding:10px 12px;border-top:1px solid #e2e8f0;color:#94a3b8;font-size:12px}';
-    document.head.append(css);
-    document.body.innerHTML = '';
-    const w = document.createElement('div'); w.className = 'w';
-    const h = document.createElement('div'); h.className = 'h'; h.textContent = '在线客服（测试客户端）';
-    const s = document.createElement('div'); s.className = 's'; s.id = 'status'; h.append(s);
-    const log = document.createElement('div'); log.id = 'log';
-    const f = document.createElement('div'); f.className = 'f'; f.textContent = 'e2e harness: /chat/ws (docs/chat.md)';
-    w.append(h, log, f); document.body.append(w);
-    let saved = null;
-    try { saved = JSON.parse(localStorage.getItem(KEY) || 'null'); } catch (e) { saved = null; }
-    if (saved && saved.token) {
-      st.token = saved.token; st.unacked = saved.unacked || [];
-      // A reload starts from nothing on screen: ask for the whole conversation.
-      open({ type: 'resume', token: saved.token, last_seq: 0 });
-    }
-    render();
-  });
-})();`;
 
 test('web chat: customer and agent end to end in a real browser', { timeout: 420_000 }, async (t) => {
   assert.ok(HUB_URL, 'HUB_URL is not set. Start the hub (e.g. contact-hub demo) and run e.g. '
@@ -322,24 +193,58 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
   }, 200);
   t.after(() => clearInterval(declineStrays));
 
+  // The customer: the demo shop page with the real widget; its chat window is an iframe.
+  const customerFrames = new Map(); // page -> every JSON frame the hub sent to its chat socket
+  const cf = (page) => page.frameLocator('contact-hub-chat iframe');
+  const chatFrameOf = (page) => page.frames().find((f) => f.url().includes('/chat/frame'));
   async function customerPage(who) {
-    const { page } = await open({ width: 460, height: 680 }, 'zh-CN');
-    await page.addInitScript(CUSTOMER_HARNESS);
+    const { page } = await open({ width: 1100, height: 760 }, 'zh-CN');
+    const frames = [];
+    customerFrames.set(page, frames);
+    page.on('websocket', (ws) => {
+      if (!ws.url().includes('/chat/ws')) return;
+      ws.on('framereceived', (f) => {
+        try { frames.push(JSON.parse(typeof f.payload === 'string' ? f.payload : f.payload.toString('utf8'))); } catch { /* not JSON */ }
+      });
+    });
     page.on('pageerror', (e) => pageErrors.push(`customer ${who}: ${String(e && e.stack || e)}`));
     page.on('dialog', (d) => { pageErrors.push(`customer ${who}: unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
-    await page.goto(`${HUB_URL}/healthz?who=${who}`);
-    await page.waitForFunction(() => !!window.customer);
+    const res = await page.goto(`${HUB_URL}/chat/example?e2e=${RUN}-${who}`);
+    assert.equal(res.status(), 200, 'the demo shop page with the widget');
+    await page.locator('contact-hub-chat .launcher').click();
+    await cf(page).locator('#prechat-form').waitFor({ state: 'visible' });
     return page;
   }
-  const customerState = (page) => page.evaluate(() => ({
-    state: window.customer.state, ended: window.customer.ended, typing: window.customer.typing, read: window.customer.read,
-    messages: window.customer.messages.map((m) => ({ seq: m.seq, from: m.from, text: m.text })),
-    errors: window.customer.errors, conversation_id: window.customer.conversation_id,
-  }));
+  async function customerStart(page, form, text) {
+    const f = cf(page);
+    await f.locator('#f-name').fill(form.name);
+    await f.locator('#f-email').fill(form.email);
+    await f.locator('#f-topic').selectOption(form.topic);
+    await f.locator('#f-message').fill(text);
+    await f.locator('#prechat-submit').click();
+  }
+  async function customerSend(page, text) {
+    const box = cf(page).locator('#composer-input');
+    await box.click();
+    await box.fill(text);
+    await box.press('Enter');
+  }
+  /** What the customer's window shows: the stored messages, in order. */
+  async function customerState(page) {
+    const fr = chatFrameOf(page);
+    if (!fr) return { messages: [], ended: false };
+    return fr.evaluate(() => ({
+      messages: Array.from(document.querySelectorAll('#msg-list li.msg')).filter((li) => li.dataset.seq).map((li) => ({
+        seq: Number(li.dataset.seq), from: li.dataset.from, status: li.dataset.status || null,
+        text: (li.querySelector('.msg-text, .msg-system-text, .file-name') || {}).textContent || '',
+      })),
+      ended: !!document.getElementById('ended-card'),
+    }));
+  }
   async function customerGot(page, pred, what) {
-    return waitFor(`the customer to get ${what}`, async () => {
-      const s = await customerState(page);
-      return s.messages.find(pred) || null;
+    return waitFor(`the customer to see ${what}`, async () => {
+      const st = await customerState(page);
+      return st.messages.find(pred) || null;
     });
   }
 
@@ -349,8 +254,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     return agent.locator(`${pane(id)} .transcript .msg`).evaluateAll((els) => els.map((el) => ({
       seq: el.dataset.seq ? +el.dataset.seq : null, from: el.dataset.from, status: el.dataset.status || null,
       text: (el.querySelector('.msg-text') || el.querySelector('.msg-system-text') || {}).textContent
-        || (el.querySelector('.att-image img') ? '📎 ' + el.querySelector('.att-image img').alt : '')
-        || (el.querySelector('.att-file-name') ? '📎 ' + el.querySelector('.att-file-name').textContent : ''),
+        || (el.querySelector('.att-image img') ? el.querySelector('.att-image img').alt : '')
+        || (el.querySelector('.att-file-name') ? el.querySelector('.att-file-name').textContent : ''),
     })));
   }
   async function agentShows(id, pred, what, timeoutMs) {
@@ -411,13 +316,11 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
 
   await step('a known customer opens a chat in Chinese: the offer shows the visitor, the first message and the screen-pop', async () => {
     custA = await customerPage('a');
-    await custA.evaluate(([form, text]) => window.customerStart(form, text), [
-      { name: CUSTOMER_A.name, email: CUSTOMER_A.email, topic: 'support', language: 'zh-CN', page: PAGE_A },
-      '你好，我昨天收到的墨盒漏墨了，外包装也破了。',
-    ]);
-    const started = await waitFor('started', () => custA.evaluate(() => window.customer.frames.find((f) => f.type === 'started')));
+    await customerStart(custA, { name: CUSTOMER_A.name, email: CUSTOMER_A.email, topic: 'support' },
+      '你好，我昨天收到的墨盒漏墨了，外包装也破了。');
+    const started = await waitFor('started', () => customerFrames.get(custA).find((f) => f.type === 'started'));
     assert.equal(started.state, 'queued');
-    const offer = await waitFor('the chat offer', () => agentFrames.find((f) => f.type === 'offer' && f.chat && f.chat.visitor && f.chat.visitor.page === PAGE_A), 30_000);
+    const offer = await waitFor('the chat offer', () => agentFrames.find((f) => f.type === 'offer' && f.chat && f.chat.visitor && String(f.chat.visitor.page).includes(`${RUN}-a`)), 30_000);
     chatA = { contactId: offer.contact.id, conversationId: offer.chat.conversation_id };
     ours.add(chatA.contactId);
     assert.equal(offer.chat.conversation_id, started.conversation_id, 'the offer names the customer\'s conversation');
@@ -427,7 +330,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const cardText = await card.innerText();
     assert.ok(cardText.includes(CUSTOMER_A.email), 'offer card shows the visitor\'s email');
     assert.ok(cardText.includes('客户服务'), 'offer card shows the topic');
-    assert.ok(cardText.includes('shop.example.cn/orders'), 'offer card shows the page');
+    assert.ok(cardText.includes('/chat/example'), 'offer card shows the page');
     assert.ok(cardText.includes('墨盒漏墨了'), 'offer card shows the first message');
     // The screen-pop in the main area: the customer's card with tier and alerts.
     await agent.locator('#customer-card #customer-name', { hasText: CUSTOMER_A.name }).waitFor();
@@ -462,7 +365,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
   });
 
   await step('messages both ways in Chinese; the IME composition never sends on Enter; read receipts', async () => {
-    await custA.evaluate(() => window.customerSend('订单号是 A-10086，请帮我看看。'));
+    await customerSend(custA, '订单号是 A-10086，请帮我看看。');
     await agentShows(chatA.contactId, (m) => m.text === '订单号是 A-10086，请帮我看看。', 'the customer\'s message');
     const input = agent.locator(`${pane(chatA.contactId)} textarea[data-role="composer"]`);
     await input.click();
@@ -486,30 +389,33 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     assert.match(sent.client_id, /^[A-Za-z0-9._-]{1,64}$/);
     assert.equal(await input.inputValue(), '', 'the composer is empty after sending');
     const got = await customerGot(custA, (m) => m.from === 'agent' && m.text === '您好，王先生，我来帮您查一下。\n请稍等。', 'the agent\'s reply');
-    await agentShows(chatA.contactId, (m) => m.from === 'agent' && m.seq === got.seq && m.status === 'sent', 'the reply as sent');
+    // Sent at once; read as soon as the customer's window (with the focus) shows it.
+    await agentShows(chatA.contactId, (m) => m.from === 'agent' && m.seq === got.seq && (m.status === 'sent' || m.status === 'read'), 'the reply as sent');
     // The console sent read receipts for what it showed; the customer reads the reply.
     await waitFor('chat_read from the console', () => sentByConsole.find((f) => f.type === 'chat_read' && f.contact_id === chatA.contactId));
-    await custA.evaluate((seq) => window.customerFrame({ type: 'read', seq }), got.seq);
+    await cf(custA).locator('#composer-input').click(); // the window has the focus: it confirms what it shows
     await agentShows(chatA.contactId, (m) => m.seq === got.seq && m.status === 'read', 'the reply as read');
     // Typing both ways.
-    await custA.evaluate(() => window.customerFrame({ type: 'typing', active: true }));
+    await cf(custA).locator('#composer-input').pressSequentially('我再', { delay: 40 });
     await agent.locator(`${pane(chatA.contactId)} .typing-line:not([hidden])`).waitFor();
-    await input.pressSequentially('好');
-    await waitFor('the agent typing at the customer', () => custA.evaluate(() => window.customer.typing));
-    await input.fill('');
+    await input.click();
+    await input.pressSequentially('好', { delay: 40 });
+    await cf(custA).locator('#typing').waitFor({ state: 'visible' });
     await shot(agent, 'chat-03-messages-console.png');
-    await custA.evaluate(() => window.customerFrame({ type: 'typing', active: false }));
     await shot(custA, 'chat-03-messages-customer.png');
+    await input.fill('');
+    await cf(custA).locator('#composer-input').fill('');
     verified(`Chinese both ways; IME Enter (isComposing/229/composition events) did not send; Shift+Enter newline; sent → read (seq ${got.seq}); typing both ways`);
   });
 
   await step('attachments: an image shows as a thumbnail, a file as a chip; both download', async () => {
     const png = makePng(96, 64);
-    const up = await custA.evaluate(([b64]) => window.customerUpload(b64, 'image/png', '墨盒照片.png'), [png.toString('base64')]);
-    assert.equal(up.status, 201, `image upload: ${JSON.stringify(up.body)}`);
     const txt = Buffer.from('订单 A-10086\n破损：1 盒\n', 'utf8');
-    const up2 = await custA.evaluate(([b64]) => window.customerUpload(b64, 'text/plain', '破损说明.txt'), [txt.toString('base64')]);
-    assert.equal(up2.status, 201, `file upload: ${JSON.stringify(up2.body)}`);
+    const fileInput = cf(custA).locator('#file-input');
+    await fileInput.setInputFiles({ name: '墨盒照片.png', mimeType: 'image/png', buffer: png });
+    const up = { body: await customerGot(custA, (m) => m.text === '墨盒照片.png', 'the uploaded image') };
+    await fileInput.setInputFiles({ name: '破损说明.txt', mimeType: 'text/plain', buffer: txt });
+    const up2 = { body: await customerGot(custA, (m) => m.text === '破损说明.txt', 'the uploaded file') };
     const p = agent.locator(pane(chatA.contactId));
     const img = p.locator(`.msg[data-seq="${up.body.seq}"] a.att-image img`);
     await img.waitFor();
@@ -528,7 +434,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
   });
 
   await step('markup in a message shows as text on both sides', async () => {
-    await custA.evaluate((x) => window.customerSend(x), XSS);
+    await customerSend(custA, XSS);
     const shown = await agentShows(chatA.contactId, (m) => m.from === 'customer' && m.text === XSS, 'the customer\'s markup as text');
     assert.ok(shown);
     const input = agent.locator(`${pane(chatA.contactId)} textarea[data-role="composer"]`);
@@ -538,8 +444,10 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await agentShows(chatA.contactId, (m) => m.from === 'agent' && m.text === XSS && m.status !== 'sending', 'the agent\'s markup, sent');
     const imgs = await agent.locator(`${pane(chatA.contactId)} .transcript img:not(.att-image img)`).count();
     assert.equal(imgs, 0, 'no <img> element was made from message text (only attachment thumbnails)');
-    const custImgs = await custA.locator('#log img').count();
-    assert.equal(custImgs, 0, 'no <img> on the customer side');
+    const custImgs = await cf(custA).locator('#msg-list img:not(.file-thumb)').count();
+    assert.equal(custImgs, 0, 'no <img> made from text on the customer side');
+    const custOwn = cf(custA).locator('li.msg-own .msg-text', { hasText: 'onerror' });
+    assert.equal(await custOwn.first().textContent(), XSS, 'the customer\'s own markup shows as text');
     await sleep(300);
     assert.deepEqual(pageErrors, [], 'no script ran, no dialog opened');
     verified(`"${XSS}" shown as text in the console and to the customer; no <img>, no alert`);
@@ -580,7 +488,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await customerGot(custA, (m) => m.text.startsWith('已为您安排免费补发'), 'the message after the note');
     const cs = await customerState(custA);
     assert.ok(!cs.messages.some((m) => m.text === note), 'the customer never got the note');
-    assert.ok(!(await custA.evaluate((n) => JSON.stringify(window.customer.frames).includes(n), note)), 'no frame to the customer carried the note');
+    assert.ok(!JSON.stringify(customerFrames.get(custA)).includes(note), 'no frame to the customer carried the note');
     await shot(agent, 'chat-06-note-console.png');
     await shot(custA, 'chat-06-note-customer.png');
     verified('internal note shown amber and labelled 内部备注; not in any frame the customer received');
@@ -588,11 +496,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
 
   await step('a second concurrent chat from an unknown visitor; unread badge on the other chat', async () => {
     custB = await customerPage('b');
-    await custB.evaluate(([form, text]) => window.customerStart(form, text), [
-      { name: VISITOR_B.name, email: VISITOR_B.email, topic: 'support', language: 'zh-CN', page: PAGE_B },
-      '请问你们周末有人值班吗？',
-    ]);
-    const offer = await waitFor('the second offer', () => agentFrames.find((f) => f.type === 'offer' && f.chat && f.chat.visitor && f.chat.visitor.page === PAGE_B), 30_000);
+    await customerStart(custB, { name: VISITOR_B.name, email: VISITOR_B.email, topic: 'support' }, '请问你们周末有人值班吗？');
+    const offer = await waitFor('the second offer', () => agentFrames.find((f) => f.type === 'offer' && f.chat && f.chat.visitor && String(f.chat.visitor.page).includes(`${RUN}-b`)), 30_000);
     chatB = { contactId: offer.contact.id, conversationId: offer.chat.conversation_id };
     ours.add(chatB.contactId);
     assert.equal(offer.screen_pop, null, 'an unknown visitor has no screen-pop');
@@ -604,8 +509,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await agent.locator(pane(chatB.contactId)).waitFor({ state: 'visible' });
     await agentShows(chatB.contactId, (m) => m.text === '请问你们周末有人值班吗？', 'the second chat\'s first message');
     // Chat A is not on screen: its new messages count as unread.
-    await custA.evaluate(() => window.customerSend('另外，发票也需要重新开一张。'));
-    await custA.evaluate(() => window.customerSend('抬头是北京华星贸易有限公司。'));
+    await customerSend(custA, '另外，发票也需要重新开一张。');
+    await customerSend(custA, '抬头是北京华星贸易有限公司。');
     const badge = agent.locator(`li.chat-card[data-contact-id="${chatA.contactId}"] [data-role="unread"]`);
     await waitFor('unread badge 2', async () => (await badge.isVisible()) && (await badge.innerText()).trim() === '2');
     const waiting = await agent.locator(`li.chat-card[data-contact-id="${chatA.contactId}"] [data-role="waiting"]`).innerText();
@@ -652,8 +557,14 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await agent.locator(`li.chat-card[data-contact-id="${chatA.contactId}"] .acd-main`).click();
     const before = (await customerState(custA)).messages;
     assert.ok(before.length >= 8, `a real conversation before the reload (${before.length} messages)`);
+    const resumedBefore = customerFrames.get(custA).filter((f) => f.type === 'resumed').length;
     await custA.reload();
-    await waitFor('resumed', () => custA.evaluate(() => window.customer && window.customer.frames.some((f) => f.type === 'resumed')));
+    await waitFor('resumed', () => customerFrames.get(custA).filter((f) => f.type === 'resumed').length > resumedBefore);
+    await waitFor('the chat window again', async () => {
+      if (chatFrameOf(custA) && await custA.locator('contact-hub-chat iframe').isVisible()) return true;
+      await custA.locator('contact-hub-chat .launcher').click().catch(() => {});
+      return false;
+    });
     await waitFor('every message again', async () => (await customerState(custA)).messages.length >= before.length);
     const after = (await customerState(custA)).messages;
     assert.deepEqual(after.slice(0, before.length), before, 'the same messages in the same order after the reload');
@@ -668,7 +579,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const presence = agentFrames.filter((f) => f.type === 'chat_presence' && f.contact_id === chatA.contactId).map((f) => f.online);
     assert.ok(presence.includes(false) && presence[presence.length - 1] === true, `chat_presence offline then online (got ${presence})`);
     await agent.locator(`${pane(chatA.contactId)} .presence[data-online="true"]`).waitFor();
-    await custA.evaluate(() => window.customerSend('刷新后还能继续聊吗？'));
+    await customerSend(custA, '刷新后还能继续聊吗？');
     await agentShows(chatA.contactId, (m) => m.text === '刷新后还能继续聊吗？', 'a message after the reload');
     await shot(custA, 'chat-10-after-reload-customer.png');
     await shot(agent, 'chat-10-after-reload-console.png');
