@@ -229,6 +229,7 @@
     chats: new Map(), // contact id -> chat in hand (see the chat section)
     activeChat: null, // contact id of the chat pane on screen
     canned: { status: 'idle', items: [], promise: null, error: null }, // canned responses, loaded once
+    liveAgents: null, // agent id -> display name, from the transfer dialog's GET /api/v1/agents
   };
 
   // ------------------------------------------------------------------ i18n application
@@ -1934,6 +1935,7 @@
     text = text.replace(/\s+/g, ' ').trim();
     const cut = Array.from(text);
     text = cut.length > PREVIEW_CHARS ? cut.slice(0, PREVIEW_CHARS).join('') + '…' : text;
+    if (m.from === 'agent' && m.agent_id && app.user && m.agent_id !== app.user.id) return t('chat.preview.agent', { name: m.name || '', text });
     if (m.from === 'agent') return t('chat.preview.you', { text });
     if (m.from === 'note') return t('chat.preview.note', { text });
     return text;
@@ -2024,13 +2026,14 @@
       }
       case 'transferred': {
         const c = chatOf(id);
+        const agentName = msg.agent_id != null ? ((app.liveAgents && app.liveAgents.get(msg.agent_id)) || ('#' + msg.agent_id)) : null;
         if (c) {
-          c.transferredTo = { queue: msg.queue || null, agent_id: msg.agent_id || null };
+          c.transferredTo = { queue: msg.queue || null, agent_id: msg.agent_id || null, agent: agentName };
           c.open = false;
           chatChanged(c, {});
         }
         closeModal();
-        toast(t('chat.transfer.done', { queue: queueLabel(msg.queue || '') }));
+        toast(agentName ? t('chat.transfer.done_agent', { agent: agentName }) : t('chat.transfer.done', { queue: queueLabel(msg.queue || '') }));
         break;
       }
       default:
@@ -2454,7 +2457,7 @@
     // After a reload the reason is in the transcript: the last system notice says how it ended.
     const endEvent = [...c.messages].reverse().find((m) => m.from === 'system' && /^(ended_|transferred$)/.test(m.event || ''));
     const endedBy = c.ended || (endEvent && endEvent.event.startsWith('ended_') ? endEvent.event.slice(6) : null);
-    if (c.transferredTo) key = 'chat.closed.transferred';
+    if (c.transferredTo) key = c.transferredTo.agent ? 'chat.closed.transferred_agent' : 'chat.closed.transferred';
     else if (endedBy) key = 'chat.closed.' + (I18N.has('chat.closed.' + endedBy) ? endedBy : 'over');
     else if (e && e.state === 'wrap_up') key = 'chat.closed.over';
     if (key && !c.endedAt) c.endedAt = serverNow();
@@ -2464,7 +2467,7 @@
     pane.closed.replaceChildren(
       h('span', { class: 'chat-closed-icon' }, icon('check-circle')),
       h('span', { class: 'chat-closed-text' },
-        h('strong', { text: t(key, { queue: c.transferredTo ? queueLabel(c.transferredTo.queue || '') : '' }) }),
+        h('strong', { text: t(key, { queue: c.transferredTo ? queueLabel(c.transferredTo.queue || '') : '', agent: c.transferredTo ? c.transferredTo.agent : '' }) }),
         h('span', { text: inWrap ? t('chat.closed.wrap_hint') : '' })),
       inWrap ? h('button', {
         type: 'button', class: 'btn btn-sm btn-primary', dataset: { action: 'go-wrapup' },
@@ -2962,56 +2965,103 @@
     go.focus();
   }
 
+  /*
+   * Transfer with a confirmation: to a queue (GET /api/v1/queues, with its waiting figure) or to
+   * a colleague who is logged in (GET /api/v1/agents); the hub offers it to them for 60 s, then
+   * to their queue.
+   */
   async function openTransfer(c) {
-    const list = h('div', { class: 'transfer-list', role: 'radiogroup', 'aria-label': t('chat.transfer.queue') },
+    let chosen = null; // { queue } or { agent_id, name }
+    let tab = 'queue';
+    const queueList = h('div', { class: 'transfer-list', role: 'radiogroup', 'aria-label': t('chat.transfer.queue') },
       h('div', { class: 'muted small', text: t('chat.transfer.loading') }));
-    let chosen = null;
+    const agentList = h('div', { class: 'transfer-list', role: 'radiogroup', 'aria-label': t('chat.transfer.tab_agent'), hidden: true },
+      h('div', { class: 'muted small', text: t('chat.transfer.loading') }));
     const confirmLine = h('p', { class: 'transfer-confirm', hidden: true });
     const go = h('button', { type: 'button', class: 'btn btn-primary', disabled: true, dataset: { action: 'confirm-transfer' } },
       icon('transfer', 'icon-xs'), h('span', { text: t('chat.transfer.confirm') }));
+    const tabBtn = (key, label) => h('button', {
+      type: 'button', role: 'tab', class: 'seg-btn' + (key === tab ? ' is-active' : ''), dataset: { transferTab: key },
+      'aria-selected': key === tab ? 'true' : 'false',
+      onclick: (ev) => {
+        tab = key;
+        for (const b2 of ev.currentTarget.parentNode.children) {
+          const on = b2.dataset.transferTab === key;
+          b2.classList.toggle('is-active', on);
+          b2.setAttribute('aria-selected', on ? 'true' : 'false');
+        }
+        queueList.hidden = key !== 'queue';
+        agentList.hidden = key !== 'agent';
+      },
+    }, h('span', { text: label }));
+    const choose = (target, text) => {
+      chosen = target;
+      go.disabled = false;
+      confirmLine.hidden = false;
+      confirmLine.textContent = text;
+    };
     go.addEventListener('click', () => {
       if (!chosen) return;
-      if (!socketSend({ type: 'transfer', contact_id: c.id, queue: chosen })) {
+      const frame = Object.assign({ type: 'transfer', contact_id: c.id }, chosen.queue ? { queue: chosen.queue } : { agent_id: chosen.agent_id });
+      if (!socketSend(frame)) {
         toast(t('work.error.not_connected'), 'error');
         return;
       }
+      c.transferTarget = chosen;
       go.disabled = true;
       go.classList.add('is-busy');
       stopTyping(c, false);
     });
     openModal(t('chat.transfer.title', { name: chatName(c) }),
-      [h('p', { class: 'modal-text', text: t('chat.transfer.text') }), list, confirmLine],
+      [h('p', { class: 'modal-text', text: t('chat.transfer.text') }),
+        h('div', { class: 'seg', role: 'tablist' }, tabBtn('queue', t('chat.transfer.tab_queue')), tabBtn('agent', t('chat.transfer.tab_agent'))),
+        queueList, agentList, confirmLine],
       [h('button', { type: 'button', class: 'btn', onclick: closeModal, text: t('chat.cancel') }), go]);
-    let queues = [];
-    try {
-      const data = await api('GET', '/api/v1/queues');
-      queues = (data && Array.isArray(data.queues)) ? data.queues : [];
-    } catch (err) {
-      list.replaceChildren(h('p', { class: 'wrapup-error', text: describeError(err) }));
-      return;
-    }
+
     const current = chatEntry(c) && chatEntry(c).contact.queue;
-    list.replaceChildren(...queues.map((q) => {
-      const fig = (Array.isArray(q.figures) ? q.figures : []).find((f) => f && f.channel === 'chat');
-      const radio = h('input', {
-        type: 'radio', name: 'transfer-queue', value: q.name, dataset: { queue: q.name },
-        onchange: () => {
-          chosen = q.name;
-          go.disabled = false;
-          confirmLine.hidden = false;
-          confirmLine.textContent = t('chat.transfer.confirm_text', { name: chatName(c), queue: q.display_name || q.name });
-        },
-      });
-      return h('label', { class: 'transfer-option' + (q.name === current ? ' is-current' : '') },
-        radio,
-        h('span', { class: 'transfer-name' },
-          h('strong', { text: q.display_name || q.name }),
-          h('span', { class: 'muted small', text: q.description || '' })),
-        h('span', { class: 'transfer-figures' },
-          q.name === current ? h('span', { class: 'chip chip-xs', text: t('chat.transfer.current') }) : null,
-          h('span', { class: 'chip chip-xs ' + (q.waiting ? 'tone-warn' : 'tone-muted'), text: t('chat.transfer.waiting', { n: q.waiting || 0 }) }),
-          fig && fig.asa_ms != null ? h('span', { class: 'chip chip-xs tone-muted', text: t('chat.transfer.asa', { time: formatDuration(fig.asa_ms) }) }) : null));
-    }));
+    api('GET', '/api/v1/queues').then((data) => {
+      const queues = (data && Array.isArray(data.queues)) ? data.queues : [];
+      queueList.replaceChildren(...queues.map((q) => {
+        const fig = (Array.isArray(q.figures) ? q.figures : []).find((f) => f && f.channel === 'chat');
+        const label = q.display_name || q.name;
+        return h('label', { class: 'transfer-option' + (q.name === current ? ' is-current' : '') },
+          h('input', {
+            type: 'radio', name: 'transfer-target', value: 'q:' + q.name, dataset: { queue: q.name },
+            onchange: () => choose({ queue: q.name }, t('chat.transfer.confirm_text', { name: chatName(c), queue: label })),
+          }),
+          h('span', { class: 'transfer-name' },
+            h('strong', { text: label }),
+            h('span', { class: 'muted small', text: q.description || '' })),
+          h('span', { class: 'transfer-figures' },
+            q.name === current ? h('span', { class: 'chip chip-xs', text: t('chat.transfer.current') }) : null,
+            h('span', { class: 'chip chip-xs ' + (q.waiting ? 'tone-warn' : 'tone-muted'), text: t('chat.transfer.waiting', { n: q.waiting || 0 }) }),
+            fig && fig.asa_ms != null ? h('span', { class: 'chip chip-xs tone-muted', text: t('chat.transfer.asa', { time: formatDuration(fig.asa_ms) }) }) : null));
+      }));
+    }).catch((err) => queueList.replaceChildren(h('p', { class: 'wrapup-error', text: describeError(err) })));
+
+    api('GET', '/api/v1/agents').then((data) => {
+      const me = app.user && app.user.id;
+      const agents = ((data && Array.isArray(data.agents)) ? data.agents : [])
+        .filter((a) => a && a.id !== me && a.state && a.state.state !== 'logged_out');
+      app.liveAgents = new Map(agents.map((a) => [a.id, a.display_name]));
+      if (!agents.length) {
+        agentList.replaceChildren(h('p', { class: 'muted small transfer-empty', text: t('chat.transfer.no_agents') }));
+        return;
+      }
+      agentList.replaceChildren(...agents.map((a) => {
+        const st = a.state.state;
+        return h('label', { class: 'transfer-option', dataset: { agentId: a.id } },
+          h('input', {
+            type: 'radio', name: 'transfer-target', value: 'a:' + a.id, dataset: { agent: a.id },
+            onchange: () => choose({ agent_id: a.id, name: a.display_name }, t('chat.transfer.confirm_agent', { name: chatName(c), agent: a.display_name })),
+          }),
+          h('span', { class: 'transfer-name' },
+            h('strong', { text: a.display_name }),
+            h('span', { class: 'muted small', text: tOr('role.', a.role) })),
+          h('span', { class: 'transfer-figures' },
+            h('span', { class: 'chip chip-xs agent-chip st-' + st, text: stateLabel(st === 'not_ready' && a.state.reason ? 'not_ready:' + a.state.reason : st) })));
+      }));
+    }).catch((err) => agentList.replaceChildren(h('p', { class: 'wrapup-error', text: describeError(err) })));
   }
 
   function tickChats() {

@@ -235,7 +235,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     if (!fr) return { messages: [], ended: false };
     return fr.evaluate(() => ({
       messages: Array.from(document.querySelectorAll('#msg-list li.msg')).filter((li) => li.dataset.seq).map((li) => ({
-        seq: Number(li.dataset.seq), from: li.dataset.from, status: li.dataset.status || null,
+        seq: Number(li.dataset.seq), from: li.dataset.from, status: li.dataset.status || null, event: li.dataset.event || null,
         text: (li.querySelector('.msg-text, .msg-system-text, .file-name') || {}).textContent || '',
       })),
       ended: !!document.getElementById('ended-card'),
@@ -658,27 +658,80 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     verified('chat pane in en, zh-TW and zh-CN; the draft survived each switch');
   });
 
-  await step('transfer the second chat to the billing queue, with a confirmation; wrap it up', async () => {
+  await step('transfer the second chat to a colleague, who takes it with its history and hands it to the billing queue', async () => {
+    // The colleague: the supervisor, signed in to her own console (zh-TW), available.
+    const { page: colleague } = await open({ width: 1280, height: 800 }, 'zh-TW');
+    colleague.on('pageerror', (e) => pageErrors.push(`colleague: ${String(e && e.stack || e)}`));
+    colleague.on('dialog', (d) => { pageErrors.push(`colleague: unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
+    const colleagueFrames = [];
+    colleague.on('websocket', (ws) => {
+      if (!ws.url().endsWith('/api/v1/agent/ws')) return;
+      ws.on('framereceived', (f) => { try { colleagueFrames.push(JSON.parse(typeof f.payload === 'string' ? f.payload : f.payload.toString('utf8'))); } catch { /* not JSON */ } });
+    });
+    await colleague.goto(HUB_URL + '/');
+    await colleague.fill('#login-username', SUPERVISOR_USER);
+    await colleague.fill('#login-password', SUPERVISOR_PASS);
+    await colleague.click('#login-submit');
+    await colleague.locator('#conn-indicator[data-conn="connected"]').waitFor();
+    const hello = await waitFor('the colleague\'s hello', () => colleagueFrames.find((f) => f.type === 'hello'));
+    const colleagueName = hello.agent.display_name;
+    await colleague.locator('#state-select:not([disabled])').waitFor();
+    await colleague.selectOption('#state-select', 'available');
+    await waitFor('the colleague available', () => colleagueFrames.find((f) => f.type === 'agent_state' && f.state.state === 'available'));
+
     await agent.locator(`li.chat-card[data-contact-id="${chatB.contactId}"] .acd-main`).click();
     await agent.locator(`${pane(chatB.contactId)} [data-action="transfer"]`).click();
     const dlg = agent.locator('dialog.modal');
     await dlg.locator('input[data-queue="billing"]').waitFor();
     assert.ok(await dlg.locator('[data-action="confirm-transfer"]').isDisabled(), 'nothing chosen, nothing to confirm');
-    await dlg.locator('input[data-queue="billing"]').check();
-    assert.ok((await dlg.locator('.transfer-confirm').innerText()).includes('账务'), 'the confirmation names the queue');
-    await shot(agent, 'chat-14-transfer-console.png');
+    await dlg.locator('[data-transfer-tab="agent"]').click();
+    const option = dlg.locator('.transfer-option', { hasText: colleagueName });
+    await option.waitFor();
+    assert.ok((await option.innerText()).includes('空闲'), 'the colleague is listed as available');
+    await option.locator('input').check();
+    assert.ok((await dlg.locator('.transfer-confirm').innerText()).includes(colleagueName), 'the confirmation names the colleague');
+    await shot(agent, 'chat-14-transfer-agent-console.png');
     await dlg.locator('[data-action="confirm-transfer"]').click();
     const tr = await waitFor('transferred', () => agentFrames.find((f) => f.type === 'transferred' && f.contact_id === chatB.contactId));
-    assert.equal(tr.queue, 'billing');
+    assert.equal(tr.agent_id, hello.agent.id, 'transferred to the colleague');
     await agent.locator(`li.wrapup-card[data-contact-id="${chatB.contactId}"]`).waitFor();
-    await customerGot(custB, (m) => m.from === 'system' && m.seq > 3, 'the transfer notice');
-    await shot(custB, 'chat-14-transferred-customer-b.png');
-    const card = agent.locator(`li.wrapup-card[data-contact-id="${chatB.contactId}"]`);
-    await card.locator('[data-role="disposition"]').selectOption('escalated');
-    await card.locator('[data-role="notes"]').fill('转账务组处理周末值班咨询');
-    await card.locator('[data-action="wrap_up"]').click();
-    await waitFor('chat B closed', () => agentFrames.find((f) => f.type === 'contact_state' && f.contact_id === chatB.contactId && f.state === 'closed'));
-    verified(`chat ${chatB.contactId} transferred to billing (new contact ${tr.new_contact_id}); wrap-up escalated; closed`);
+    await agent.locator(`${pane(chatB.contactId)} .chat-closed:not([hidden])`, { hasText: colleagueName }).waitFor();
+
+    // The colleague is offered the chat with its whole conversation, accepts and reads it.
+    const offer = await waitFor('the colleague\'s offer', () => colleagueFrames.find((f) => f.type === 'offer' && f.contact.id === tr.new_contact_id), 15_000);
+    assert.equal(offer.chat.conversation_id, chatB.conversationId, 'the same conversation');
+    await colleague.locator(`li.offer-card[data-contact-id="${tr.new_contact_id}"] [data-action="accept"]`).click();
+    const cpane = colleague.locator(`.chat-pane[data-contact-id="${tr.new_contact_id}"]`);
+    await cpane.waitFor({ state: 'visible' });
+    await cpane.locator('.msg-text', { hasText: '周末 9:00–18:00 有人值班' }).waitFor();
+    assert.ok(await cpane.locator('.msg-text', { hasText: '请问你们周末有人值班吗？' }).count() === 1, 'the customer\'s first message is there');
+    assert.equal((await cpane.locator('[data-role="side-customer"] .side-name').innerText()).trim(), VISITOR_B.name, 'the record made from the pre-chat form');
+    await customerGot(custB, (m) => m.from === 'system' && m.text.includes(colleagueName), 'the colleague joining');
+    await shot(colleague, 'chat-14-colleague-console.png');
+
+    // She hands it to the billing queue (queue transfer, confirmed), then wraps up.
+    await cpane.locator('[data-action="transfer"]').click();
+    const cdlg = colleague.locator('dialog.modal');
+    await cdlg.locator('input[data-queue="billing"]').check();
+    assert.ok((await cdlg.locator('.transfer-confirm').innerText()).includes('账务'), 'the confirmation names the queue');
+    await shot(colleague, 'chat-15-transfer-queue-console.png');
+    await cdlg.locator('[data-action="confirm-transfer"]').click();
+    const tr2 = await waitFor('transferred to billing', () => colleagueFrames.find((f) => f.type === 'transferred' && f.contact_id === tr.new_contact_id));
+    assert.equal(tr2.queue, 'billing');
+    const queued = await rest('GET', `/api/v1/contacts/${tr2.new_contact_id}`, supToken);
+    assert.equal(queued.json.contact.queue, 'billing', 'the new contact waits in billing');
+    await waitFor('the customer to see both transfers', async () => (await customerState(custB)).messages.filter((m) => m.event === 'transferred').length >= 2);
+    await shot(custB, 'chat-15-transferred-customer-b.png');
+    for (const [page, id, code] of [[colleague, tr.new_contact_id, 'escalated'], [agent, chatB.contactId, 'escalated']]) {
+      const card = page.locator(`li.wrapup-card[data-contact-id="${id}"]`);
+      await card.locator('[data-role="disposition"]').selectOption(code);
+      await card.locator('[data-role="notes"]').fill('周末值班咨询，转账务组');
+      await card.locator('[data-action="wrap_up"]').click();
+    }
+    await waitFor('chat B closed for the agent', () => agentFrames.find((f) => f.type === 'contact_state' && f.contact_id === chatB.contactId && f.state === 'closed'));
+    await waitFor('closed for the colleague', () => colleagueFrames.find((f) => f.type === 'contact_state' && f.contact_id === tr.new_contact_id && f.state === 'closed'));
+    await colleague.selectOption('#state-select', 'logged_out');
+    verified(`chat ${chatB.contactId} → ${colleagueName} (contact ${tr.new_contact_id}, history shown) → queue billing (contact ${tr2.new_contact_id}); both wrap-ups escalated and closed`);
   });
 
   await step('end the first chat; wrap-up with a disposition; the contact shows closed', async () => {
@@ -689,8 +742,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const card = agent.locator(`li.wrapup-card[data-contact-id="${chatA.contactId}"]`);
     await card.waitFor();
     await agent.locator(`${pane(chatA.contactId)} .chat-closed:not([hidden])`).waitFor();
-    await shot(agent, 'chat-15-wrapup-console.png');
-    await shot(custA, 'chat-15-ended-customer.png');
+    await shot(agent, 'chat-16-wrapup-console.png');
+    await shot(custA, 'chat-16-ended-customer.png');
     await card.locator('[data-role="disposition"]').selectOption('resolved');
     await card.locator('[data-role="notes"]').fill('墨盒免费补发，发票重开');
     await card.locator('[data-action="wrap_up"]').click();
@@ -703,7 +756,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const pop = await rest('GET', `/api/v1/customers/${c.json.contact.customer_id}/screen-pop`, supToken);
     const mine = (pop.json.recent_contacts || []).find((x) => x.id === chatA.contactId);
     assert.ok(mine && mine.state === 'closed', 'the screen-pop history lists the chat as closed');
-    await shot(agent, 'chat-16-closed-console.png');
+    await shot(agent, 'chat-17-closed-console.png');
     assert.deepEqual(pageErrors, [], 'no page errors');
     verified(`chat ${chatA.contactId} ended by the agent, wrapped up "resolved", closed in the store and in the customer's history`);
   });
