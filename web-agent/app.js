@@ -980,7 +980,7 @@
       dataset: { contactId: c.id, state: 'offered', channel: c.channel || '' },
     },
     h('div', { class: 'offer-head' },
-      h('span', { class: 'offer-signal', 'aria-hidden': 'true' }, icon('phone-incoming', 'icon-xs')),
+      h('span', { class: 'offer-signal', 'aria-hidden': 'true' }, icon(c.channel === 'chat' ? 'chat' : 'phone-incoming', 'icon-xs')),
       h('span', { class: 'offer-title', text: t('offer.title') }),
       h('span', { class: 'offer-countdown', title: t('offer.time_left'), dataset: { role: 'countdown' } })),
     h('button', { type: 'button', class: 'acd-main offer-main', title: t('work.show_customer'), onclick: () => showContactCustomer(e, true) },

@@ -758,6 +758,9 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     assert.ok(mine && mine.state === 'closed', 'the screen-pop history lists the chat as closed');
     await shot(agent, 'chat-17-closed-console.png');
     assert.deepEqual(pageErrors, [], 'no page errors');
+    // Signed out, so that the next test finds nobody logged in.
+    await agent.click('#logout-btn');
+    await agent.locator('#login-view').waitFor({ state: 'visible' });
     verified(`chat ${chatA.contactId} ended by the agent, wrapped up "resolved", closed in the store and in the customer's history`);
   });
 });
