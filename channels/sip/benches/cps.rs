@@ -131,6 +131,13 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!("after the run: dialogs {} transactions {} legs {}", handle.active_dialogs(), handle.active_transactions(), handle.active_legs());
+        let mut states = std::collections::BTreeMap::new();
+        for l in handle.legs() {
+            *states.entry(format!("{:?}", l.state)).or_insert(0) += 1;
+        }
+        if !states.is_empty() {
+            println!("legs left by state: {states:?}");
+        }
 
         // 2. Memory per established dialog: hold N calls up at once.
         let n = env_u32("HOLD_DIALOGS", 2000);

@@ -25,6 +25,9 @@ pub struct SipConfig {
     /// Largest message accepted (bytes); larger UDP requests get 513, larger TCP messages
     /// close the connection.
     pub max_message_size: usize,
+    /// Seconds between in-dialog OPTIONS probes of established calls (0 = off): a peer that
+    /// stops answering (or says 481) ends its leg, so a lost BYE cannot keep a call forever.
+    pub dialog_probe_secs: u64,
     /// RFC 3261 T1 (ms): retransmission base; transactions linger 64*T1 after they end.
     pub t1_ms: u64,
     /// How long the hub has to answer a `RemoteOffer` before the re-INVITE/UPDATE gets 488.
@@ -49,6 +52,7 @@ impl Default for SipConfig {
             max_message_size: 8192,
             offer_timeout_secs: 10,
             t1_ms: 500,
+            dialog_probe_secs: 600,
             inbound_trunks: Vec::new(),
             outbound_trunks: Vec::new(),
             registrar: RegistrarConfig::default(),

@@ -789,6 +789,7 @@ impl Core {
         } else {
             Direction::Outbound
         };
+        let mut probing = false;
         while let Some(state) = states.recv().await {
             match state {
                 DialogState::Early(_, resp) if direction == Direction::Outbound => {
@@ -802,6 +803,10 @@ impl Core {
                         Direction::Outbound => Signal::Answered,
                     };
                     self.signal(leg, sig, body_text(&resp.body)).await;
+                    if !probing && self.leg_state(leg) == Some(crate::leg::LegState::Established) {
+                        probing = true;
+                        self.spawn_probe(leg, dialog.clone());
+                    }
                 }
                 DialogState::Updated(_, req, handle) => {
                     self.on_remote_offer(leg, req, handle).await
@@ -873,6 +878,44 @@ impl Core {
             }
         }
         self.finish(leg, None, &dialog);
+    }
+
+    fn leg_state(&self, leg: LegId) -> Option<crate::leg::LegState> {
+        lock(&self.legs).get(&leg).map(|e| e.leg.state())
+    }
+
+    /// Without session timers a peer that vanishes without a BYE would keep its leg forever:
+    /// ask it every `dialog_probe_secs` with an in-dialog OPTIONS; no answer (or 481) ends the
+    /// leg with `Ended{by: Remote, cause: Failure}`.
+    fn spawn_probe(self: &Arc<Self>, leg: LegId, dialog: InviteDialog) {
+        let every = self.config.dialog_probe_secs;
+        if every == 0 {
+            return;
+        }
+        let core = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = core.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+                }
+                if core.leg_state(leg) != Some(crate::leg::LegState::Established) {
+                    return;
+                }
+                let gone = match dialog.request(Method::Options, None, None).await {
+                    Ok(Some(resp)) => matches!(u16::from(resp.status_code), 408 | 481),
+                    Ok(None) => return,
+                    Err(_) => true,
+                };
+                if gone {
+                    debug!(%leg, "peer no longer answers in the dialog");
+                    core.signal(leg, Signal::DialogFailure, None).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), dialog.bye()).await;
+                    core.finish(leg, None, &dialog);
+                    return;
+                }
+            }
+        });
     }
 
     /// Apply a signal to the leg and emit what it produces.
@@ -1617,6 +1660,18 @@ impl SipHandle {
             state: e.leg.state(),
             call_id: e.call_id.clone(),
         })
+    }
+
+    /// Every leg the endpoint tracks (fork branches included), for diagnostics.
+    pub fn legs(&self) -> Vec<LegInfo> {
+        lock(&self.core.legs)
+            .iter()
+            .map(|(leg, e)| LegInfo {
+                leg: *leg,
+                state: e.leg.state(),
+                call_id: e.call_id.clone(),
+            })
+            .collect()
     }
 
     /// Legs the endpoint still tracks.

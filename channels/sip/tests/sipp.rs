@@ -671,3 +671,39 @@ async fn trunk_registration_to_a_dead_carrier_reports_failure() {
         .any(|e| matches!(e, SipEvent::TrunkRegistered { .. })));
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_vanishes_without_bye_is_found_by_the_dialog_probe() {
+    let mut config = base_config();
+    config.t1_ms = 20;
+    config.dialog_probe_secs = 1;
+    let (handle, rx) = start(config).await;
+    let log = hub(handle.clone(), rx, Script::Nothing);
+    let (port, phone) = sipp_uas("uas_answer.xml");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let leg = handle
+        .originate(
+            Target::Uri(format!("sip:1001@127.0.0.1:{port}")),
+            Caller::default(),
+            SDP.into(),
+        )
+        .await
+        .unwrap();
+    wait_for(&log, "answered", |evs| {
+        evs.iter().any(|e| matches!(e, SipEvent::Answered { .. }))
+    })
+    .await;
+    // The phone process dies: no BYE, nothing answers any more.
+    phone.abort();
+    let _ = phone.await;
+    wait_for(&log, "the probe ends the leg", |evs| {
+        evs.contains(&SipEvent::Ended {
+            leg,
+            by: Party::Remote,
+            cause: EndCause::Failure,
+        })
+    })
+    .await;
+    wait_clean(&handle).await;
+    handle.shutdown().await;
+}
