@@ -2181,12 +2181,15 @@
   function renderChatEnd() {
     const el = $('chat-end');
     if (!el) return;
+    const wasShown = !!el.firstChild;
     el.replaceChildren();
     if (!S || S.state !== 'ended') {
       el.hidden = true;
       return;
     }
     el.hidden = false;
+    // Just ended: the closing card comes into view.
+    if (!wasShown) setTimeout(() => { const b = $('body'); if (b) b.scrollTop = b.scrollHeight; }, 0);
     el.append(h('div', { class: 'ended-card', id: 'ended-card', role: 'status' },
       h('div', { class: 'big-icon is-ok small' }, icon('ok')),
       h('h2', { class: 'card-title', text: t('ended.title') }),
@@ -2418,8 +2421,8 @@
     const touch = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
     let el;
     if (ui.view === 'chat') el = S && S.state !== 'ended' ? (touch ? null : $('composer-input')) : $('new-chat');
-    else if (!touch) el = document.querySelector('#body input, #body textarea, #body button');
-    if (!el || el.disabled) el = $('close-btn').hidden ? null : $('close-btn');
+    else if (!touch) el = document.querySelector('#body input') || document.querySelector('#body textarea') || document.querySelector('#body button');
+    if (!el || el.disabled) el = $('head-title');
     if (!el) return;
     try { el.focus({ preventScroll: true }); } catch (e) { el.focus(); }
   }

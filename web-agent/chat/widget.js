@@ -193,6 +193,16 @@
       iframe.contentWindow.postMessage(msg, hubOrigin);
     }
 
+    // The page moves the focus into the chat window: a cross-origin frame may not take it itself.
+    // `again`: the window's document arrived after the iframe element got the focus, so the
+    // focus is handed over once more (focusing an already focused iframe would do nothing).
+    function focusFrame(again) {
+      try {
+        if (again && root.activeElement === iframe) iframe.blur();
+        iframe.focus();
+      } catch (e) { /* not focusable yet */ }
+    }
+
     function label() {
       launcher.setAttribute('aria-label', (open ? L.close : L.open) + (unread && !open ? ' (' + unread + ' ' + L.unread + ')' : ''));
     }
@@ -204,7 +214,7 @@
       if (open) {
         unread = 0;
         badge.hidden = true;
-        try { iframe.focus(); } catch (e) { /* not focusable yet */ }
+        focusFrame();
       }
       label();
       if (ready) tell({ type: open ? 'open' : 'close' });
@@ -237,6 +247,7 @@
         tell({ type: 'host', page: String(location.href).slice(0, 500) });
         if (d.open && !open) setOpen(true, false);
         else tell({ type: open ? 'open' : 'close' });
+        if (open) focusFrame(true); // opened before the window had loaded
       } else if (d.type === 'close') {
         setOpen(false, true);
       } else if (d.type === 'open') {
