@@ -5,6 +5,11 @@
  * (loaded first, in that order; shared.js holds what the wallboard uses too: h(), icons,
  * formatting, language pickers, the reconnecting socket).
  *
+ * What it holds: sign-in, the agent's state, the agent socket, the work items (offer, connected,
+ * wrap-up cards), customer search and the customer card (screen-pop), and the chat pane (one per
+ * chat in hand: transcript, composer, notes, canned responses, transfer, the screen-pop beside it;
+ * docs/protocol.md, "Chat (agent socket)").
+ *
  * Safety rule for this file: every string that comes from the server (customer names, notes,
  * subjects, error messages ...) is put into the page with textContent / text nodes only.
  * No innerHTML anywhere; the `h()` helper (shared.js) builds DOM nodes and turns strings into
@@ -1961,7 +1966,7 @@
     const id = msg.contact_id;
     switch (msg.type) {
       case 'chat_message': {
-        let c = chatOf(id);
+        const c = chatOf(id);
         if (!c) {
           // A chat in hand this page has not seen yet (another tab accepted it): read it whole.
           if (app.acd.contacts.has(id)) socketSend({ type: 'chat_history', contact_id: id });
@@ -2402,7 +2407,6 @@
     comp.input.placeholder = t(note ? 'chat.composer.note_placeholder' : 'chat.composer.placeholder', { name: chatName(c) });
     comp.sendBtn.querySelector('[data-role="send-label"]').textContent = t(note ? 'chat.composer.add_note' : 'chat.composer.send');
     comp.sendBtn.disabled = !pane.input.value.trim() || (!live && !note);
-    comp.cannedBtn.disabled = false;
     comp.hint.textContent = t('chat.composer.hint');
     const n = Array.from(pane.input.value).length;
     comp.count.textContent = n > CHAT_MAX_CHARS - 500 ? n + ' / ' + CHAT_MAX_CHARS : '';
@@ -2439,7 +2443,8 @@
     const live = chatConnected(c);
     pane.transferBtn.disabled = !live || !sock.ready;
     pane.endBtn.disabled = !live || !sock.ready;
-    pane.comp.root.hidden = !!(e && e.state !== 'connected') && !live && !(e && e.state === 'wrap_up');
+    // Replies while connected; notes only once the chat is over but still in hand (wrap-up).
+    pane.comp.root.hidden = !(e && (e.state === 'connected' || e.state === 'wrap_up'));
     updateComposer(c, pane);
     renderChatClosed(c, pane);
     renderChatSide(c, pane);
@@ -2477,8 +2482,6 @@
           if (sel) { rec.node.scrollIntoView({ block: 'nearest' }); sel.focus(); }
         },
       }, h('span', { text: t('chat.closed.go_wrapup') })) : null);
-    // Only notes may still be written after the chat ended (while the contact is in hand).
-    pane.comp.root.hidden = !inWrap;
   }
 
   function dayKey(d) {
@@ -2609,10 +2612,9 @@
 
   function updateMessageNode(c, rec, m, pending, meId) {
     if (!rec.meta) return;
+    // Another agent's messages and notes (before a transfer) carry their name.
     const who = rec.meta.querySelector('[data-role="who"]');
-    if (m.from === 'customer') who.textContent = '';
-    else if (m.agent_id && meId && m.agent_id !== meId) who.textContent = m.name || '';
-    else who.textContent = m.from === 'note' ? '' : '';
+    who.textContent = m.from !== 'customer' && m.agent_id && meId && m.agent_id !== meId ? (m.name || '') : '';
     if (m.from === 'customer') return;
     let state;
     if (pending) state = pending.status === 'failed' ? 'failed' : 'sending';
@@ -2640,7 +2642,7 @@
   function renderChatSide(c, pane) {
     const e = chatEntry(c);
     const sp = e && e.screen_pop;
-    const key = [I18N.getLang(), sp ? 'k' + (sp.customer && sp.customer.id) : 'u', sp ? sp.__rev || 0 : 0, JSON.stringify(c.visitor || {}), pane.createState || ''].join('|');
+    const key = [I18N.getLang(), e ? e.state : '', sp ? 'k' + (sp.customer && sp.customer.id) : 'u', sp ? sp.__rev || 0 : 0, JSON.stringify(c.visitor || {}), pane.createState || ''].join('|');
     if (pane.sideKey === key) return;
     pane.sideKey = key;
     const parts = [];

@@ -504,7 +504,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const card = agent.locator(`li.offer-card[data-contact-id="${chatB.contactId}"]`);
     await card.waitFor();
     assert.ok((await card.innerText()).includes(VISITOR_B.name));
-    await shot(agent, 'chat-06-second-offer-console.png');
+    await shot(agent, 'chat-07-second-offer-console.png');
     await card.locator('[data-action="accept"]').click();
     await agent.locator(pane(chatB.contactId)).waitFor({ state: 'visible' });
     await agentShows(chatB.contactId, (m) => m.text === '请问你们周末有人值班吗？', 'the second chat\'s first message');
@@ -520,8 +520,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     // A draft in chat B survives switching to A and back.
     const inputB = agent.locator(`${pane(chatB.contactId)} textarea[data-role="composer"]`);
     await inputB.fill('周末 9:00–18:00 有人值班');
-    await shot(agent, 'chat-07-unread-console.png');
-    await shot(custB, 'chat-07-unread-customer-b.png');
+    await shot(agent, 'chat-08-unread-console.png');
+    await shot(custB, 'chat-08-unread-customer-b.png');
     await agent.locator(`li.chat-card[data-contact-id="${chatA.contactId}"] .acd-main`).click();
     await agent.locator(pane(chatA.contactId)).waitFor({ state: 'visible' });
     await waitFor('badge cleared', async () => !(await badge.isVisible()));
@@ -539,7 +539,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await form.waitFor();
     assert.equal(await form.locator('input[name="name"]').inputValue(), VISITOR_B.name, 'prefilled name');
     assert.equal(await form.locator('input[name="email"]').inputValue(), VISITOR_B.email, 'prefilled email');
-    await shot(agent, 'chat-08-unknown-visitor-console.png');
+    await shot(agent, 'chat-09-unknown-visitor-console.png');
     await form.locator('[data-action="create-customer"]').click();
     await p.locator('[data-role="side-customer"] .side-name', { hasText: VISITOR_B.name }).waitFor();
     const found = await rest('GET', '/api/v1/customers?q=' + encodeURIComponent(VISITOR_B.email), supToken);
@@ -549,7 +549,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const contact = await rest('GET', `/api/v1/contacts/${chatB.contactId}`, supToken);
     assert.equal(contact.json.contact.customer_id, cust.id, 'the chat contact is linked to the new customer');
     assert.equal((await agent.locator(`li.chat-card[data-contact-id="${chatB.contactId}"] .acd-name`).innerText()).trim(), VISITOR_B.name);
-    await shot(agent, 'chat-09-created-customer-console.png');
+    await shot(agent, 'chat-10-created-customer-console.png');
     verified(`customer ${cust.id} created from the pre-chat form and linked to conversation ${chatB.conversationId}`);
   });
 
@@ -581,8 +581,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await agent.locator(`${pane(chatA.contactId)} .presence[data-online="true"]`).waitFor();
     await customerSend(custA, '刷新后还能继续聊吗？');
     await agentShows(chatA.contactId, (m) => m.text === '刷新后还能继续聊吗？', 'a message after the reload');
-    await shot(custA, 'chat-10-after-reload-customer.png');
-    await shot(agent, 'chat-10-after-reload-console.png');
+    await shot(custA, 'chat-11-after-reload-customer.png');
+    await shot(agent, 'chat-11-after-reload-console.png');
     verified(`customer reload: ${after.length} messages, same seq order and text on both sides`);
   });
 
@@ -597,7 +597,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await sleep(800);
     await agentShows(chatA.contactId, (m) => m.text === text && m.status === 'sending', 'the message still sending');
     assert.ok(!(await customerState(custA)).messages.some((m) => m.text === text), 'the hub never got it');
-    await shot(agent, 'chat-11-sending-console.png');
+    await shot(agent, 'chat-12-sending-console.png');
     // The socket drops; the console reconnects, gets hello (without the message) and sends it
     // again — delivered twice here, as if the first copy had arrived after all.
     route.dropSendsOf = null;
@@ -632,7 +632,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await waitFor('chat B restored', async () => JSON.stringify(strip(await agentTranscript(chatB.contactId))) === JSON.stringify(strip(beforeB)));
     await agent.setViewportSize({ width: 1440, height: 900 });
     await agent.locator(`li.chat-card[data-contact-id="${chatA.contactId}"] .acd-main`).click();
-    await shot(agent, 'chat-12-restored-1440-console.png');
+    await shot(agent, 'chat-13-restored-1440-console.png');
     await agent.setViewportSize({ width: 1280, height: 800 });
     verified(`console reload: chat ${chatA.contactId} (${beforeA.length} messages, notes included) and chat ${chatB.contactId} (${beforeB.length}) restored`);
   });
@@ -652,7 +652,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
       assert.equal((await p2.locator('[data-action="transfer"]').innerText()).trim(), want[lang][2], `${lang} transfer button`);
       assert.equal((await p2.locator('.msg-note .note-label').first().textContent()).trim(), want[lang][0], `${lang} note label`);
       assert.equal(await p2.locator('textarea[data-role="composer"]').inputValue(), '草稿：换语言也不会丢', `${lang}: the draft is kept`);
-      if (lang !== 'zh-CN') await shot(agent, `chat-13-${lang}-console.png`);
+      if (lang !== 'zh-CN') await shot(agent, `chat-14-lang-${lang}-console.png`);
     }
     await p.locator('textarea[data-role="composer"]').fill('');
     verified('chat pane in en, zh-TW and zh-CN; the draft survived each switch');
@@ -690,7 +690,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     assert.ok((await option.innerText()).includes('空闲'), 'the colleague is listed as available');
     await option.locator('input').check();
     assert.ok((await dlg.locator('.transfer-confirm').innerText()).includes(colleagueName), 'the confirmation names the colleague');
-    await shot(agent, 'chat-14-transfer-agent-console.png');
+    await shot(agent, 'chat-15-transfer-agent-console.png');
     await dlg.locator('[data-action="confirm-transfer"]').click();
     const tr = await waitFor('transferred', () => agentFrames.find((f) => f.type === 'transferred' && f.contact_id === chatB.contactId));
     assert.equal(tr.agent_id, hello.agent.id, 'transferred to the colleague');
@@ -707,21 +707,21 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     assert.ok(await cpane.locator('.msg-text', { hasText: '请问你们周末有人值班吗？' }).count() === 1, 'the customer\'s first message is there');
     assert.equal((await cpane.locator('[data-role="side-customer"] .side-name').innerText()).trim(), VISITOR_B.name, 'the record made from the pre-chat form');
     await customerGot(custB, (m) => m.from === 'system' && m.text.includes(colleagueName), 'the colleague joining');
-    await shot(colleague, 'chat-14-colleague-console.png');
+    await shot(colleague, 'chat-16-colleague-console.png');
 
     // She hands it to the billing queue (queue transfer, confirmed), then wraps up.
     await cpane.locator('[data-action="transfer"]').click();
     const cdlg = colleague.locator('dialog.modal');
     await cdlg.locator('input[data-queue="billing"]').check();
     assert.ok((await cdlg.locator('.transfer-confirm').innerText()).includes('账务'), 'the confirmation names the queue');
-    await shot(colleague, 'chat-15-transfer-queue-console.png');
+    await shot(colleague, 'chat-17-transfer-queue-console.png');
     await cdlg.locator('[data-action="confirm-transfer"]').click();
     const tr2 = await waitFor('transferred to billing', () => colleagueFrames.find((f) => f.type === 'transferred' && f.contact_id === tr.new_contact_id));
     assert.equal(tr2.queue, 'billing');
     const queued = await rest('GET', `/api/v1/contacts/${tr2.new_contact_id}`, supToken);
     assert.equal(queued.json.contact.queue, 'billing', 'the new contact waits in billing');
     await waitFor('the customer to see both transfers', async () => (await customerState(custB)).messages.filter((m) => m.event === 'transferred').length >= 2);
-    await shot(custB, 'chat-15-transferred-customer-b.png');
+    await shot(custB, 'chat-17-transferred-customer-b.png');
     for (const [page, id, code] of [[colleague, tr.new_contact_id, 'escalated'], [agent, chatB.contactId, 'escalated']]) {
       const card = page.locator(`li.wrapup-card[data-contact-id="${id}"]`);
       await card.locator('[data-role="disposition"]').selectOption(code);
@@ -742,8 +742,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const card = agent.locator(`li.wrapup-card[data-contact-id="${chatA.contactId}"]`);
     await card.waitFor();
     await agent.locator(`${pane(chatA.contactId)} .chat-closed:not([hidden])`).waitFor();
-    await shot(agent, 'chat-16-wrapup-console.png');
-    await shot(custA, 'chat-16-ended-customer.png');
+    await shot(agent, 'chat-18-wrapup-console.png');
+    await shot(custA, 'chat-18-ended-customer.png');
     await card.locator('[data-role="disposition"]').selectOption('resolved');
     await card.locator('[data-role="notes"]').fill('墨盒免费补发，发票重开');
     await card.locator('[data-action="wrap_up"]').click();
@@ -756,7 +756,7 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const pop = await rest('GET', `/api/v1/customers/${c.json.contact.customer_id}/screen-pop`, supToken);
     const mine = (pop.json.recent_contacts || []).find((x) => x.id === chatA.contactId);
     assert.ok(mine && mine.state === 'closed', 'the screen-pop history lists the chat as closed');
-    await shot(agent, 'chat-17-closed-console.png');
+    await shot(agent, 'chat-19-closed-console.png');
     assert.deepEqual(pageErrors, [], 'no page errors');
     // Signed out, so that the next test finds nobody logged in.
     await agent.click('#logout-btn');
