@@ -373,6 +373,8 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     const cdp = await agent.context().newCDPSession(agent);
     const before = sentByConsole.filter((f) => f.type === 'chat_send').length;
     await cdp.send('Input.imeSetComposition', { text: 'ni hao', selectionStart: 6, selectionEnd: 6 });
+    // The composition is in the field: an Enter that sent would send it.
+    assert.equal(await input.inputValue(), 'ni hao', 'the IME composition is in the composer');
     await input.evaluate((el) => el.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', code: 'Enter', keyCode: 229, which: 229, isComposing: true, bubbles: true, cancelable: true })));
     await input.evaluate((el) => el.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', code: 'Enter', keyCode: 13, which: 13, bubbles: true, cancelable: true })));
     await sleep(300);
