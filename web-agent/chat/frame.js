@@ -1373,11 +1373,20 @@
   }
 
   let lastUnreadPosted = -1;
+  /** The unread count for the launcher's badge, with the newest unread message as a preview. */
   function postUnread() {
     const n = unreadCount();
     if (n === lastUnreadPosted) return;
     lastUnreadPosted = n;
-    postToParent({ type: 'unread', count: n });
+    const msg = { type: 'unread', count: n };
+    const last = n > 0 ? S.messages.filter((m) => m.from === 'agent' && m.seq > S.seenSeq).pop() : null;
+    if (last) {
+      msg.preview = {
+        name: String(last.name || t('msg.agent')).slice(0, 60),
+        text: (last.attachment ? last.attachment.name : last.text).replace(/\s+/g, ' ').slice(0, 140),
+      };
+    }
+    postToParent(msg);
   }
 
   function setOpen(open) {

@@ -46,9 +46,9 @@
   q.set('position', position);
 
   var LABELS = {
-    'zh-CN': { open: '打开在线客服', close: '收起在线客服', frame: '在线客服', unread: '条未读消息' },
-    'zh-TW': { open: '開啟線上客服', close: '收合線上客服', frame: '線上客服', unread: '則未讀訊息' },
-    en: { open: 'Open chat', close: 'Close chat', frame: 'Chat', unread: 'unread messages' },
+    'zh-CN': { open: '打开在线客服', close: '收起在线客服', frame: '在线客服', unread: '条未读消息', dismiss: '关闭提示' },
+    'zh-TW': { open: '開啟線上客服', close: '收合線上客服', frame: '線上客服', unread: '則未讀訊息', dismiss: '關閉提示' },
+    en: { open: 'Open chat', close: 'Close chat', frame: 'Chat', unread: 'unread messages', dismiss: 'Dismiss' },
   };
   function pickLang(tag) {
     var s = String(tag || '').toLowerCase();
@@ -99,7 +99,23 @@
     '  visibility: hidden; pointer-events: none; transition: opacity .2s ease, transform .2s ease, visibility 0s linear .2s; }',
     '.is-open .panel { opacity: 1; transform: none; visibility: visible; pointer-events: auto; transition: opacity .2s ease, transform .2s ease; }',
     'iframe { border: 0; width: 100%; height: 100%; display: block; background: #fff; color-scheme: light; }',
+    '.preview { position: fixed; bottom: 92px; ' + position + ': 20px; width: 280px; max-width: calc(100vw - 40px);',
+    '  padding: 12px 34px 12px 14px; border-radius: 14px; background: #fff; color: #0f172a; text-align: left;',
+    '  box-shadow: 0 10px 30px rgba(15, 23, 42, .18), 0 2px 6px rgba(15, 23, 42, .1); cursor: pointer; border: 0; margin: 0;',
+    '  font: 400 13.5px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;',
+    '  letter-spacing: normal; animation: chc-pop .22s ease; }',
+    '.preview[hidden] { display: none; }',
+    '.preview-name { display: block; font-weight: 650; font-size: 12.5px; color: #334155; margin-bottom: 2px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }',
+    '.preview-text { display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; overflow-wrap: anywhere; }',
+    '.preview-close { position: absolute; top: 6px; ' + (position === 'left' ? 'left' : 'right') + ': 6px; width: 24px; height: 24px; border: 0; padding: 0;',
+    '  border-radius: 6px; background: transparent; color: #94a3b8; cursor: pointer; display: flex; align-items: center; justify-content: center; }',
+    '.preview-close:hover { background: #f1f5f9; color: #334155; }',
+    '.preview-close svg { width: 14px; height: 14px; }',
+    '.preview:focus-visible, .preview-close:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }',
+    '.is-open .preview { display: none; }',
+    '@keyframes chc-pop { from { opacity: 0; transform: translateY(8px); } }',
     '@media (max-width: 519px) {',
+    '  .preview { bottom: 84px; ' + position + ': 16px; }',
     '  .panel { inset: 0; width: 100%; height: 100%; max-height: none; min-height: 0; border-radius: 0; bottom: 0; ' + position + ': 0; }',
     '  .is-open .launcher { display: none; }',
     '  .launcher { bottom: 16px; ' + position + ': 16px; width: 56px; height: 56px; }',
@@ -178,7 +194,27 @@
     badge.setAttribute('aria-hidden', 'true');
     launcher.appendChild(badge);
 
+    // The newest unread message, next to the launcher while the window is closed (text only).
+    var preview = document.createElement('div');
+    preview.className = 'preview';
+    preview.hidden = true;
+    preview.setAttribute('role', 'button');
+    preview.setAttribute('tabindex', '0');
+    var previewName = document.createElement('span');
+    previewName.className = 'preview-name';
+    var previewText = document.createElement('span');
+    previewText.className = 'preview-text';
+    var previewClose = document.createElement('button');
+    previewClose.type = 'button';
+    previewClose.className = 'preview-close';
+    previewClose.setAttribute('aria-label', L.dismiss);
+    previewClose.appendChild(svg('', ['M18 6L6 18', 'M6 6l12 12']));
+    preview.appendChild(previewName);
+    preview.appendChild(previewText);
+    preview.appendChild(previewClose);
+
     wrap.appendChild(panel);
+    wrap.appendChild(preview);
     wrap.appendChild(launcher);
     root.appendChild(wrap);
     document.body.appendChild(host);
@@ -214,6 +250,7 @@
       if (open) {
         unread = 0;
         badge.hidden = true;
+        preview.hidden = true;
         focusFrame();
       }
       label();
@@ -222,6 +259,20 @@
     }
 
     launcher.addEventListener('click', function () { setOpen(!open, false); });
+    preview.addEventListener('click', function (e) {
+      if (previewClose.contains(e.target)) return;
+      setOpen(true, false);
+    });
+    preview.addEventListener('keydown', function (e) {
+      if ((e.key === 'Enter' || e.key === ' ') && e.target === preview) {
+        e.preventDefault();
+        setOpen(true, false);
+      }
+    });
+    previewClose.addEventListener('click', function () {
+      preview.hidden = true;
+      launcher.focus();
+    });
 
     window.addEventListener('message', function (e) {
       if (e.origin !== hubOrigin || e.source !== iframe.contentWindow) return;
@@ -253,9 +304,18 @@
       } else if (d.type === 'open') {
         setOpen(true, false);
       } else if (d.type === 'unread') {
+        var before = unread;
         unread = Math.max(0, Math.min(99, Number(d.count) || 0));
         badge.textContent = unread > 9 ? '9+' : String(unread);
         badge.hidden = open || unread === 0;
+        var p = d.preview;
+        if (unread === 0) {
+          preview.hidden = true;
+        } else if (!open && unread > before && p && typeof p.text === 'string') {
+          previewName.textContent = String(p.name || '').slice(0, 60);
+          previewText.textContent = p.text.slice(0, 140);
+          preview.hidden = false;
+        }
         label();
       }
     });
