@@ -35,6 +35,8 @@
   const TYPING_REPEAT_MS = 3_000;
   const TYPING_IDLE_MS = 4_000;
   const MAX_KEPT_MESSAGES = 1000;
+  const FLUSH_BURST = 8; // the hub allows a burst of rate_per_minute / 3 (10 by default)
+  const FLUSH_SPACING_MS = 2100;
 
   function normalizeLang(tag) {
     const t = String(tag || '').trim().toLowerCase();
@@ -80,7 +82,8 @@
     'head.sub.offline': 'We’re away right now',
     'head.sub.waiting': 'Waiting for an agent…',
     'head.sub.starting': 'Starting your chat…',
-    'head.sub.agent': 'You’re chatting with {name}',
+    'head.sub.agent': '{name}',
+    'head.sub.agent_suffix': ' is here to help',
     'head.sub.ended': 'Chat ended',
     'status_error.title': 'Chat is unavailable',
     'status_error.text': 'We can’t reach the chat service right now. Please check your connection and try again.',
@@ -203,7 +206,8 @@
     'head.sub.offline': '客服暂时不在线',
     'head.sub.waiting': '正在等待客服…',
     'head.sub.starting': '正在发起对话…',
-    'head.sub.agent': '{name} 为您服务',
+    'head.sub.agent': '{name}',
+    'head.sub.agent_suffix': ' 为您服务',
     'head.sub.ended': '对话已结束',
     'status_error.title': '在线客服暂不可用',
     'status_error.text': '暂时无法连接客服系统，请检查网络后重试。',
@@ -324,7 +328,8 @@
     'head.sub.offline': '客服暫時不在線上',
     'head.sub.waiting': '正在等候客服…',
     'head.sub.starting': '正在開始對話…',
-    'head.sub.agent': '{name} 為您服務',
+    'head.sub.agent': '{name}',
+    'head.sub.agent_suffix': ' 為您服務',
     'head.sub.ended': '對話已結束',
     'status_error.title': '線上客服暫時無法使用',
     'status_error.text': '目前無法連線到客服系統，請檢查網路後再試一次。',
@@ -587,6 +592,19 @@
     return s.slice(0, 2).toUpperCase();
   }
 
+  /** A long URL as text with line-break opportunities after its separators (not inside words). */
+  function breakable(url) {
+    const parts = [];
+    const cut = url.indexOf('://') + 3; // never between the slashes of the scheme
+    const pieces = url.slice(cut).split(/(?<=[/?&=.#_-])/);
+    pieces[0] = url.slice(0, cut) + pieces[0];
+    for (const piece of pieces) {
+      if (parts.length) parts.push(document.createElement('wbr'));
+      parts.push(document.createTextNode(piece));
+    }
+    return parts;
+  }
+
   /** Plain text with http(s) links made clickable; everything as text nodes. */
   function linkify(text) {
     const out = [];
@@ -605,7 +623,7 @@
       } catch (e) { ok = false; }
       if (!ok || !url) continue;
       if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
-      out.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', class: 'msg-link' }, url));
+      out.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', class: 'msg-link' }, breakable(url)));
       last = m.index + url.length;
       re.lastIndex = last;
     }
@@ -1001,15 +1019,25 @@
     }
   }
 
-  /** Sends every unacknowledged message again, oldest first, with its original client_id. */
+  /**
+   * Sends every unacknowledged message again, oldest first, with its original client_id. A long
+   * outbox (written offline) goes out at the hub's pace: a burst, then one every two seconds,
+   * instead of being refused as too fast.
+   */
   function flushOutbox() {
     if (!ui.attached) return;
     const now = Date.now();
+    let n = 0;
     for (const o of S.outbox) {
       if (o.retryAt && o.retryAt > now) continue;
-      send({ type: 'message', client_id: o.client_id, text: o.text });
-      o.sentAt = now;
+      if (n < FLUSH_BURST) {
+        send({ type: 'message', client_id: o.client_id, text: o.text });
+      } else {
+        o.retryAt = now + (n - FLUSH_BURST + 1) * FLUSH_SPACING_MS;
+      }
+      n += 1;
     }
+    scheduleRetry();
   }
 
   function scheduleRetry() {
@@ -1108,6 +1136,9 @@
       case 'ended': {
         S.state = 'ended';
         S.endedReason = String(f.reason || 'agent');
+        // Whatever was still unacknowledged can no longer be delivered.
+        for (const o of S.outbox) S.failed.push({ client_id: o.client_id, text: o.text, at: o.at, reason: 'ended' });
+        S.outbox = [];
         ui.agentTyping = null;
         ui.confirmEnd = false;
         save();
@@ -1415,14 +1446,16 @@
     }
   });
 
+  /** The embedding page's origin; '*' when unknown or opaque (a file:// page, a sandboxed frame). */
   function parentOrigin() {
+    let o = null;
     try {
-      if (location.ancestorOrigins && location.ancestorOrigins.length) return location.ancestorOrigins[0];
+      if (location.ancestorOrigins && location.ancestorOrigins.length) o = location.ancestorOrigins[0];
     } catch (e) { /* not supported */ }
     try {
-      if (document.referrer) return new URL(document.referrer).origin;
+      if (!o && document.referrer) o = new URL(document.referrer).origin;
     } catch (e) { /* no referrer */ }
-    return '*';
+    return o && /^https?:\/\//.test(o) ? o : '*';
   }
 
   function announceIfHidden(entry) {
@@ -1498,6 +1531,8 @@
         : t('head.sub.prechat');
     }
     sub.textContent = subText;
+    // "… is here to help" gives way first on a narrow header; the name stays.
+    if (agentName) sub.append(h('span', { class: 'head-sub-suffix', text: t('head.sub.agent_suffix') }));
     sub.hidden = !subText;
     avatar.replaceChildren();
     avatar.classList.toggle('is-agent', !!agentName);
