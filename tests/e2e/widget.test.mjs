@@ -172,6 +172,9 @@ test('customer chat widget on another site, in a real browser', { timeout: 420_0
     + '"apt-get update && apt-get install -y chromium", or set CHROMIUM=/path/to/chromium');
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const shot = (name) => path.join(ARTIFACTS, `widget-${name}.png`);
+  for (const old of fs.readdirSync(ARTIFACTS)) {
+    if (/^widget-failure/.test(old)) fs.rmSync(path.join(ARTIFACTS, old), { force: true });
+  }
 
   const hub = new URL(HUB_URL);
   const proxy = await startProxy(hub);
@@ -814,6 +817,50 @@ test('customer chat widget on another site, in a real browser', { timeout: 420_0
     assert.equal(new Set(seqs).size, seqs.length, 'no seq shown twice');
     assert.equal((await history()).filter((m) => m.text === text).length, 1, 'stored once');
     verified('proxy cut: "reconnecting" banner, message kept; after restore resume with last_seq brought the agent\'s message once and the outbox was delivered once (widget-reconnecting.png)');
+  });
+
+  await step('too long and too fast: the text stays in the box, nothing is lost', async () => {
+    const f = fl();
+    const box = f.locator('#composer-input');
+    const notice = f.locator('#composer-notice');
+    const rowsBefore = (await shown()).length;
+    // Over max_message_chars: refused before sending, kept in the box.
+    const long = '长'.repeat(2001);
+    await box.click();
+    await box.fill(long);
+    assert.equal((await f.locator('#composer-count').innerText()).trim(), '2001/2000');
+    await box.press('Enter');
+    await notice.waitFor({ state: 'visible' });
+    assert.equal((await notice.innerText()).trim(), '消息过长（2001/2000 字）。');
+    assert.equal(await box.inputValue(), long);
+    assert.equal((await shown()).length, rowsBefore, 'nothing sent');
+    await box.fill('');
+
+    // A burst faster than the hub's rate limit: what it refuses comes back into the box, in order.
+    const mark = await agentMark();
+    const burst = Array.from({ length: 14 }, (_, i) => `连发第 ${i + 1} 条`);
+    await chatFrame().evaluate((texts) => {
+      const el = document.getElementById('composer-input');
+      for (const text of texts) {
+        el.value = text;
+        el.dispatchEvent(new Event('input', { bubbles: true }));
+        el.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', code: 'Enter', keyCode: 13, bubbles: true, cancelable: true }));
+      }
+    }, burst);
+    await until(async () => (await notice.isVisible()) && /发送得太快/.test(await notice.innerText()), 'the rate-limit notice');
+    await until(async () => (await storedState()).state.session.outbox.length === 0, 'every burst message answered (ack or refusal)');
+    const refused = (await box.inputValue()).split('\n');
+    const delivered = (await shown()).filter((m) => m.from === 'customer' && burst.includes(m.text)).map((m) => m.text);
+    assert.ok(refused.length >= 1 && delivered.length >= 1, `some delivered (${delivered.length}), some refused (${refused.length})`);
+    assert.deepEqual([...delivered, ...refused], burst, 'delivered in order, the rest back in the box in order: nothing lost');
+    await sleep(500);
+    const atAgent = (await agentFrames()).slice(mark).filter((x) => x.type === 'chat_message' && burst.includes(x.message.text)).map((x) => x.message.text);
+    assert.deepEqual(atAgent, delivered, 'the agent got exactly the delivered ones');
+    // Later, the customer sends what came back, as one message.
+    await sleep(4000);
+    await box.press('Enter');
+    await until(async () => (await shown()).some((m) => m.text === refused.join('\n') && m.status === 'sent'), 'the refused texts sent later');
+    verified(`2001 characters refused in the widget (count 2001/2000, text kept); a burst of 14: ${delivered.length} delivered, ${refused.length} refused by the hub (rate_limited) and put back into the box in order, sent later`);
   });
 
   await step('end chat: confirm, closing note, transcript, new chat', async () => {

@@ -2346,6 +2346,7 @@
       return;
     }
     clearNotice();
+    ui.restored = '';
     box.value = '';
     writeDraft('');
     autosize(box);
@@ -2353,10 +2354,19 @@
     sendText(text);
   }
 
+  /**
+   * A refused message goes back into the box, in the order it was written: after the texts
+   * restored before it, before whatever the customer has typed since.
+   */
   function restoreToComposer(text) {
     const box = $('composer-input');
     if (!box) return;
-    box.value = box.value.trim() ? text + '\n' + box.value : text;
+    const prev = ui.restored || '';
+    const keepsPrev = prev && box.value.startsWith(prev);
+    const rest = (keepsPrev ? box.value.slice(prev.length) : box.value).replace(/^\n/, '');
+    const block = keepsPrev ? prev + '\n' + text : text;
+    box.value = rest.trim() ? block + '\n' + rest : block;
+    ui.restored = block;
     writeDraft(box.value);
     autosize(box);
     updateCount(box);
