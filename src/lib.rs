@@ -16,6 +16,7 @@ pub mod error;
 pub mod hub;
 pub mod identity;
 pub mod import;
+pub mod ivr;
 pub mod metrics;
 pub mod push;
 pub mod server;
