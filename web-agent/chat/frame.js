@@ -30,7 +30,8 @@
   const MSG = 'contact-hub-chat'; // marks our postMessage envelopes
   const DEFAULT_COLOR = '#2563eb';
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
-  const SILENCE_MS = 40_000; // the hub heartbeats every 15 s: this much silence = a dead socket
+  const SILENCE_MS = 40_000;
+  const CONNECT_TIMEOUT_MS = 10_000; // the hub heartbeats every 15 s: this much silence = a dead socket
   const PING_EVERY_MS = 20_000;
   const TYPING_REPEAT_MS = 3_000;
   const TYPING_IDLE_MS = 4_000;
@@ -924,7 +925,12 @@
     ws = sock;
     ui.attached = false;
     setConn(attempt > 0 ? 'reconnecting' : 'connecting');
+    // A connection attempt into a dead network can hang for minutes: give up and try again.
+    const opening = setTimeout(() => {
+      if (ws === sock && sock.readyState === WebSocket.CONNECTING) dropSocket(false);
+    }, CONNECT_TIMEOUT_MS);
     sock.onopen = () => {
+      clearTimeout(opening);
       if (ws !== sock) return;
       lastFrameAt = Date.now();
       startWatchdog();
@@ -938,6 +944,7 @@
       if (f && typeof f.type === 'string') onFrame(f);
     };
     sock.onclose = () => {
+      clearTimeout(opening);
       if (ws !== sock) return;
       lost();
     };
@@ -2130,7 +2137,7 @@
     }
     const col = h('div', { class: 'msg-col' });
     if (!own && !grouped) col.append(h('div', { class: 'msg-name', text: m.name || t('msg.agent') }));
-    const bubble = h('div', { class: 'bubble' });
+    const bubble = h('div', { class: it.kind === 'upload' || m.attachment ? 'bubble is-file' : 'bubble' });
     if (it.kind === 'upload') bubble.append(uploadChip(m));
     else if (m.attachment) bubble.append(attachmentChip(m.attachment));
     else bubble.append(h('span', { class: 'msg-text' }, linkify(m.text)));
