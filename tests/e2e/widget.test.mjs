@@ -457,7 +457,7 @@ test('customer chat widget on another site, in a real browser', { timeout: 420_0
     const hostKeys = await page.evaluate(() => Object.keys(localStorage).sort());
     assert.ok(hostKeys.every((k) => k.startsWith('contact-hub-chat.')), `only the widget's own keys on the host site: ${hostKeys}`);
     await page.screenshot({ path: shot('waiting') });
-    verified('start → queued: queue position and expected wait shown; first message sent; token in localStorage (widget-waiting.png)');
+    verified('start → queued: queue position and expected wait shown; first message sent; session (token, transcript) kept for the frame in the host site\'s localStorage (third-party storage blocked) (widget-waiting.png)');
   });
 
   await step('the agent accepts: joined notice, agent name in the header, the reply shows', async () => {
