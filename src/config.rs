@@ -24,6 +24,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub routing: RoutingConfig,
     pub chat: crate::chat::ChatConfig,
+    pub email: crate::email::EmailConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,7 +77,13 @@ pub struct SipConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// Where mail relayed by the company's MTA arrives; empty = no SMTP listener.
     pub listen: String,
+    /// PEM certificate and key: STARTTLS is offered when both are set.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Speak LMTP instead of SMTP (one reply per recipient).
+    pub lmtp: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +135,7 @@ impl Default for Config {
             agent: AgentConfig::default(),
             routing: RoutingConfig::default(),
             chat: crate::chat::ChatConfig::default(),
+            email: crate::email::EmailConfig::default(),
         }
     }
 }
@@ -155,6 +163,9 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: "127.0.0.1:2525".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            lmtp: false,
         }
     }
 }

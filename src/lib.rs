@@ -12,6 +12,7 @@ pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod email;
 pub mod error;
 pub mod hub;
 pub mod identity;

@@ -27,6 +27,7 @@ pub struct AppState {
     /// Frames for particular agents' sockets.
     pub push: Arc<AgentPush>,
     pub chat: Arc<ChatService>,
+    pub email: Arc<crate::email::EmailService>,
 }
 
 /// The routing rules in force, replaced whole on each valid reload.
@@ -105,6 +106,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// A running hub: its address and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the SMTP listener took mail, if it runs.
+    pub smtp_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -117,6 +120,7 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        self.state.email.stop().await;
         self.state.store.close().await;
     }
 
@@ -192,6 +196,14 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         push.clone(),
     )
     .await?;
+    let (email, smtp_addr) = crate::email::EmailService::start(
+        store.clone(),
+        config.clone(),
+        routing.clone(),
+        hub.clone(),
+        push.clone(),
+    )
+    .await?;
     let state = AppState {
         store,
         config,
@@ -200,6 +212,7 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         routing,
         push,
         chat,
+        email,
     };
     let app = crate::api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -218,6 +231,7 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
     });
     Ok(Running {
         addr,
+        smtp_addr,
         state,
         shutdown: Some(tx),
         task,

@@ -287,7 +287,8 @@ async fn contact_payload(state: &AppState, contact: i64) -> Value {
         None => None,
     };
     let chat = crate::chat::agent::offer_extra(state, &c).await;
-    json!({"contact": c, "screen_pop": pop, "chat": chat})
+    let email = crate::email::offer_extra(state, &c).await;
+    json!({"contact": c, "screen_pop": pop, "chat": chat, "email": email})
 }
 
 fn contact_id(v: &Value) -> Result<i64, Value> {

@@ -60,6 +60,7 @@ async fn serve(db_url: &str, data_dir: &Path) -> (Server, String) {
         .env("HUB_DATA_DIR", data_dir)
         .env("DATABASE_URL", db_url)
         .env("HUB_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HUB_SMTP_LISTEN", "127.0.0.1:0")
         .current_dir(data_dir)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -33,6 +33,8 @@ use crate::server::AppState;
         crate::chat::http::request_callback, crate::chat::http::agent_download,
         crate::chat::http::list_canned, crate::chat::http::create_canned, crate::chat::http::delete_canned,
         crate::chat::http::link_customer,
+        crate::email::http::conversation, crate::email::http::reply, crate::email::http::note,
+        crate::email::http::split, crate::email::http::merge, crate::email::http::upload, crate::email::http::retry,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -84,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/ws", get(crate::ws::agent_socket))
         .route("/supervisor/ws", get(crate::ws::supervisor_socket))
         .route("/openapi.json", get(openapi))
-        .merge(crate::chat::http::api_router());
+        .merge(crate::chat::http::api_router())
+        .merge(crate::email::http::api_router(&state));
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::chat::http::router(&state))

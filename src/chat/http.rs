@@ -307,6 +307,16 @@ fn clean_file_name(raw: &str) -> String {
     }
 }
 
+/// The `X-Filename` of an upload (percent-encoded by the client), made safe.
+pub fn file_name_header(headers: &HeaderMap) -> String {
+    clean_file_name(&percent_decode(
+        headers
+            .get("x-filename")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("file"),
+    ))
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -385,12 +395,7 @@ pub async fn upload(
             format!("the file is {kind}, not {declared}"),
         ));
     }
-    let name = clean_file_name(&percent_decode(
-        headers
-            .get("x-filename")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("file"),
-    ));
+    let name = file_name_header(&headers);
     let client_id = headers
         .get("x-client-id")
         .and_then(|v| v.to_str().ok())

@@ -137,21 +137,21 @@ pub struct NewInbound {
 }
 
 /// The routing columns of a new contact.
-struct Routed<'a> {
-    channel: Channel,
-    customer_id: Option<i64>,
-    subject: Option<&'a str>,
-    queue: &'a str,
-    priority: i64,
-    skills: &'a SkillSet,
-    routed_by: &'a str,
-    overflow: Option<&'a [OverflowStep]>,
-    conversation: i64,
-    event: serde_json::Value,
+pub(super) struct Routed<'a> {
+    pub(super) channel: Channel,
+    pub(super) customer_id: Option<i64>,
+    pub(super) subject: Option<&'a str>,
+    pub(super) queue: &'a str,
+    pub(super) priority: i64,
+    pub(super) skills: &'a SkillSet,
+    pub(super) routed_by: &'a str,
+    pub(super) overflow: Option<&'a [OverflowStep]>,
+    pub(super) conversation: i64,
+    pub(super) event: serde_json::Value,
 }
 
 /// Inserts a queued inbound contact of a conversation and its `created` event.
-async fn insert_contact(
+pub(super) async fn insert_contact(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     c: Routed<'_>,
     now: i64,
@@ -187,7 +187,7 @@ async fn insert_contact(
     Ok(contact)
 }
 
-async fn insert_conversation(
+pub(super) async fn insert_conversation(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     channel: Channel,
     customer_id: Option<i64>,

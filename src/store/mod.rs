@@ -8,6 +8,7 @@ mod acd;
 mod chat;
 mod contacts;
 mod customers;
+mod email;
 mod import;
 mod users;
 
@@ -15,6 +16,10 @@ pub use acd::{format_skills, parse_skills, AgentProfile, ResumableContact};
 pub use chat::{AttachmentRow, CannedResponse, ChatRow, MessageRow, NewChat, NewInbound, Visitor};
 pub use contacts::{AgentEventRow, ContactFilter, NewContact};
 pub use customers::{CustomerSearch, NormalizedCustomer};
+pub use email::{
+    ConversationRow, EmailFile, EmailRouting, EmailStored, EmailView, NewEmail, OutboxItem,
+    OutboxStatus,
+};
 pub use import::{ImportOutcome, ImportRow};
 pub use users::FailedLogins;
 

@@ -74,6 +74,7 @@ pub fn config_for(db: &TestDb) -> Config {
     let mut config = Config::from_parts(None, &[]).unwrap();
     config.database_url = db.url.clone();
     config.http.listen = "127.0.0.1:0".into();
+    config.smtp.listen = "127.0.0.1:0".into();
     config.agent.heartbeat_secs = 1;
     config.agent.disconnect_grace_secs = 2;
     config.routing.rules_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/routing-rules").into();

@@ -14,6 +14,8 @@ pub mod outbound;
 pub mod parse;
 mod sink;
 pub mod smtp;
+#[doc(hidden)]
+pub mod testing;
 pub mod thread;
 pub mod tls;
 

@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,132 +12,10 @@ use std::time::Duration;
 use channel_email::imap::{AfterStore, ImapConfig, ImapEvent, ImapPoller, ImapSecurity};
 use channel_email::parse::{parse, ParseOptions};
 use channel_email::{InboundMail, MailSink, SinkError, Source, Stored};
-use common::{require, RecordingSink};
+use common::RecordingSink;
 use tokio::sync::{mpsc, watch};
 
-const MAIL_UID: u32 = 65534; // nobody: dovecot refuses root as a mail user
-
-struct Dovecot {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn owned_dir(path: &Path) {
-    std::fs::create_dir_all(path).unwrap();
-    chown(path, Some(MAIL_UID), Some(MAIL_UID)).unwrap();
-}
-
-impl Dovecot {
-    fn start(dir: &Path, port: u16) -> Self {
-        Self::start_with(dir, port, None)
-    }
-
-    /// With `tls` (certificate and key PEM paths) the port speaks IMAP over TLS (993 style).
-    fn start_with(dir: &Path, port: u16, tls: Option<(&Path, &Path)>) -> Self {
-        let dovecot = require("dovecot", "apt-get install dovecot-imapd");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let d = dir.display();
-        for sub in ["run", "state"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let maildir = dir.join("mail/agent");
-        owned_dir(&dir.join("mail"));
-        for sub in [
-            "",
-            "cur",
-            "new",
-            "tmp",
-            ".Processed",
-            ".Processed/cur",
-            ".Processed/new",
-            ".Processed/tmp",
-        ] {
-            owned_dir(&maildir.join(sub));
-        }
-        std::fs::write(dir.join("passwd"), "agent:{PLAIN}secret::::::\n").unwrap();
-        let (ssl, imap_port, imaps_port) = match tls {
-            Some((cert, key)) => (
-                format!(
-                    "ssl = required\nssl_cert = <{}\nssl_key = <{}\n",
-                    cert.display(),
-                    key.display()
-                ),
-                0,
-                port,
-            ),
-            None => ("ssl = no\n".to_string(), port, 0),
-        };
-        let conf = format!(
-            "{ssl}base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-             protocols = imap\nlisten = 127.0.0.1\ndisable_plaintext_auth = no\n\
-             auth_mechanisms = plain login\nmail_location = maildir:{d}/mail/%u\n\
-             passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
-             userdb {{\n  driver = static\n  args = uid={MAIL_UID} gid={MAIL_UID} home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n\
-               inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n}}\n\
-             service submission-login {{\n  inet_listener submission {{\n    port = 0\n  }}\n}}\n"
-        );
-        std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
-        let child = Command::new(dovecot)
-            .arg("-F")
-            .arg("-c")
-            .arg(dir.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "dovecot did not start: {}",
-                std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Dovecot {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn maildir(&self) -> PathBuf {
-        self.dir.join("mail/agent")
-    }
-
-    /// Puts a message into the maildir as an MTA's local delivery would.
-    fn deliver(&self, name: &str, raw: &[u8]) {
-        let tmp = self.maildir().join("tmp").join(name);
-        std::fs::write(&tmp, raw).unwrap();
-        chown(&tmp, Some(MAIL_UID), Some(MAIL_UID)).unwrap();
-        std::fs::rename(&tmp, self.maildir().join("new").join(name)).unwrap();
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use channel_email::testing::{free_port, Dovecot};
 
 /// The maildir flags of message `name` in `folder` (`""` for INBOX): `None` if not there.
 fn flags(maildir: &Path, folder: &str, name: &str) -> Option<String> {

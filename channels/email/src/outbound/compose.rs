@@ -74,9 +74,14 @@ pub fn new_message_id(domain: &str) -> String {
     format!("{}@{}", uuid::Uuid::new_v4(), domain)
 }
 
-/// The References of an answer to `original`: its References and its own Message-ID.
+/// The References of an answer to `original`: its References and its own Message-ID — or,
+/// when it has no References but answers a single message, that In-Reply-To and its own
+/// Message-ID (RFC 5322 §3.6.4).
 pub fn references_after(original: &ParsedEmail) -> Vec<String> {
     let mut refs = original.references.clone();
+    if refs.is_empty() && original.in_reply_to.len() == 1 {
+        refs = original.in_reply_to.clone();
+    }
     if !refs.contains(&original.message_id) {
         refs.push(original.message_id.clone());
     }
