@@ -1143,7 +1143,8 @@ fn random_calls_always_end_and_stay_ended() {
     let callers = [CALLER, "+886912345678", "anonymous", ""];
     let mut rng = StdRng::seed_from_u64(7919);
     let mut silent_steps_max = 0;
-    for round in 0..3_000 {
+    let mut seen = std::collections::BTreeMap::new();
+    for round in 0..10_000 {
         let cfg = &cfgs[round % 2];
         let at = beijing(MONDAY_10) + rng.random_range(0..7 * 86_400_000i64);
         let (mut c, _) = Call::new(
@@ -1222,6 +1223,9 @@ fn random_calls_always_end_and_stay_ended() {
             }
         }
         silent_steps_max = silent_steps_max.max(steps);
+        *seen
+            .entry(format!("{:?}", c.s.outcome().unwrap()))
+            .or_insert(0) += 1;
         let ends: Vec<&IvrAction> = c.log.iter().filter(|a| terminal(a)).collect();
         let ended: Vec<&IvrEvent> = events(&c.log)
             .into_iter()
@@ -1245,7 +1249,21 @@ fn random_calls_always_end_and_stay_ended() {
         c.drain();
         assert_eq!(c.log.len(), end_at, "round {round}: actions after the end");
     }
-    println!("longest silent tail: {silent_steps_max} steps");
+    println!("longest silent tail: {silent_steps_max} steps; outcomes {seen:?}");
+    // The random walk reaches every way out (a bias-free check that the run is not trivial).
+    for o in [
+        "Queued",
+        "Voicemail",
+        "Callback",
+        "Transferred",
+        "HungUp",
+        "CallerHungUp",
+    ] {
+        assert!(
+            seen.get(o).copied().unwrap_or(0) > 10,
+            "{o} too rare: {seen:?}"
+        );
+    }
 }
 
 #[test]

@@ -215,7 +215,8 @@ enum Wait {
         next: NodeId,
         deadline: Millis,
     },
-    Finished,
+    /// Between two steps, or for good once `outcome` is set.
+    Idle,
 }
 
 /// One call in the IVR.
@@ -267,7 +268,7 @@ impl IvrSession {
             vars: BTreeMap::new(),
             last_digits: String::new(),
             type_ahead: VecDeque::new(),
-            wait: Wait::Finished,
+            wait: Wait::Idle,
             attempts: 0,
             current: flow.start,
             self_served: None,
@@ -298,7 +299,7 @@ impl IvrSession {
             },
             IvrInput::LookupResult(info) => match self.wait {
                 Wait::Lookup { next, .. } => {
-                    self.wait = Wait::Finished;
+                    self.wait = Wait::Idle;
                     self.lookup_answered(info);
                     Some(next)
                 }
@@ -324,7 +325,7 @@ impl IvrSession {
         if self.now < deadline {
             return;
         }
-        let next = match std::mem::replace(&mut self.wait, Wait::Finished) {
+        let next = match std::mem::replace(&mut self.wait, Wait::Idle) {
             Wait::Playing { node, then, .. } => {
                 // The media never said the prompt ended: stop it and go on.
                 self.out.push_back(IvrAction::StopPlayback);
@@ -345,7 +346,7 @@ impl IvrSession {
                 self.event(IvrEvent::LookupTimedOut);
                 Some(next)
             }
-            Wait::Finished => None,
+            Wait::Idle => None,
         };
         self.advance(next);
     }
@@ -360,7 +361,7 @@ impl IvrSession {
             Wait::Playing { deadline, .. }
             | Wait::Collecting { deadline, .. }
             | Wait::Lookup { deadline, .. } => Some(*deadline),
-            Wait::Finished => None,
+            Wait::Idle => None,
         }
     }
 
@@ -603,7 +604,7 @@ impl IvrSession {
     }
 
     fn playback_ended(&mut self) -> Option<NodeId> {
-        match std::mem::replace(&mut self.wait, Wait::Finished) {
+        match std::mem::replace(&mut self.wait, Wait::Idle) {
             Wait::Playing { then, .. } => self.after(then),
             other => {
                 self.wait = other;
@@ -644,7 +645,7 @@ impl IvrSession {
                 self.event(IvrEvent::BargeIn {
                     node: self.flow.node(node).name.clone(),
                 });
-                let Wait::Playing { then, .. } = std::mem::replace(&mut self.wait, Wait::Finished)
+                let Wait::Playing { then, .. } = std::mem::replace(&mut self.wait, Wait::Idle)
                 else {
                     unreachable!()
                 };
@@ -661,7 +662,7 @@ impl IvrSession {
                 None
             }
             Wait::Collecting { .. } => self.collect_digit(d),
-            Wait::Finished => None,
+            Wait::Idle => None,
         }
     }
 
@@ -719,7 +720,7 @@ impl IvrSession {
         if !valid {
             return self.invalid(node, digits);
         }
-        self.wait = Wait::Finished;
+        self.wait = Wait::Idle;
         self.event(IvrEvent::Digits {
             node: n.name.clone(),
             digits: if c.mask { "***".into() } else { digits.clone() },
@@ -770,7 +771,7 @@ impl IvrSession {
     fn retry(&mut self, node: NodeId, prelude: &[PromptItem]) -> Option<NodeId> {
         // A confused caller starts afresh: what they typed ahead is dropped.
         self.type_ahead.clear();
-        self.wait = Wait::Finished;
+        self.wait = Wait::Idle;
         let flow = self.flow.clone();
         let c = self.collect_of(node).clone();
         if self.attempts > c.retries {
@@ -913,7 +914,7 @@ impl IvrSession {
             node: self.flow.node(self.current).name.clone(),
         });
         self.outcome = Some(outcome);
-        self.wait = Wait::Finished;
+        self.wait = Wait::Idle;
     }
 }
 
@@ -937,4 +938,212 @@ fn menu_keys(c: &Collect) -> Vec<&str> {
 fn dialable(number: &str) -> bool {
     let d = number.strip_prefix('+').unwrap_or(number);
     d.len() >= 3 && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acd::rules::RuleSet;
+
+    fn config(text: &str) -> Arc<IvrConfig> {
+        let rules = RuleSet::load(&[(
+            "q.toml".into(),
+            "[[queue]]\nname = \"support\"\n[[rule]]\nname = \"default\"\nqueue = \"support\"\n"
+                .into(),
+        )])
+        .unwrap();
+        Arc::new(IvrConfig::load("t.toml", text, &rules).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn drain(s: &mut IvrSession) -> Vec<IvrAction> {
+        std::iter::from_fn(|| s.poll_output()).collect()
+    }
+
+    const SETS: &str = r#"
+[[flow]]
+name = "f"
+languages = ["zh-CN", "en"]
+start = "pick"
+
+[flow.node.pick]
+type = "set"
+language = "en"
+priority_boost = 5
+tags = ["a"]
+next = "more"
+
+[flow.node.more]
+type = "set"
+priority_boost = 7
+tags = ["A", "b"]
+next = "who"
+
+[flow.node.who]
+type = "lookup"
+next = "menu"
+
+[flow.node.menu]
+type = "menu"
+prompts = ["welcome"]
+choices = { 1 = "q" }
+fallback = "q"
+
+[flow.node.q]
+type = "queue"
+"#;
+
+    #[test]
+    fn sets_accumulate_and_a_chosen_language_beats_the_archive() {
+        let mut s = IvrSession::new(config(SETS), "+8613800138000", "+1", 0);
+        let a = drain(&mut s);
+        assert!(a.contains(&IvrAction::Lookup {
+            number: "+8613800138000".into()
+        }));
+        s.handle(
+            10,
+            IvrInput::LookupResult(Some(CallerInfo {
+                customer_id: 9,
+                tier: "  ".into(),
+                language: Some("zh-CN".into()),
+                tags: vec!["b".into(), "vip-reseller".into()],
+                ..CallerInfo::default()
+            })),
+        );
+        let a = drain(&mut s);
+        let Some(IvrAction::Play(p)) = a.iter().find(|x| matches!(x, IvrAction::Play(_))) else {
+            panic!("{a:?}")
+        };
+        assert_eq!(p.language, Language::En, "set before the lookup wins");
+        s.handle(20, IvrInput::PlaybackDone);
+        s.handle(30, IvrInput::Dtmf('1'));
+        let a = drain(&mut s);
+        let Some(IvrAction::Queue { attributes }) = a.last() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(attributes.priority_boost, 12);
+        assert_eq!(attributes.tags, vec!["a", "b", "vip-reseller"]);
+        assert_eq!(attributes.tier, None, "a blank tier is no tier");
+        assert_eq!(attributes.customer_id, Some(9));
+    }
+
+    #[test]
+    fn stray_inputs_are_ignored() {
+        let mut s = IvrSession::new(config(SETS), "anonymous", "+1", 0);
+        let a = drain(&mut s);
+        assert!(!a.iter().any(|x| matches!(x, IvrAction::Lookup { .. })));
+        assert_eq!(s.current_node(), Some("menu"));
+        // An unasked lookup answer, keys that are not DTMF, an early timeout.
+        s.handle(1, IvrInput::LookupResult(None));
+        s.handle(2, IvrInput::Dtmf('A'));
+        s.handle(3, IvrInput::Dtmf('x'));
+        s.handle_timeout(4);
+        assert!(drain(&mut s).is_empty());
+        s.handle(5, IvrInput::PlaybackDone);
+        // A second PlaybackDone while listening changes nothing.
+        s.handle(6, IvrInput::PlaybackDone);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), Some(5 + 5_000));
+    }
+
+    #[test]
+    fn type_ahead_is_bounded() {
+        let text = SETS.replace("type = \"lookup\"", "type = \"lookup\"\ntimeout_secs = 1");
+        let mut s = IvrSession::new(config(&text), "+8613800138000", "+1", 0);
+        for i in 0..1_000 {
+            s.handle(i, IvrInput::Dtmf('7'));
+        }
+        assert!(s.type_ahead.len() <= TYPE_AHEAD);
+        s.handle_timeout(2_000);
+        let a = drain(&mut s);
+        // 32 wrong keys are at most a few invalid attempts, then the fallback.
+        let invalid = a
+            .iter()
+            .filter(|x| matches!(x, IvrAction::Event(IvrEvent::InvalidInput { .. })))
+            .count();
+        assert_eq!(
+            invalid, 1,
+            "the kept keys are dropped after the first wrong one"
+        );
+    }
+
+    #[test]
+    fn event_kinds_are_distinct_and_data_carries_them() {
+        let events = [
+            IvrEvent::Started {
+                flow: "f".into(),
+                language: Language::En,
+            },
+            IvrEvent::NodeEntered {
+                node: "n".into(),
+                node_type: "menu".into(),
+            },
+            IvrEvent::BargeIn { node: "n".into() },
+            IvrEvent::Digits {
+                node: "n".into(),
+                digits: "1".into(),
+            },
+            IvrEvent::InvalidInput {
+                node: "n".into(),
+                digits: "1".into(),
+                attempt: 1,
+            },
+            IvrEvent::NoInput {
+                node: "n".into(),
+                attempt: 1,
+            },
+            IvrEvent::Fallback {
+                node: "n".into(),
+                target: "m".into(),
+            },
+            IvrEvent::LookupDone {
+                known: false,
+                tier: None,
+            },
+            IvrEvent::LookupTimedOut,
+            IvrEvent::AttributeSet {
+                name: "a".into(),
+                value: "b".into(),
+            },
+            IvrEvent::SelfServiceDone {
+                service: "balance".into(),
+            },
+            IvrEvent::SelfServiceUnavailable {
+                service: "balance".into(),
+            },
+            IvrEvent::PromptTimedOut { node: "n".into() },
+            IvrEvent::Contained {
+                service: "balance".into(),
+            },
+            IvrEvent::Ended {
+                outcome: IvrOutcome::Queued,
+                contained: false,
+                node: "n".into(),
+            },
+        ];
+        let mut kinds: Vec<&str> = events.iter().map(IvrEvent::kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), events.len());
+        for e in &events {
+            let d = e.data();
+            let tag = d["kind"].as_str().unwrap();
+            assert!(e.kind().starts_with("ivr_") && !tag.is_empty(), "{d}");
+        }
+    }
+
+    #[test]
+    fn numbers_worth_looking_up() {
+        assert!(dialable("+8613800138000"));
+        assert!(dialable("8001"));
+        for n in [
+            "",
+            "anonymous",
+            "+",
+            "sip:alice@example.com",
+            "+86 138",
+            "+1234567890123456",
+        ] {
+            assert!(!dialable(n), "{n}");
+        }
+    }
 }

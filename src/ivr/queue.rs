@@ -107,6 +107,10 @@ enum Sound {
     Prompt(Millis),
 }
 
+fn prompt_free(s: Sound) -> bool {
+    !matches!(s, Sound::Prompt(_))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     Callback,
@@ -245,7 +249,7 @@ impl QueueExperience {
                 self.announce_pending = true;
             }
         }
-        if self.next_comfort.is_some_and(|t| self.now >= t) {
+        if prompt_free(self.sound) && self.next_comfort.is_some_and(|t| self.now >= t) {
             self.next_comfort = None;
             self.comfort_pending = true;
         }
@@ -264,15 +268,15 @@ impl QueueExperience {
             Sound::Prompt(t) => Some(t),
             _ => None,
         };
-        let timers = if self.ending.is_some() {
-            None
-        } else {
-            [self.next_reannounce, self.next_comfort]
-                .into_iter()
-                .flatten()
-                .min()
-        };
-        [prompt, timers].into_iter().flatten().min()
+        if self.ending.is_some() {
+            return prompt;
+        }
+        // Comfort counts music only: its clock restarts when a prompt ends.
+        let comfort = self.next_comfort.filter(|_| prompt.is_none());
+        [prompt, self.next_reannounce, comfort]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn is_finished(&self) -> bool {
@@ -424,6 +428,7 @@ impl QueueExperience {
             }
             None => {
                 // Comfort comes a full interval after any prompt, never right behind one.
+                self.comfort_pending = false;
                 self.schedule_comfort();
                 self.kick();
             }
@@ -448,5 +453,112 @@ impl QueueExperience {
         self.out
             .push_back(QueueAction::Event(QueueEvent::Left { reason }));
         self.finished = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cfg: QueueExperienceConfig) -> QueueExperience {
+        QueueExperience::new(&cfg, "support", Language::ZhCn, 0)
+    }
+
+    fn drain(q: &mut QueueExperience) -> Vec<QueueAction> {
+        std::iter::from_fn(|| q.poll_output()).collect()
+    }
+
+    fn spoken(a: &[QueueAction]) -> Vec<String> {
+        a.iter()
+            .filter_map(|x| match x {
+                QueueAction::Play(p) => Some(p.prompts.iter().map(|p| p.to_string())),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn the_wait_is_rounded_up_to_whole_minutes_and_left_out_when_unknown() {
+        let cfg = QueueExperienceConfig {
+            greeting: Vec::new(),
+            callback_key: None,
+            ..QueueExperienceConfig::default()
+        };
+        for (secs, said) in [
+            (Some(59), Some("number:1")),
+            (Some(61), Some("number:2")),
+            (Some(0), None),
+            (None, None),
+        ] {
+            let mut q = run(cfg.clone());
+            drain(&mut q);
+            q.handle(
+                1,
+                QueueInput::Position {
+                    position: 4,
+                    expected_wait_secs: secs,
+                },
+            );
+            let s = spoken(&drain(&mut q));
+            assert_eq!(&s[..3], ["you_are_number", "number:4", "in_line"]);
+            match said {
+                Some(n) => assert_eq!(&s[3..], ["expected_wait", n, "minutes"]),
+                None => assert_eq!(s.len(), 3, "{s:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn without_music_comfort_and_announcements_still_come() {
+        let mut q = run(QueueExperienceConfig {
+            music_on_hold: false,
+            greeting: Vec::new(),
+            ..QueueExperienceConfig::default()
+        });
+        assert!(drain(&mut q).is_empty(), "no greeting, no music");
+        assert_eq!(q.poll_timeout(), Some(45_000));
+        q.handle(
+            10,
+            QueueInput::Position {
+                position: 0,
+                expected_wait_secs: None,
+            },
+        );
+        assert!(drain(&mut q).is_empty(), "position 0 means unknown");
+        q.handle_timeout(45_000);
+        assert_eq!(
+            spoken(&drain(&mut q)),
+            ["please_hold", "press_star_callback"]
+        );
+        q.handle(47_000, QueueInput::PlaybackDone);
+        assert!(drain(&mut q).is_empty());
+        assert_eq!(q.poll_timeout(), Some(92_000));
+    }
+
+    #[test]
+    fn nothing_timed_without_comfort_or_announcements() {
+        let mut q = run(QueueExperienceConfig {
+            greeting: Vec::new(),
+            comfort_secs: 0,
+            ..QueueExperienceConfig::default()
+        });
+        let a = drain(&mut q);
+        assert!(matches!(&a[0], QueueAction::Play(p) if p.looping));
+        assert_eq!(q.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_prompt_that_never_ends_is_given_up() {
+        let mut q = run(QueueExperienceConfig::default());
+        drain(&mut q);
+        assert_eq!(q.poll_timeout(), Some(PROMPT_TIMEOUT_MS));
+        q.handle_timeout(PROMPT_TIMEOUT_MS);
+        let a = drain(&mut q);
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, QueueAction::Play(p) if p.looping)),
+            "{a:?}"
+        );
     }
 }
