@@ -695,6 +695,40 @@ fn a_rejected_offer_goes_to_another_agent_not_back_to_the_same() {
 }
 
 #[test]
+fn a_contact_declined_by_the_only_free_agent_does_not_hold_up_the_ones_behind_it() {
+    let mut acd = Acd::new(vec![QueueConfig::simple("support")]);
+    login(&mut acd, T0, agent(1, &[("support", 3)]));
+    acd.handle(
+        T0,
+        Input::ContactArrived(contact(10, Channel::Chat, "support", 0, T0)),
+    )
+    .unwrap();
+    assert_eq!(offers(&drain(&mut acd)), vec![(10, 1)]);
+    acd.handle(
+        T0 + 1,
+        Input::OfferRejected {
+            contact: 10,
+            agent: 1,
+        },
+    )
+    .unwrap();
+    drain(&mut acd);
+    // A newer contact arrives while the declined one heads the lane: it is offered at once.
+    acd.handle(
+        T0 + 2,
+        Input::ContactArrived(contact(11, Channel::Chat, "support", 0, T0 + 2)),
+    )
+    .unwrap();
+    assert_eq!(offers(&drain(&mut acd)), vec![(11, 1)]);
+    assert_eq!(
+        acd.position(10),
+        Some(1),
+        "the declined contact keeps its place for others"
+    );
+    acd.check_invariants().unwrap();
+}
+
+#[test]
 fn a_restart_restores_order_and_waits_and_offers_nothing_twice() {
     let mut q = QueueConfig::simple("q");
     q.steps.push(OverflowStep {

@@ -210,6 +210,9 @@ impl ChannelClass {
     }
 }
 
+/// How far down a lane `try_lane` looks for a contact its free agents have not declined.
+const DECLINED_LOOKAHEAD: usize = 256;
+
 /// Waiting order inside a lane: higher static priority first, then earlier arrival.
 type WaitKey = (Reverse<i64>, Millis, ContactId);
 /// Free-agent order inside a lane: agents with the queue's preferred skills first, then by the
@@ -1061,17 +1064,28 @@ impl Acd {
     /// Offers waiting contacts of a lane to its free agents, best first.
     fn try_lane(&mut self, now: Millis, lane: usize) {
         loop {
-            let Some(&head) = self.lanes[lane].waiting.first() else {
+            let l = &self.lanes[lane];
+            if l.free.is_empty() {
                 return;
+            }
+            let pick = if self.declined_total == 0 {
+                match (l.waiting.first(), l.free.first()) {
+                    (Some(c), Some(a)) => Some((c.2, a.3)),
+                    _ => None,
+                }
+            } else {
+                // Every free agent may have declined the head: then the next contact in line
+                // that one of them may take goes first (a bounded look-ahead), rather than the
+                // whole lane waiting behind it.
+                l.waiting.iter().take(DECLINED_LOOKAHEAD).find_map(|k| {
+                    let declined = &self.contacts[&k.2].declined;
+                    l.free
+                        .iter()
+                        .find(|f| !declined.contains(&f.3))
+                        .map(|f| (k.2, f.3))
+                })
             };
-            let contact = head.2;
-            let declined = &self.contacts[&contact].declined;
-            let agent = self.lanes[lane]
-                .free
-                .iter()
-                .find(|k| !declined.contains(&k.3))
-                .map(|k| k.3);
-            let Some(agent) = agent else { return };
+            let Some((contact, agent)) = pick else { return };
             self.offer(now, contact, agent);
         }
     }

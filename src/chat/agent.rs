@@ -193,7 +193,16 @@ pub async fn history(state: &AppState, contact: i64, conv: i64) -> Value {
         },
     };
     let chat = state.store.chat(conv).await.ok().flatten();
+    let online = state
+        .chat
+        .engine
+        .online(conv)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false);
     json!({
+        "online": online,
         "type": "chat_history",
         "contact_id": contact,
         "conversation_id": conv,
@@ -319,8 +328,12 @@ async fn transfer(
         None => state.hub.route(spec, None).await,
     }
     tracing::info!(contact_id = contact, new_contact_id = new.id, queue = %queue, to_agent = ?to_agent, "chat transferred");
+    let agent_name = match to_agent {
+        Some(a) => Some(chat.agent(a).await.name),
+        None => None,
+    };
     Ok(Some(json!({
         "type": "transferred", "contact_id": contact, "new_contact_id": new.id,
-        "queue": queue, "agent_id": to_agent,
+        "queue": queue, "agent_id": to_agent, "agent_name": agent_name,
     })))
 }

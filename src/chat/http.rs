@@ -618,7 +618,8 @@ async fn inbound(
         ));
     }
     let name = bounded(&m.name, "name", 100)?;
-    let region = &state.config.archive.default_region;
+    let region =
+        &crate::chat::region_for(m.language.as_deref(), &state.config.archive.default_region);
     let email = bounded(&m.email, "email", 254)?
         .map(|e| normalize_email(&e))
         .transpose()

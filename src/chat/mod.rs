@@ -114,6 +114,15 @@ impl Default for ChatConfig {
     }
 }
 
+/// The region for phone numbers written without a country code: a visitor writing Traditional
+/// Chinese is most likely in Taiwan (`0912 345 678`), else the configured default.
+pub fn region_for(language: Option<&str>, default_region: &str) -> String {
+    match language.map(channel_chat::frames::normalize_language) {
+        Some("zh-TW") if default_region.eq_ignore_ascii_case("CN") => "TW".into(),
+        _ => default_region.to_string(),
+    }
+}
+
 /// The store and routing behind the chat engine.
 pub struct Backend {
     store: Store,
@@ -242,7 +251,9 @@ impl ChatBackend for Backend {
         req: StartRequest,
         _peer: IpAddr,
     ) -> Result<(Snapshot, String), BackendError> {
-        let region = &self.config.archive.default_region;
+        let region =
+            crate::chat::region_for(req.language.as_deref(), &self.config.archive.default_region);
+        let region = &region;
         let email = req
             .email
             .as_deref()

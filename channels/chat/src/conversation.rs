@@ -446,11 +446,12 @@ impl Conversation {
                 self.state = ConversationState::Connected;
                 self.queue = None;
                 let text = system_text(&self.language, SystemText::Joined(&agent.name));
+                let name = agent.name.clone();
                 self.agent = Some(agent);
                 // The idle clock starts with the agent's first words, not on joining.
                 self.agent_wrote_at = None;
                 self.idle_warned = false;
-                self.system(now, "agent_joined", text);
+                self.system_named(now, "agent_joined", text, Some(name));
             }
             Input::AgentLeft => {
                 if self.state != ConversationState::Connected {
@@ -759,11 +760,16 @@ impl Conversation {
     }
 
     fn system(&mut self, now: Millis, event: &str, text: String) {
+        self.system_named(now, event, text, None);
+    }
+
+    /// A system message naming someone (the agent who joined).
+    fn system_named(&mut self, now: Millis, event: &str, text: String, name: Option<String>) {
         let seq = self.take_seq();
         let message = Message {
             seq,
             from: From::System,
-            name: None,
+            name,
             text,
             at: now,
             client_id: None,

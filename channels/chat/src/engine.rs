@@ -162,6 +162,10 @@ enum Command {
         conversation: i64,
         reply: oneshot::Sender<Option<Vec<MessageView>>>,
     },
+    Online {
+        conversation: i64,
+        reply: oneshot::Sender<Option<bool>>,
+    },
     Waiting {
         reply: oneshot::Sender<Vec<i64>>,
     },
@@ -362,6 +366,15 @@ impl ChatHandle {
     /// Every stored message of a live conversation (`None` = not live).
     pub async fn transcript(&self, conversation: i64) -> Result<Option<Vec<MessageView>>, Stopped> {
         self.ask(|reply| Command::Transcript {
+            conversation,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether the customer of a live conversation has a socket open (`None` = not live).
+    pub async fn online(&self, conversation: i64) -> Result<Option<bool>, Stopped> {
+        self.ask(|reply| Command::Online {
             conversation,
             reply,
         })
@@ -684,6 +697,16 @@ impl Engine {
                     .get(&conversation)
                     .map(|c| c.messages().iter().map(|m| m.view()).collect());
                 let _ = reply.send(t);
+            }
+            Command::Online {
+                conversation,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.conversations
+                        .get(&conversation)
+                        .map(|c| c.has_sockets()),
+                );
             }
             Command::Waiting { reply } => {
                 let ids = self
