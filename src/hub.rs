@@ -148,6 +148,13 @@ pub enum HubEvent {
         until: Option<Millis>,
     },
     Stats(Arc<Snapshot>),
+    /// The queue cannot take a live contact (a call): closed, full or waited too long; the
+    /// channel applies `handling` (voicemail, callback).
+    Refused {
+        contact: i64,
+        reason: crate::acd::engine::RefuseReason,
+        handling: crate::acd::types::ClosedHandling,
+    },
 }
 
 #[derive(Clone)]
@@ -343,6 +350,8 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
     let (writer_tx, writer_rx) = mpsc::channel(65_536);
+    let queues_by_name: HashMap<String, QueueConfig> =
+        queues.iter().map(|q| (q.name.clone(), q.clone())).collect();
     let configs: HashMap<String, StatsConfig> = queues
         .iter()
         .map(|q| (q.name.clone(), StatsConfig::from(q)))
@@ -357,6 +366,10 @@ pub async fn start(
         events: events.clone(),
         writes: Vec::new(),
         stats_dirty: true,
+        queues: queues_by_name.clone(),
+        routing: HashMap::new(),
+        parked: std::collections::BTreeSet::new(),
+        parked_specs: HashMap::new(),
     };
     for c in store.unfinished_contacts().await? {
         core.resume(now, c);
@@ -425,6 +438,18 @@ struct Core {
     events: broadcast::Sender<HubEvent>,
     writes: Vec<Write>,
     stats_dirty: bool,
+    /// Queue definitions by name (opening hours for parked contacts).
+    queues: HashMap<String, QueueConfig>,
+    /// Specs of digital contacts being routed in this input, in case their queue is closed.
+    routing: HashMap<i64, (ContactSpec, Option<Vec<crate::acd::types::OverflowStep>>)>,
+    /// Digital contacts waiting for their closed queue to open: (when, contact) and their specs.
+    parked: std::collections::BTreeSet<(Millis, i64)>,
+    parked_specs: HashMap<i64, (ContactSpec, Option<Vec<crate::acd::types::OverflowStep>>)>,
+}
+
+/// Channels whose contacts wait (stored) when their queue is closed, instead of being refused.
+fn waits_for_opening(c: Channel) -> bool {
+    matches!(c, Channel::Email | Channel::Fax | Channel::Callback)
 }
 
 impl Core {
@@ -484,9 +509,7 @@ impl Core {
                     last_agent: c.agent_id,
                 };
                 let overflow = c.overflow;
-                let _ = self
-                    .acd
-                    .handle(now, Input::ContactRouted { spec, overflow });
+                self.route_contact(now, spec, overflow);
             }
             (_, ContactState::WrapUp, _) => {
                 self.writes.push(Write::ContactState {
@@ -634,11 +657,7 @@ impl Core {
                 };
                 let _ = reply.send(result);
             }
-            HubInput::Route { spec, overflow } => {
-                let _ = self
-                    .acd
-                    .handle(now, Input::ContactRouted { spec, overflow });
-            }
+            HubInput::Route { spec, overflow } => self.route_contact(now, spec, overflow),
             HubInput::RouteToAgent {
                 spec,
                 agent,
@@ -674,13 +693,34 @@ impl Core {
                 );
             }
             HubInput::Abandon { contact } => {
-                let _ = self.acd.handle(now, Input::ContactAbandoned(contact));
+                if self.parked_specs.remove(&contact).is_some() {
+                    self.parked.retain(|(_, c)| *c != contact);
+                    self.writes.push(Write::ContactState {
+                        id: contact,
+                        state: ContactState::Abandoned,
+                        agent: None,
+                        at: now,
+                        data: json!({ "while": "waiting_for_opening" }),
+                    });
+                } else {
+                    let _ = self.acd.handle(now, Input::ContactAbandoned(contact));
+                }
             }
             HubInput::Queues { queues } => {
                 for q in &queues {
                     self.stats.set_config(&q.name, StatsConfig::from(q));
+                    self.queues.insert(q.name.clone(), q.clone());
                 }
                 let _ = self.acd.handle(now, Input::RulesReloaded(queues));
+                // Opening hours may have changed: parked contacts try again (and park again
+                // if their queue is still closed).
+                let parked: Vec<i64> = self.parked.iter().map(|(_, c)| *c).collect();
+                self.parked.clear();
+                for c in parked {
+                    if let Some((spec, overflow)) = self.parked_specs.remove(&c) {
+                        self.route_contact(now, spec, overflow);
+                    }
+                }
             }
             HubInput::Agents { reply } => {
                 let _ = reply.send(
@@ -699,6 +739,25 @@ impl Core {
             }
         }
         self.drain(now);
+    }
+
+    /// Hands a contact to the ACD, remembering a digital one's spec while the engine decides,
+    /// so that a closed queue parks it instead of refusing it.
+    fn route_contact(
+        &mut self,
+        now: Millis,
+        spec: ContactSpec,
+        overflow: Option<Vec<crate::acd::types::OverflowStep>>,
+    ) {
+        if waits_for_opening(spec.channel) {
+            self.routing
+                .insert(spec.id, (spec.clone(), overflow.clone()));
+        }
+        let _ = self
+            .acd
+            .handle(now, Input::ContactRouted { spec, overflow });
+        self.drain(now);
+        self.routing.clear();
     }
 
     fn set_state(&mut self, now: Millis, agent: i64, wanted: Wanted) -> Result<(), String> {
@@ -756,6 +815,15 @@ impl Core {
 
     fn timeout(&mut self, now: Millis) {
         self.acd.handle_timeout(now);
+        while let Some(&(at, contact)) = self.parked.first() {
+            if at > now {
+                break;
+            }
+            self.parked.remove(&(at, contact));
+            if let Some((spec, overflow)) = self.parked_specs.remove(&contact) {
+                self.route_contact(now, spec, overflow);
+            }
+        }
         for agent in self.presence.expired(now) {
             self.profiles.remove(&agent);
             if self.acd.handle(now, Input::AgentLogout(agent)).is_err()
@@ -778,10 +846,14 @@ impl Core {
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        match (self.acd.poll_timeout(), self.presence.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.acd.poll_timeout(),
+            self.presence.poll_timeout(),
+            self.parked.first().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn drain(&mut self, now: Millis) {
@@ -882,6 +954,32 @@ impl Core {
                     reason,
                     handling,
                 } => {
+                    // A digital contact in a closed queue waits (stored as queued) for the next
+                    // opening instead of being closed.
+                    let parked = match (reason, self.routing.get(&contact)) {
+                        (crate::acd::engine::RefuseReason::Closed, Some((spec, overflow))) => self
+                            .queues
+                            .get(&spec.queue)
+                            .and_then(|q| q.hours.next_open(now + 1))
+                            .map(|at| (at, spec.clone(), overflow.clone())),
+                        _ => None,
+                    };
+                    if let Some((at, spec, overflow)) = parked {
+                        self.writes.push(Write::ContactEvent {
+                            id: contact,
+                            at: now,
+                            kind: "waiting_for_opening",
+                            data: json!({ "queue": spec.queue, "until": rfc3339(at), "handling": handling }),
+                        });
+                        self.parked.insert((at, contact));
+                        self.parked_specs.insert(contact, (spec, overflow));
+                        continue;
+                    }
+                    let _ = self.events.send(HubEvent::Refused {
+                        contact,
+                        reason,
+                        handling,
+                    });
                     self.writes.push(Write::ContactState {
                         id: contact,
                         state: ContactState::Closed,

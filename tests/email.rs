@@ -860,3 +860,69 @@ async fn a_hub_restart_during_a_delivery_loses_nothing_and_stores_nothing_twice(
         hub.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_for_a_closed_queue_waits_for_the_opening_instead_of_being_closed() {
+    let db = &common::databases().await[0];
+    let dir = tempfile::tempdir().unwrap();
+    rules(dir.path());
+    // Billing is closed today (a holiday in its own time zone), support is open.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let closed = format!(
+        "[[queue]]\nname = \"support\"\nskills = [\"support:2\"]\n\n[[queue]]\nname = \"billing\"\nskills = [\"billing:2\"]\n\
+         [queue.hours]\nutc_offset = \"+00:00\"\nevery_day = [\"00:00-24:00\"]\nholidays = [\"{today}\", \"{tomorrow}\"]\n"
+    );
+    std::fs::write(dir.path().join("queues.toml"), &closed).unwrap();
+    let mut config = common::config_for(db);
+    config.routing.rules_dir = dir.path().display().to_string();
+    config.routing.reload_ms = 100;
+    email_config(&mut config, free_port());
+    config.email.acknowledge = false;
+    let hub = TestHub::start_with(config).await;
+    let port = hub.running.smtp_addr.unwrap().port();
+    let (mut agent, _) = available_agent(&hub, "agent1", &["billing:3"]).await;
+    assert!(swaks(port, "liufang@example.cn", "billing@bluebird.example",
+        &crlf("From: 刘芳 <liufang@example.cn>\nTo: billing@bluebird.example\nSubject: 发票抬头\nMessage-ID: <closed-1@example.cn>\n\n请把抬头改成公司名称。\n")).0);
+    let contact = wait_for("the email contact", async || {
+        email_contacts(&hub).await.into_iter().next()
+    })
+    .await;
+    let events = wait_for("the parking event", async || {
+        let e = hub.store().contact_events(contact.id).await.unwrap();
+        e.iter()
+            .any(|e| e.kind == "waiting_for_opening")
+            .then_some(e)
+    })
+    .await;
+    let parked = events
+        .iter()
+        .find(|e| e.kind == "waiting_for_opening")
+        .unwrap();
+    assert_eq!(parked.data["queue"], "billing");
+    assert!(parked.data["until"].as_str().is_some(), "{:?}", parked.data);
+    assert_eq!(
+        hub.store()
+            .get_contact(contact.id)
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "queued",
+        "kept, not closed"
+    );
+    // The queue opens (here: the operator removes the holidays); the mail is offered.
+    std::fs::write(
+        dir.path().join("queues.toml"),
+        closed.replace(
+            &format!("holidays = [\"{today}\", \"{tomorrow}\"]"),
+            "holidays = []",
+        ),
+    )
+    .unwrap();
+    let offer = common::next_matching(&mut agent, Duration::from_secs(10), |t| t == "offer").await;
+    assert_eq!(offer["contact"]["id"], contact.id);
+    hub.stop().await;
+}

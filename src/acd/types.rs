@@ -201,6 +201,18 @@ pub enum AgentStateKind {
 }
 
 impl BusinessHours {
+    /// The first minute at or after `now` when the queue is open, within two weeks (`None`:
+    /// closed all that time, e.g. no opening hours at all).
+    pub fn next_open(&self, now: Millis) -> Option<Millis> {
+        if self.is_open(now) {
+            return Some(now);
+        }
+        let first = (now / 60_000 + 1) * 60_000;
+        (0..14 * 24 * 60)
+            .map(|m| first + m * 60_000)
+            .find(|t| self.is_open(*t))
+    }
+
     /// Whether the queue is open at `now` (unix ms), in its own UTC offset.
     pub fn is_open(&self, now: Millis) -> bool {
         if self.week.iter().all(|d| d.is_empty()) && self.holidays.is_empty() {
@@ -224,6 +236,44 @@ impl BusinessHours {
         self.week[day]
             .iter()
             .any(|(from, to)| minute >= *from && minute < *to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_opening_is_found_across_nights_weekends_and_holidays() {
+        // Beijing time, Monday to Friday 09:00–18:00; 2026-12-04 is a Friday.
+        let mut week: [Vec<(u16, u16)>; 7] = Default::default();
+        for d in week.iter_mut().take(5) {
+            d.push((9 * 60, 18 * 60));
+        }
+        let h = BusinessHours {
+            utc_offset_minutes: 480,
+            week,
+            holidays: vec!["2026-12-07".into()],
+        };
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Friday 20:00 local: closed until Tuesday 09:00 (Monday is a holiday).
+        let open = h.next_open(at("2026-12-04T20:00:00+08:00")).unwrap();
+        assert_eq!(open, at("2026-12-08T09:00:00+08:00"));
+        assert!(h.is_open(open) && !h.is_open(open - 60_000));
+        // Already open: now.
+        let t = at("2026-12-08T10:30:15+08:00");
+        assert_eq!(h.next_open(t), Some(t));
+        // Never open: none.
+        let never = BusinessHours {
+            utc_offset_minutes: 0,
+            week: Default::default(),
+            holidays: (0..30).map(|d| format!("2026-12-{:02}", d + 1)).collect(),
+        };
+        assert_eq!(never.next_open(at("2026-12-01T00:00:00Z")), None);
     }
 }
 
