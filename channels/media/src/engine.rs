@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
+use str0m::config::DtlsCert;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -76,7 +77,8 @@ impl From<PathBuf> for PlaySpec {
 
 struct LegSockets {
     rtp: Rc<UdpSocket>,
-    rtcp: Rc<UdpSocket>,
+    /// None for WebRTC legs (RTP and RTCP share one socket).
+    rtcp: Option<Rc<UdpSocket>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -90,6 +92,8 @@ struct Driver {
     port_cursor: u16,
     events: mpsc::UnboundedSender<MediaEvent>,
     send_errors: u64,
+    /// The engine's DTLS identity, made on the first WebRTC leg.
+    dtls_cert: Option<DtlsCert>,
 }
 
 type Shared = Rc<RefCell<Driver>>;
@@ -101,9 +105,9 @@ impl Driver {
             let Some(s) = self.sockets.get(&t.leg) else {
                 continue;
             };
-            let sock = match t.port {
-                Port::Rtp => &s.rtp,
-                Port::Rtcp => &s.rtcp,
+            let sock = match (t.port, &s.rtcp) {
+                (Port::Rtcp, Some(rtcp)) => rtcp,
+                _ => &s.rtp,
             };
             // UDP: a full send buffer drops the packet, as the network would.
             if sock.try_send_to(&t.data, t.to).is_err() {
@@ -149,6 +153,39 @@ impl Driver {
             return Ok((a, b));
         }
         Err(MediaError::NoPorts)
+    }
+
+    /// One socket for a WebRTC leg, from the same range as RTP pairs.
+    fn bind_single(&mut self) -> Result<std::net::UdpSocket, MediaError> {
+        let bind = self.config.bind;
+        let (lo, hi) = self.config.rtp_ports;
+        if lo == 0 {
+            return std::net::UdpSocket::bind((bind, 0)).map_err(|e| MediaError::Io(e.to_string()));
+        }
+        let lo = lo + (lo & 1);
+        let slots = ((hi.saturating_sub(lo)) / 2).max(1);
+        for _ in 0..slots {
+            let p = self.port_cursor.max(lo);
+            self.port_cursor = if p.saturating_add(2) > hi.saturating_sub(1) {
+                lo
+            } else {
+                p + 2
+            };
+            if let Ok(s) = std::net::UdpSocket::bind((bind, p)) {
+                return Ok(s);
+            }
+        }
+        Err(MediaError::NoPorts)
+    }
+
+    fn dtls_cert(&mut self) -> Result<DtlsCert, MediaError> {
+        if self.dtls_cert.is_none() {
+            let provider = str0m::crypto::from_feature_flags();
+            self.dtls_cert = provider.dtls_provider.generate_certificate();
+        }
+        self.dtls_cert
+            .clone()
+            .ok_or_else(|| MediaError::Io("cannot generate a DTLS certificate".into()))
     }
 
     fn resolve(&mut self, specs: Vec<PlaySpec>) -> Result<Vec<PlayItem>, MediaError> {
@@ -255,6 +292,7 @@ impl MediaEngine {
                         clips: HashMap::new(),
                         events: events_tx,
                         send_errors: 0,
+                        dtls_cert: None,
                     }));
                     let notify = Rc::new(Notify::new());
                     let timer_task =
@@ -319,10 +357,91 @@ impl MediaEngine {
                 tokio::task::spawn_local(reader(shared.clone(), id, Port::Rtp, rtp.clone())),
                 tokio::task::spawn_local(reader(shared.clone(), id, Port::Rtcp, rtcp.clone())),
             ];
-            d.sockets.insert(id, LegSockets { rtp, rtcp, tasks });
+            d.sockets.insert(
+                id,
+                LegSockets {
+                    rtp,
+                    rtcp: Some(rtcp),
+                    tasks,
+                },
+            );
             Ok((id, ra))
         })
         .await?
+    }
+
+    /// Binds one UDP socket and creates a WebRTC leg for a browser agent (ICE-lite host
+    /// candidate on the advertised address, DTLS-SRTP, PCMU/PCMA, telephone-event). Returns its
+    /// id and local address. Then `webrtc_answer` the browser's offer.
+    pub async fn create_webrtc_leg(
+        &self,
+        config: LegConfig,
+    ) -> Result<(LegId, SocketAddr), MediaError> {
+        self.call(move |shared| {
+            let mut d = shared.borrow_mut();
+            let cert = d.dtls_cert()?;
+            let sock = d.bind_single()?;
+            let io = |e: std::io::Error| MediaError::Io(e.to_string());
+            sock.set_nonblocking(true).map_err(io)?;
+            let sock = Rc::new(UdpSocket::from_std(sock).map_err(io)?);
+            let local = sock.local_addr().map_err(io)?;
+            let advertise = d.advertise;
+            let id = d
+                .core
+                .add_webrtc_leg(Instant::now(), config, local, advertise, cert);
+            let tasks = vec![tokio::task::spawn_local(reader(
+                shared.clone(),
+                id,
+                Port::Rtp,
+                sock.clone(),
+            ))];
+            d.sockets.insert(
+                id,
+                LegSockets {
+                    rtp: sock,
+                    rtcp: None,
+                    tasks,
+                },
+            );
+            Ok((id, local))
+        })
+        .await?
+    }
+
+    /// Answers the browser's SDP offer (the first, an ICE restart, or any re-offer). Errors
+    /// (`MediaError::WebRtc`) leave the leg unchanged: no common codec, a changed fingerprint,
+    /// malformed SDP.
+    pub async fn webrtc_answer(&self, leg: LegId, offer_sdp: String) -> Result<String, MediaError> {
+        self.with_core(move |c, now| c.webrtc_answer(now, leg, &offer_sdp))
+            .await
+    }
+
+    /// Our offer to the browser; `ice_restart` makes new ICE credentials on a live call.
+    pub async fn webrtc_offer(&self, leg: LegId, ice_restart: bool) -> Result<String, MediaError> {
+        self.with_core(move |c, now| c.webrtc_offer(now, leg, ice_restart))
+            .await
+    }
+
+    /// The browser's answer to `webrtc_offer`.
+    pub async fn webrtc_apply_answer(
+        &self,
+        leg: LegId,
+        answer_sdp: String,
+    ) -> Result<(), MediaError> {
+        self.with_core(move |c, now| c.webrtc_apply_answer(now, leg, &answer_sdp))
+            .await
+    }
+
+    /// A trickled ICE candidate from the browser (`candidate:...`, with its usernameFragment
+    /// when known); one for credentials replaced by an ICE restart is refused.
+    pub async fn webrtc_add_candidate(
+        &self,
+        leg: LegId,
+        candidate: String,
+        ufrag: Option<String>,
+    ) -> Result<(), MediaError> {
+        self.with_core(move |c, now| c.webrtc_add_candidate(now, leg, &candidate, ufrag.as_deref()))
+            .await
     }
 
     /// Our SDP offer (initial INVITE or re-INVITE after `set_direction`).
@@ -446,7 +565,7 @@ impl MediaEngine {
     pub async fn remove_leg(&self, leg: LegId) -> Result<(), MediaError> {
         self.call(move |s| {
             let mut d = s.borrow_mut();
-            d.core.remove_leg(leg)?;
+            d.core.remove_leg(Instant::now(), leg)?;
             d.flush();
             if let Some(sock) = d.sockets.remove(&leg) {
                 sock.tasks.iter().for_each(|t| t.abort());

@@ -132,7 +132,7 @@ impl OutStream {
     }
 
     /// Assigns (marker, seq, ts) to a frame.
-    fn stamp(&mut self, now: Instant, timing: Timing, marker: bool) -> (bool, u16, u32) {
+    pub fn stamp(&mut self, now: Instant, timing: Timing, marker: bool) -> (bool, u16, u32) {
         match timing {
             Timing::Local { samples } => {
                 let switched = self.source.take().is_some() || self.last_at.is_none();

@@ -17,7 +17,9 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod switch;
+pub mod transport;
 pub mod wav;
+pub mod webrtc;
 
 #[cfg(test)]
 mod testutil;
@@ -33,3 +35,4 @@ pub use switch::{
     MediaEvent, RecordingId,
 };
 pub use wav::RecordingInfo;
+pub use webrtc::{WebRtcError, WebRtcState};

@@ -9,6 +9,8 @@ use crate::leg::{FrameKind, OutStream, Port, Rejected, RtpTransport, RxFrame, Ti
 use crate::mixer::{Mixer, Role};
 use crate::playback::{AudioSource, PlayItem, Playlist};
 use crate::sdp::{self, Direction, LocalMedia, SdpError, SessionDescription};
+use crate::transport::{push_transmits, Transport};
+use crate::webrtc::{Outputs, WebRtcError, WebRtcSetup, WebRtcState, WebRtcTransport};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +59,8 @@ pub struct LegStats {
     /// Datagrams dropped because they came from an unlatched address.
     pub foreign_dropped: u64,
     pub malformed: u64,
+    /// WebRTC legs: ICE restarts so far.
+    pub ice_restarts: u32,
 }
 
 /// Events for the hub.
@@ -88,6 +92,12 @@ pub enum MediaEvent {
     Stats {
         leg: LegId,
         stats: LegStats,
+    },
+    /// A WebRTC leg connected (ICE + DTLS up), lost the browser (it should restart ICE), or
+    /// failed (DTLS refused, closed).
+    WebRtc {
+        leg: LegId,
+        state: WebRtcState,
     },
 }
 
@@ -159,6 +169,12 @@ pub enum MediaError {
     SelfBridge,
     #[error(transparent)]
     Sdp(#[from] SdpError),
+    #[error(transparent)]
+    WebRtc(#[from] WebRtcError),
+    #[error("{0} is not a WebRTC leg")]
+    NotWebRtc(LegId),
+    #[error("{0} is a WebRTC leg: use the webrtc_* calls")]
+    NotRtp(LegId),
     #[error("no free RTP port pair in the configured range")]
     NoPorts,
     #[error("{0}")]
@@ -198,7 +214,7 @@ fn splitmix(mut x: u64) -> u64 {
 
 struct Leg {
     config: LegConfig,
-    rtp: RtpTransport,
+    media: Transport,
     peer: Option<LegId>,
     conference: Option<ConferenceId>,
     playback: Option<Box<dyn AudioSource>>,
@@ -239,7 +255,7 @@ impl Leg {
         match self.config.inband_dtmf {
             InbandDtmf::Always => true,
             InbandDtmf::Off => false,
-            InbandDtmf::Auto => self.rtp.telephone_event_pt().is_none(),
+            InbandDtmf::Auto => self.media.telephone_event_pt().is_none(),
         }
     }
 }
@@ -305,10 +321,7 @@ impl MediaCore {
         local_rtcp: SocketAddr,
         advertise: IpAddr,
     ) -> LegId {
-        let id = LegId(self.next_leg);
-        self.next_leg += 1;
-        let r = splitmix(self.config.seed ^ (id.0 as u64) << 20);
-        let r2 = splitmix(r);
+        let (id, r, r2) = self.next_id();
         let local = LocalMedia {
             addr: config.advertise.unwrap_or(advertise),
             rtp_port: local_rtp.port(),
@@ -327,22 +340,68 @@ impl MediaCore {
                 self.config.unix_time_at_start + Duration::from_secs(2_208_988_800),
             ),
         );
-        let out = OutStream::new(r as u32, (r >> 32) as u16, (r >> 48) as u32 * 7919);
         let rtp = RtpTransport::new(
             local,
             local_rtp,
             local_rtcp,
-            out,
+            Self::out_stream(r),
             ntp_base,
             self.config.cname.clone(),
         );
+        self.insert_leg(now, id, r2, config, Transport::Rtp(rtp));
+        id
+    }
+
+    /// Registers a WebRTC leg (browser agent) on one socket bound by the driver. `advertise`
+    /// is the host candidate's address (the leg config's `advertise` wins); `certificate` is
+    /// the engine's DTLS certificate.
+    pub fn add_webrtc_leg(
+        &mut self,
+        now: Instant,
+        config: LegConfig,
+        local: SocketAddr,
+        advertise: IpAddr,
+        certificate: str0m::config::DtlsCert,
+    ) -> LegId {
+        let (id, r, r2) = self.next_id();
+        let setup = WebRtcSetup {
+            codecs: config.codecs.clone(),
+            telephone_event: config.telephone_event_pt.is_some(),
+            candidate: SocketAddr::new(config.advertise.unwrap_or(advertise), local.port()),
+            certificate,
+            report_interval: self.config.report_interval,
+        };
+        let w = WebRtcTransport::new(now, setup, Self::out_stream(r), self.start);
+        self.insert_leg(now, id, r2, config, Transport::WebRtc(Box::new(w)));
+        id
+    }
+
+    fn next_id(&mut self) -> (LegId, u64, u64) {
+        let id = LegId(self.next_leg);
+        self.next_leg += 1;
+        let r = splitmix(self.config.seed ^ (id.0 as u64) << 20);
+        (id, r, splitmix(r))
+    }
+
+    fn out_stream(r: u64) -> OutStream {
+        OutStream::new(r as u32, (r >> 32) as u16, (r >> 48) as u32 * 7919)
+    }
+
+    fn insert_leg(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        r2: u64,
+        config: LegConfig,
+        media: Transport,
+    ) {
         // Spread reports of legs created together over the interval.
         let spread = Duration::from_millis(r2 % 1000);
         self.legs.insert(
             id,
             Leg {
                 config,
-                rtp,
+                media,
                 peer: None,
                 conference: None,
                 playback: None,
@@ -364,27 +423,39 @@ impl MediaCore {
             },
         );
         self.next_tick.get_or_insert(now + FRAME_DURATION);
-        id
+    }
+
+    fn rtp_leg(&mut self, leg: LegId) -> Result<&mut RtpTransport, MediaError> {
+        self.leg_mut(leg)?
+            .media
+            .rtp_mut()
+            .ok_or(MediaError::NotRtp(leg))
+    }
+
+    fn webrtc_leg(&mut self, leg: LegId) -> Result<&mut WebRtcTransport, MediaError> {
+        self.leg_mut(leg)?
+            .media
+            .webrtc_mut()
+            .ok_or(MediaError::NotWebRtc(leg))
     }
 
     /// Our SDP offer for the leg (initial or re-INVITE).
     pub fn local_offer(&mut self, leg: LegId) -> Result<String, MediaError> {
-        let l = self.leg_mut(leg)?;
-        Ok(l.rtp.version_sdp(sdp::build_offer))
+        Ok(self.rtp_leg(leg)?.version_sdp(sdp::build_offer))
     }
 
     /// Answers the remote's offer. Errors with `SdpError::NoCommonCodec` for a 488.
     pub fn answer(&mut self, now: Instant, leg: LegId, remote: &str) -> Result<String, MediaError> {
         let offer = SessionDescription::parse(remote)?;
-        let l = self.leg_mut(leg)?;
+        let rtp = self.rtp_leg(leg)?;
         // Check before versioning so a failed offer leaves the state alone.
-        sdp::answer_offer(&l.rtp.local, &offer)?;
-        let answer = l.rtp.version_sdp(|local| {
+        sdp::answer_offer(&rtp.local, &offer)?;
+        let answer = rtp.version_sdp(|local| {
             sdp::answer_offer(local, &offer)
                 .map(|(a, _)| a)
                 .unwrap_or_default()
         });
-        let (_, neg) = sdp::answer_offer(&l.rtp.local, &offer)?;
+        let (_, neg) = sdp::answer_offer(&rtp.local, &offer)?;
         self.install(now, leg, neg);
         Ok(answer)
     }
@@ -397,8 +468,8 @@ impl MediaCore {
         remote: &str,
     ) -> Result<(), MediaError> {
         let answer = SessionDescription::parse(remote)?;
-        let l = self.leg_mut(leg)?;
-        let neg = sdp::apply_answer(&l.rtp.local, &answer)?;
+        let rtp = self.rtp_leg(leg)?;
+        let neg = sdp::apply_answer(&rtp.local, &answer)?;
         self.install(now, leg, neg);
         Ok(())
     }
@@ -408,30 +479,118 @@ impl MediaCore {
             return;
         };
         let held = neg.remote_holds();
-        l.rtp.set_negotiated(neg);
-        // The media timeout counts from (re)negotiation.
-        l.created = now;
-        l.timeout_reported = false;
-        l.inband = l.inband_enabled().then(InbandDetector::default);
+        if let Some(rtp) = l.media.rtp_mut() {
+            rtp.set_negotiated(neg);
+        }
+        self.renegotiated(now, leg);
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
         if held != l.remote_held {
             l.remote_held = held;
             self.events.push_back(MediaEvent::RemoteHold { leg, held });
         }
     }
 
+    /// After any (re)negotiation: the media timeout counts from now, DTMF detection follows
+    /// what was negotiated.
+    fn renegotiated(&mut self, now: Instant, leg: LegId) {
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.created = now;
+            l.timeout_reported = false;
+            l.inband = l.inband_enabled().then(InbandDetector::default);
+        }
+    }
+
+    /// Runs a call into a WebRTC leg and queues what it produced.
+    fn with_webrtc<R>(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        f: impl FnOnce(&mut WebRtcTransport, &mut Outputs) -> Result<R, WebRtcError>,
+    ) -> Result<R, MediaError> {
+        let mut sink = Outputs::default();
+        let r = f(self.webrtc_leg(leg)?, &mut sink);
+        self.absorb(now, leg, sink);
+        Ok(r?)
+    }
+
+    /// Answers the browser's offer: the first one, an ICE restart (new ufrag/pwd: the call
+    /// goes on) or any re-offer. A refused offer leaves the leg as it was.
+    pub fn webrtc_answer(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        offer: &str,
+    ) -> Result<String, MediaError> {
+        let answer = self.with_webrtc(now, leg, |w, sink| w.accept_offer(now, offer, sink))?;
+        self.renegotiated(now, leg);
+        Ok(answer)
+    }
+
+    /// Our offer to the browser (first, or an ICE restart from our side).
+    pub fn webrtc_offer(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        ice_restart: bool,
+    ) -> Result<String, MediaError> {
+        self.with_webrtc(now, leg, |w, sink| w.create_offer(now, ice_restart, sink))
+    }
+
+    /// The browser's answer to `webrtc_offer`.
+    pub fn webrtc_apply_answer(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        answer: &str,
+    ) -> Result<(), MediaError> {
+        self.with_webrtc(now, leg, |w, sink| w.accept_answer(now, answer, sink))?;
+        self.renegotiated(now, leg);
+        Ok(())
+    }
+
+    /// A trickled ICE candidate (`candidate:...` line, optional usernameFragment).
+    pub fn webrtc_add_candidate(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        candidate: &str,
+        ufrag: Option<&str>,
+    ) -> Result<(), MediaError> {
+        self.with_webrtc(now, leg, |w, sink| {
+            w.add_candidate(now, candidate, ufrag, sink)
+        })
+    }
+
+    /// Queues a WebRTC leg's datagrams and state changes, and routes the packets it received.
+    fn absorb(&mut self, now: Instant, leg: LegId, mut sink: Outputs) {
+        push_transmits(leg, &mut sink, &mut self.transmits);
+        for state in sink.states.drain(..) {
+            self.events.push_back(MediaEvent::WebRtc { leg, state });
+        }
+        for p in &sink.packets {
+            self.route(now, leg, p.frame());
+        }
+    }
+
     /// Sets what we want to do: `SendOnly` to hold the remote (then send a re-offer with
     /// `local_offer`), `SendRecv` to resume. Takes effect at once for what we send.
     pub fn set_direction(&mut self, leg: LegId, direction: Direction) -> Result<(), MediaError> {
-        let l = self.leg_mut(leg)?;
-        l.rtp.local.direction = direction;
-        if let Some(n) = l.rtp.negotiated.as_mut() {
+        let rtp = self.rtp_leg(leg)?;
+        rtp.local.direction = direction;
+        if let Some(n) = rtp.negotiated.as_mut() {
             n.direction = direction.intersect_with_remote(n.remote_direction);
         }
         Ok(())
     }
 
     pub fn negotiated(&self, leg: LegId) -> Result<Option<&sdp::Negotiated>, MediaError> {
-        Ok(self.leg(leg)?.rtp.negotiated.as_ref())
+        Ok(self
+            .leg(leg)?
+            .media
+            .rtp()
+            .and_then(|r| r.negotiated.as_ref()))
     }
 
     /// Relays media between two legs (transcoding μ-law/A-law when they differ). Each leg
@@ -449,7 +608,7 @@ impl MediaCore {
         for (x, y) in [(a, b), (b, a)] {
             let l = self.leg_mut(x)?;
             l.peer = Some(y);
-            l.rtp.out.reanchor();
+            l.media.out_mut().reanchor();
         }
         Ok(())
     }
@@ -623,10 +782,10 @@ impl MediaCore {
     /// Sends digits: RFC 4733 events when negotiated, else in-band tones.
     pub fn send_dtmf(&mut self, leg: LegId, digits: &str) -> Result<(), MediaError> {
         let l = self.leg_mut(leg)?;
-        if l.rtp.negotiated.is_none() {
+        if !l.media.is_negotiated() {
             return Err(MediaError::NotNegotiated(leg));
         }
-        if l.rtp.telephone_event_pt().is_some() {
+        if l.media.telephone_event_pt().is_some() {
             l.events_tx.queue(digits);
         } else {
             queue_tones(l, digits);
@@ -635,17 +794,26 @@ impl MediaCore {
     }
 
     /// Ends a leg: RTCP BYE, leaves bridge, conference and recordings.
-    pub fn remove_leg(&mut self, leg: LegId) -> Result<(), MediaError> {
+    pub fn remove_leg(&mut self, now: Instant, leg: LegId) -> Result<(), MediaError> {
         self.unbridge(leg)?;
         self.unmix(leg)?;
-        let l = self.legs.remove(&leg).ok_or(MediaError::UnknownLeg(leg))?;
-        if let Some((port, to, data)) = l.rtp.build_bye() {
-            self.transmits.push_back(Transmit {
-                leg,
-                port,
-                to,
-                data,
-            });
+        let mut l = self.legs.remove(&leg).ok_or(MediaError::UnknownLeg(leg))?;
+        match &mut l.media {
+            Transport::Rtp(rtp) => {
+                if let Some((port, to, data)) = rtp.build_bye() {
+                    self.transmits.push_back(Transmit {
+                        leg,
+                        port,
+                        to,
+                        data,
+                    });
+                }
+            }
+            Transport::WebRtc(w) => {
+                let mut sink = Outputs::default();
+                w.close(now, &mut sink);
+                push_transmits(leg, &mut sink, &mut self.transmits);
+            }
         }
         for r in self.recordings.values_mut() {
             r.customer.retain(|&x| x != leg);
@@ -673,21 +841,38 @@ impl MediaCore {
         let Some(l) = self.legs.get_mut(&leg) else {
             return;
         };
+        let rtp = match &mut l.media {
+            Transport::Rtp(rtp) => rtp,
+            Transport::WebRtc(w) => {
+                let mut sink = Outputs::default();
+                w.receive(now, from, data, &mut sink);
+                self.absorb(now, leg, sink);
+                return;
+            }
+        };
         if port == Port::Rtcp || crate::rtp::is_rtcp(data) {
-            l.rtp.receive_rtcp(now, from, data, port);
-            if l.rtp.remote_bye && !l.bye_reported {
+            rtp.receive_rtcp(now, from, data, port);
+            if rtp.remote_bye && !l.bye_reported {
                 l.bye_reported = true;
                 self.events.push_back(MediaEvent::RemoteBye { leg });
             }
             return;
         }
-        let frame = match l.rtp.receive_rtp(now, from, data) {
+        let frame = match rtp.receive_rtp(now, from, data) {
             Ok(f) => f,
             Err(Rejected::Malformed) => {
                 tracing::debug!(%leg, "malformed RTP dropped");
                 return;
             }
             Err(_) => return,
+        };
+        self.route(now, leg, frame);
+    }
+
+    /// A received frame: DTMF detection, jitter buffer (mixing, recording), relay to the peer.
+    fn route(&mut self, now: Instant, leg: LegId, frame: RxFrame<'_>) {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
         };
         l.packets_received += 1;
         l.timeout_reported = false;
@@ -737,7 +922,7 @@ impl MediaCore {
     /// An RFC 4733 digit from a leg whose peer has no telephone-event: play it in-band.
     fn convert_digit_for_peer(&mut self, peer: LegId, digit: Digit) {
         if let Some(p) = self.legs.get_mut(&peer) {
-            if p.rtp.negotiated.is_some() && p.rtp.telephone_event_pt().is_none() {
+            if p.media.is_negotiated() && p.media.telephone_event_pt().is_none() {
                 queue_tones(p, &digit.to_string());
             }
         }
@@ -751,20 +936,20 @@ impl MediaCore {
             return;
         }
         let mut transcoded;
-        let payload = match (frame.kind, dst.rtp.codec()) {
+        let payload = match (frame.kind, dst.media.codec()) {
             (FrameKind::Audio(src), Some(dst_codec)) if src != dst_codec => {
                 transcoded = frame.payload.to_vec();
                 src.transcode_in_place(dst_codec, &mut transcoded);
                 &transcoded[..]
             }
             (FrameKind::Audio(_), Some(_)) => frame.payload,
-            (FrameKind::TelephoneEvent, _) if dst.rtp.telephone_event_pt().is_some() => {
+            (FrameKind::TelephoneEvent, _) if dst.media.telephone_event_pt().is_some() => {
                 frame.payload
             }
             _ => return,
         };
         let kind = match frame.kind {
-            FrameKind::Audio(_) => FrameKind::Audio(dst.rtp.codec().expect("checked")),
+            FrameKind::Audio(_) => FrameKind::Audio(dst.media.codec().expect("checked")),
             k => k,
         };
         let tx = TxFrame {
@@ -777,27 +962,52 @@ impl MediaCore {
             marker: frame.marker,
             payload,
         };
-        if let Some((port, addr, data)) = dst.rtp.send(now, tx) {
+        if dst.media.send(now, to, tx, &mut self.transmits) {
             self.relayed += 1;
-            self.transmits.push_back(Transmit {
-                leg: to,
-                port,
-                to: addr,
-                data,
-            });
         }
     }
 
-    /// When `handle_timeout` should run next.
+    /// When `handle_timeout` should run next: the next 20 ms tick, or earlier when a WebRTC
+    /// leg's timer (ICE keepalive, DTLS retransmission, RTCP) is due first.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        let webrtc = self
+            .legs
+            .values()
+            .filter_map(|l| match &l.media {
+                Transport::WebRtc(w) => w.poll_timeout(),
+                Transport::Rtp(_) => None,
+            })
+            .min();
+        match (self.next_tick, webrtc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Runs due 20 ms ticks: playback, mixing, recording, DTMF sending, timeouts, RTCP.
+    /// Runs due WebRTC timers, then due 20 ms ticks: playback, mixing, recording, DTMF
+    /// sending, timeouts, RTCP.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| match &l.media {
+                Transport::WebRtc(w) => w.poll_timeout().is_some_and(|t| t <= now),
+                Transport::Rtp(_) => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let _ = self.with_webrtc(now, id, |w, sink| {
+                w.handle_timeout(now, sink);
+                Ok(())
+            });
+        }
         let Some(mut next) = self.next_tick else {
             return;
         };
+        if next > now {
+            return;
+        }
         // After a stall, run one tick and resynchronise rather than bursting.
         if now.saturating_duration_since(next) > FRAME_DURATION * 10 {
             next = now;
@@ -878,7 +1088,7 @@ impl MediaCore {
             return;
         };
         let mix_out = l.mix_out.take();
-        let Some(codec) = l.rtp.codec() else {
+        let Some(codec) = l.media.codec() else {
             return;
         };
         // Telephone events take the slot first (audio is muted while a digit is sent).
@@ -936,19 +1146,12 @@ impl MediaCore {
                 marker: false,
                 payload: &payload,
             };
-            if let Some((port, to, data)) = l.rtp.send(now, tx) {
-                self.transmits.push_back(Transmit {
-                    leg: id,
-                    port,
-                    to,
-                    data,
-                });
-            }
+            l.media.send(now, id, tx, &mut self.transmits);
         }
         // Media timeout: only while the remote is supposed to send to us.
-        if let (Some(limit), Some(neg)) = (l.config.media_timeout, l.rtp.negotiated.as_ref()) {
-            let expecting = neg.remote_direction.sends() && neg.direction.receives();
-            let since = l.rtp.last_rx.map_or(l.created, |t| t.max(l.created));
+        if let Some(limit) = l.config.media_timeout {
+            let expecting = l.media.expects_media();
+            let since = l.media.last_rx().map_or(l.created, |t| t.max(l.created));
             if expecting && !l.timeout_reported && now.saturating_duration_since(since) >= limit {
                 l.timeout_reported = true;
                 self.events.push_back(MediaEvent::MediaTimeout { leg: id });
@@ -956,16 +1159,30 @@ impl MediaCore {
         }
         if now >= l.next_report {
             l.next_report = now + report_interval;
-            if let Some((port, to, data, fraction)) = l.rtp.build_report(now) {
-                self.transmits.push_back(Transmit {
-                    leg: id,
-                    port,
-                    to,
-                    data,
-                });
-                let mut stats = stats_of(l);
-                stats.fraction_lost = fraction;
-                self.events.push_back(MediaEvent::Stats { leg: id, stats });
+            match &mut l.media {
+                Transport::Rtp(rtp) => {
+                    if let Some((port, to, data, fraction)) = rtp.build_report(now) {
+                        self.transmits.push_back(Transmit {
+                            leg: id,
+                            port,
+                            to,
+                            data,
+                        });
+                        let mut stats = stats_of(l);
+                        stats.fraction_lost = fraction;
+                        self.events.push_back(MediaEvent::Stats { leg: id, stats });
+                    }
+                }
+                // str0m sends the RTCP; the interval's loss is ours to compute.
+                Transport::WebRtc(w) if w.is_negotiated() => {
+                    let fraction =
+                        w.rx.as_mut()
+                            .map_or(0.0, |rx| rx.take_fraction_lost() as f32 / 256.0);
+                    let mut stats = stats_of(l);
+                    stats.fraction_lost = fraction;
+                    self.events.push_back(MediaEvent::Stats { leg: id, stats });
+                }
+                Transport::WebRtc(_) => {}
             }
         }
     }
@@ -1015,20 +1232,26 @@ fn queue_tones(l: &mut Leg, digits: &str) {
 }
 
 fn stats_of(l: &Leg) -> LegStats {
-    let rx = l.rtp.rx.as_ref();
+    let rx = l.media.rx();
+    let remote = l.media.remote();
+    let (foreign_dropped, malformed, ice_restarts) = match &l.media {
+        Transport::Rtp(r) => (r.foreign_dropped, r.malformed, 0),
+        Transport::WebRtc(w) => (0, w.malformed, w.ice_restarts),
+    };
     LegStats {
         packets_received: l.packets_received,
-        packets_sent: l.rtp.out.packets as u64,
+        packets_sent: l.media.out().packets as u64,
         packets_lost: rx.map_or(0, |r| r.cumulative_lost() as i64),
         fraction_lost: 0.0,
         jitter: rx.map_or(Duration::ZERO, |r| {
             Duration::from_micros(r.jitter() as u64 * 1_000_000 / crate::codec::SAMPLE_RATE as u64)
         }),
-        rtt: l.rtp.remote.rtt,
-        remote_fraction_lost: l.rtp.remote.fraction_lost,
-        remote_jitter: l.rtp.remote.jitter,
-        foreign_dropped: l.rtp.foreign_dropped,
-        malformed: l.rtp.malformed,
+        rtt: remote.rtt,
+        remote_fraction_lost: remote.fraction_lost,
+        remote_jitter: remote.jitter,
+        foreign_dropped,
+        malformed,
+        ice_restarts,
     }
 }
 
@@ -1234,7 +1457,7 @@ mod tests {
         let a = s.leg(5000, LegConfig::default());
         let b = s.leg(6000, LegConfig::default());
         s.core.bridge(a, b).unwrap();
-        s.core.remove_leg(a).unwrap();
+        s.core.remove_leg(s.now, a).unwrap();
         let t = s.transmits();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].port, Port::Rtcp);

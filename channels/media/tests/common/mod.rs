@@ -1,6 +1,8 @@
 //! Test "phones": real RTP endpoints on 127.0.0.1 that send tones and analyse what they hear.
 #![allow(dead_code)]
 
+pub mod str0m_peer;
+
 use channel_media::codec::Codec;
 use channel_media::dtmf::{goertzel_power, TelephoneEvent};
 use channel_media::rtcp::{self, ReportBlock, RtcpPacket};
