@@ -96,6 +96,16 @@ enum HubInput {
     Abandon {
         contact: i64,
     },
+    Withdraw {
+        contact: i64,
+    },
+    /// Voice is served (calls ring agents' endpoints): an agent takes calls only while one of
+    /// their endpoints (desk phone, browser) is ready.
+    VoiceGating,
+    VoiceEndpoint {
+        agent: i64,
+        ready: bool,
+    },
     Outlook {
         queue: String,
         channel: Channel,
@@ -294,6 +304,21 @@ impl HubHandle {
             .await
     }
 
+    /// The contact leaves its queue as another contact (a callback keeping the caller's place).
+    pub async fn withdraw(&self, contact: i64) {
+        self.tell(HubInput::Withdraw { contact }).await
+    }
+
+    /// From now on agents take calls only while an endpoint of theirs is ready.
+    pub async fn gate_voice(&self) {
+        self.tell(HubInput::VoiceGating).await
+    }
+
+    /// An agent's desk phone registered (or the browser softphone connected), or went away.
+    pub async fn voice_endpoint(&self, agent: i64, ready: bool) {
+        self.tell(HubInput::VoiceEndpoint { agent, ready }).await
+    }
+
     pub async fn abandon(&self, contact: i64) {
         self.tell(HubInput::Abandon { contact }).await
     }
@@ -370,6 +395,8 @@ pub async fn start(
         routing: HashMap::new(),
         parked: std::collections::BTreeSet::new(),
         parked_specs: HashMap::new(),
+        gate_voice: false,
+        voice_ready: std::collections::HashSet::new(),
     };
     for c in store.unfinished_contacts().await? {
         core.resume(now, c);
@@ -445,6 +472,9 @@ struct Core {
     /// Digital contacts waiting for their closed queue to open: (when, contact) and their specs.
     parked: std::collections::BTreeSet<(Millis, i64)>,
     parked_specs: HashMap<i64, (ContactSpec, Option<Vec<crate::acd::types::OverflowStep>>)>,
+    /// Whether calls need a ready endpoint, and whose endpoints are ready.
+    gate_voice: bool,
+    voice_ready: std::collections::HashSet<i64>,
 }
 
 /// Channels whose contacts wait (stored) when their queue is closed, instead of being refused.
@@ -547,7 +577,7 @@ impl Core {
                         now,
                         Input::AgentCapacity {
                             agent,
-                            capacity: profile.capacity.clone(),
+                            capacity: self.capacity(agent, &profile),
                         },
                     );
                 }
@@ -578,7 +608,7 @@ impl Core {
                         let _ = self.acd.handle(
                             now,
                             Input::AgentLogin {
-                                agent: spec(agent, &profile),
+                                agent: self.spec(agent, &profile),
                                 available,
                             },
                         );
@@ -596,7 +626,7 @@ impl Core {
                             now,
                             Input::AgentCapacity {
                                 agent,
-                                capacity: profile.capacity.clone(),
+                                capacity: self.capacity(agent, &profile),
                             },
                         );
                     }
@@ -692,6 +722,25 @@ impl Core {
                         .collect(),
                 );
             }
+            HubInput::Withdraw { contact } => {
+                let _ = self.acd.handle(now, Input::ContactWithdrawn(contact));
+            }
+            HubInput::VoiceGating => {
+                self.gate_voice = true;
+                for agent in self.acd.agent_ids() {
+                    self.refresh_capacity(now, agent);
+                }
+            }
+            HubInput::VoiceEndpoint { agent, ready } => {
+                let changed = if ready {
+                    self.voice_ready.insert(agent)
+                } else {
+                    self.voice_ready.remove(&agent)
+                };
+                if changed {
+                    self.refresh_capacity(now, agent);
+                }
+            }
             HubInput::Abandon { contact } => {
                 if self.parked_specs.remove(&contact).is_some() {
                     self.parked.retain(|(_, c)| *c != contact);
@@ -741,6 +790,35 @@ impl Core {
         self.drain(now);
     }
 
+    /// The capacity an agent works with: their profile's, without voice while calls cannot
+    /// reach them.
+    fn capacity(&self, agent: i64, profile: &AgentProfile) -> crate::acd::types::Capacity {
+        let mut c = profile.capacity.clone();
+        if self.gate_voice && !self.voice_ready.contains(&agent) {
+            c.voice = 0;
+        }
+        c
+    }
+
+    fn spec(&self, agent: i64, p: &AgentProfile) -> AgentSpec {
+        AgentSpec {
+            id: agent,
+            skills: p.skills.clone(),
+            capacity: self.capacity(agent, p),
+        }
+    }
+
+    fn refresh_capacity(&mut self, now: Millis, agent: i64) {
+        if !self.acd.is_logged_in(agent) {
+            return;
+        }
+        let profile = self.profiles.get(&agent).cloned().unwrap_or_default();
+        let capacity = self.capacity(agent, &profile);
+        let _ = self
+            .acd
+            .handle(now, Input::AgentCapacity { agent, capacity });
+    }
+
     /// Hands a contact to the ACD, remembering a digital one's spec while the engine decides,
     /// so that a closed queue parks it instead of refusing it.
     fn route_contact(
@@ -777,7 +855,7 @@ impl Core {
             Wanted::Available => self.acd.handle(
                 now,
                 Input::AgentLogin {
-                    agent: spec(agent, &profile),
+                    agent: self.spec(agent, &profile),
                     available: true,
                 },
             ),
@@ -793,7 +871,7 @@ impl Core {
                         .handle(
                             now,
                             Input::AgentLogin {
-                                agent: spec(agent, &profile),
+                                agent: self.spec(agent, &profile),
                                 available: false,
                             },
                         )
@@ -1011,14 +1089,6 @@ impl Core {
                 .push(Write::Agent(agent_row(agent, now, state, reason, cause)));
             let _ = self.events.send(HubEvent::AgentState { agent, view });
         }
-    }
-}
-
-fn spec(agent: i64, p: &AgentProfile) -> AgentSpec {
-    AgentSpec {
-        id: agent,
-        skills: p.skills.clone(),
-        capacity: p.capacity.clone(),
     }
 }
 

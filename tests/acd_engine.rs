@@ -729,6 +729,39 @@ fn a_contact_declined_by_the_only_free_agent_does_not_hold_up_the_ones_behind_it
 }
 
 #[test]
+fn a_withdrawn_contact_leaves_its_queue_closed_not_abandoned() {
+    let mut acd = Acd::new(vec![QueueConfig::simple("support")]);
+    acd.handle(
+        T0,
+        Input::ContactArrived(contact(20, Channel::Voice, "support", 0, T0)),
+    )
+    .unwrap();
+    acd.handle(
+        T0 + 1,
+        Input::ContactArrived(contact(21, Channel::Voice, "support", 0, T0 + 1)),
+    )
+    .unwrap();
+    drain(&mut acd);
+    acd.handle(T0 + 2, Input::ContactWithdrawn(20)).unwrap();
+    let out = drain(&mut acd);
+    assert!(out.contains(&Output::ContactState {
+        contact: 20,
+        state: ContactState::Closed,
+        agent: None
+    }));
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        Output::Stat(contact_hub::acd::types::StatEvent::Abandoned { .. })
+    )));
+    assert_eq!(acd.position(21), Some(1));
+    assert_eq!(
+        acd.handle(T0 + 3, Input::ContactWithdrawn(20)),
+        Err(AcdError::UnknownContact(20))
+    );
+    acd.check_invariants().unwrap();
+}
+
+#[test]
 fn a_restart_restores_order_and_waits_and_offers_nothing_twice() {
     let mut q = QueueConfig::simple("q");
     q.steps.push(OverflowStep {

@@ -36,6 +36,9 @@ pub enum Input {
     },
     /// The customer hung up or left while waiting or being offered.
     ContactAbandoned(ContactId),
+    /// The contact leaves its queue without being abandoned: it goes on as another contact
+    /// (a caller who asked for a callback that keeps their place). Counted as removed.
+    ContactWithdrawn(ContactId),
     /// A waiting contact's priority changed (e.g. the customer turned out to be a VIP).
     ContactPriority {
         contact: ContactId,
@@ -493,6 +496,7 @@ impl Acd {
                 self.arrive_for(now, spec, None, Some((agent, wait_secs)))
             }
             Input::ContactAbandoned(id) => self.abandon(now, id),
+            Input::ContactWithdrawn(id) => self.withdraw(now, id),
             Input::ContactPriority { contact, priority } => {
                 self.reprioritize(now, contact, priority)
             }
@@ -1247,6 +1251,15 @@ impl Acd {
     }
 
     fn abandon(&mut self, now: Millis, id: ContactId) -> Result<(), AcdError> {
+        self.leave(now, id, false)
+    }
+
+    fn withdraw(&mut self, now: Millis, id: ContactId) -> Result<(), AcdError> {
+        self.leave(now, id, true)
+    }
+
+    /// The contact leaves before being answered: abandoned, or withdrawn (closed, removed).
+    fn leave(&mut self, now: Millis, id: ContactId, withdrawn: bool) -> Result<(), AcdError> {
         let c = self.contacts.get(&id).ok_or(AcdError::UnknownContact(id))?;
         let agent = match c.phase {
             Phase::Waiting { .. } => {
@@ -1270,12 +1283,23 @@ impl Acd {
         self.forget(id);
         self.outputs.push_back(Output::ContactState {
             contact: id,
-            state: ContactState::Abandoned,
+            state: if withdrawn {
+                ContactState::Closed
+            } else {
+                ContactState::Abandoned
+            },
             agent: None,
         });
-        self.outputs.push_back(Output::Stat(StatEvent::Abandoned {
-            contact: id,
-            at: now,
+        self.outputs.push_back(Output::Stat(if withdrawn {
+            StatEvent::Removed {
+                contact: id,
+                at: now,
+            }
+        } else {
+            StatEvent::Abandoned {
+                contact: id,
+                at: now,
+            }
         }));
         if let Some(agent) = agent {
             self.try_agent(now, agent);
