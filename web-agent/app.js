@@ -8,12 +8,15 @@
  * What it holds: sign-in, the agent's state, the agent socket, the work items (offer, connected,
  * wrap-up cards), customer search and the customer card (screen-pop), and the chat pane (one per
  * chat in hand: transcript, composer, notes, canned responses, transfer, the screen-pop beside it;
- * docs/protocol.md, "Chat (agent socket)").
+ * docs/protocol.md, "Chat (agent socket)"), and the email pane (one per email in hand: the thread
+ * with the mails' HTML in a sandboxed iframe, reply / reply-all / forward with files, notes, send
+ * state, split and merge; docs/protocol.md, "Email (agent socket and REST)").
  *
  * Safety rule for this file: every string that comes from the server (customer names, notes,
  * subjects, error messages ...) is put into the page with textContent / text nodes only.
- * No innerHTML anywhere; the `h()` helper (shared.js) builds DOM nodes and turns strings into
- * text nodes. Icons are SVG built with createElementNS from the constant table ICONS.
+ * No innerHTML is ever set; the `h()` helper (shared.js) builds DOM nodes and turns strings into
+ * text nodes. The one exception to "text only" is an email's HTML (sanitized by the hub), which is
+ * shown only inside a sandboxed iframe without scripts (see the email section). Icons are SVG built with createElementNS from the constant table ICONS.
  */
 'use strict';
 
@@ -69,6 +72,16 @@
     send: ['M22 2L11 13', 'M22 2l-7 20-4-9-9-4 20-7z'],
     download: ['M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4', 'M7 10l5 5 5-5', 'M12 15V3'],
     'check-double': ['M18 7L9.5 15.5 6 12', 'M22 7l-8.5 8.5', 'M2 12l3.5 3.5'],
+    paperclip: ['M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48'],
+    reply: ['M9 14L4 9l5-5', 'M20 20v-7a4 4 0 0 0-4-4H4'],
+    'reply-all': ['M7 14L2 9l5-5', 'M12 14L7 9l5-5', 'M22 20v-7a4 4 0 0 0-4-4H7'],
+    forward: ['M15 14l5-5-5-5', 'M4 20v-7a4 4 0 0 1 4-4h12'],
+    image: ['M5 3h14a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z', 'M8.5 7a1.5 1.5 0 1 0 0 3a1.5 1.5 0 1 0 0-3z', 'M21 15l-5-5L5 21'],
+    scissors: ['M6 3a3 3 0 1 0 0 6a3 3 0 1 0 0-6z', 'M6 15a3 3 0 1 0 0 6a3 3 0 1 0 0-6z', 'M20 4L8.12 15.88', 'M14.47 14.48L20 20', 'M8.12 8.12L12 12'],
+    merge: ['M18 15a3 3 0 1 0 0 6a3 3 0 1 0 0-6z', 'M6 3a3 3 0 1 0 0 6a3 3 0 1 0 0-6z', 'M6 21V9a9 9 0 0 0 9 9'],
+    eye: ['M1 12s4-8 11-8 11 8 11 8-4 8-11 8-11-8-11-8z', 'M12 9a3 3 0 1 0 0 6a3 3 0 1 0 0-6z'],
+    info: [CIRCLE10, 'M12 16v-4', 'M12 8h.01'],
+    link: ['M10 13a5 5 0 0 0 7.54.54l3-3a5 5 0 0 0-7.07-7.07l-1.72 1.71', 'M14 11a5 5 0 0 0-7.54-.54l-3 3a5 5 0 0 0 7.07 7.07l1.71-1.71'],
   });
 
   const icon = S.makeIcon(ICONS, 'document');
@@ -186,6 +199,18 @@
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
     }
+    return fetchJson(path, opts);
+  }
+
+  /** A file's raw bytes to `path` (the name percent-encoded in X-Filename); answers its JSON. */
+  function uploadFile(path, file) {
+    return fetchJson(path, {
+      method: 'POST', credentials: 'same-origin', body: file,
+      headers: { Accept: 'application/json', 'Content-Type': file.type || 'application/octet-stream', 'X-Filename': encodeURIComponent(file.name || 'file') },
+    });
+  }
+
+  async function fetchJson(path, opts) {
     let res;
     try {
       res = await fetch(path, opts);
@@ -220,7 +245,7 @@
     pendingState: null, // option value requested, waiting for agent_state
     pendingTimer: null,
     clockOffsetMs: 0, // server time - local time, learned from heartbeats
-    view: 'welcome', // welcome | results | customer
+    view: 'welcome', // welcome | results | customer | chat | email
     search: { q: '', status: 'idle', results: [], error: null, seq: 0, abort: null },
     customer: { id: null, status: 'idle', data: null, error: null, seq: 0, tab: 'orders', highlight: null },
     workItems: [], // items given by the channel panes through window.ContactHub
@@ -233,6 +258,8 @@
     handlers: new Map(), // socket message type -> [fn]
     chats: new Map(), // contact id -> chat in hand (see the chat section)
     activeChat: null, // contact id of the chat pane on screen
+    emails: new Map(), // contact id -> email in hand (see the email section)
+    activeEmail: null, // contact id of the email pane on screen
     canned: { status: 'idle', items: [], promise: null, error: null }, // canned responses, loaded once
     liveAgents: null, // agent id -> display name, from the transfer dialog's GET /api/v1/agents
   };
@@ -250,6 +277,7 @@
       renderSearch();
       renderCustomer();
       rebuildChatPanes();
+      rebuildEmailPanes();
       updateTitleBadge();
     },
   });
@@ -429,6 +457,9 @@
     clearDrafts();
     for (const id of [...app.chats.keys()]) dropChat(id);
     app.activeChat = null;
+    for (const id of [...app.emails.keys()]) dropEmail(id);
+    app.activeEmail = null;
+    try { window.sessionStorage.removeItem(EMAIL_STORE_KEY); } catch (err) { /* ignore */ }
     app.canned = { status: 'idle', items: [], promise: null, error: null };
     try { window.sessionStorage.removeItem(CHAT_STORE_KEY); } catch (err) { /* ignore */ }
     closeModal();
@@ -614,6 +645,10 @@
       case 'transferred':
         chatFrame(msg);
         break;
+      case 'email_message':
+      case 'email_status':
+        emailFrame(msg);
+        break;
       case 'error':
         // A refused chat message names its client_id: that message shows it, with a retry.
         if (msg.client_id && chatSendFailed(msg)) break;
@@ -681,7 +716,10 @@
   function entryName(e) {
     const cust = entryCustomer(e);
     const chat = app.chats.get(e.id);
-    return (cust && cust.name) || (chat && chat.visitor && chat.visitor.name) || t('contact.unknown_customer');
+    const em = app.emails.get(e.id);
+    const mail = em && latestCustomerEmail(em);
+    return (cust && cust.name) || (chat && chat.visitor && chat.visitor.name)
+      || (mail && (mail.email.from_name || mail.email.from_addr)) || t('contact.unknown_customer');
   }
 
   function newEntry(contact, state, extra) {
@@ -761,18 +799,25 @@
     app.acd.contacts = next;
     saveDrafts();
     onHelloChats(msg);
+    onHelloEmails(msg);
     renderWorkItems();
-    // After a reload: bring the chat (from the address, else the first) or the customer of
-    // the work in hand back on screen.
-    const m = /^#chat\/(\d+)$/.exec(location.hash);
-    if (m && app.chats.has(+m[1]) && next.has(+m[1]) && next.get(+m[1]).state !== 'offered') {
-      showChat(+m[1], false);
+    // After a reload: bring the chat or email (from the address, else the first) or the
+    // customer of the work in hand back on screen.
+    const m = /^#(chat|email)\/(\d+)$/.exec(location.hash);
+    const inHand = (id) => next.has(id) && next.get(id).state !== 'offered';
+    if (m && m[1] === 'chat' && app.chats.has(+m[2]) && inHand(+m[2])) {
+      showChat(+m[2], false);
+    } else if (m && m[1] === 'email' && app.emails.has(+m[2]) && inHand(+m[2])) {
+      showEmail(+m[2], false);
     } else if (app.view === 'chat' && app.activeChat != null && app.chats.has(app.activeChat)) {
       showChat(app.activeChat, false);
+    } else if (app.view === 'email' && app.activeEmail != null && app.emails.has(app.activeEmail)) {
+      showEmail(app.activeEmail, false);
     } else if (app.view !== 'customer') {
-      const chat = sortedAcd().find((e) => isChatEntry(e) && e.state !== 'offered' && app.chats.has(e.id));
+      const pane = sortedAcd().find((e) => e.state !== 'offered' && ((isChatEntry(e) && app.chats.has(e.id)) || (isEmailEntry(e) && app.emails.has(e.id))));
       const first = sortedAcd().find((e) => entryCustomer(e) || e.contact.customer_id != null);
-      if (chat) showChat(chat.id, false);
+      if (pane && app.chats.has(pane.id)) showChat(pane.id, false);
+      else if (pane) showEmail(pane.id, false);
       else if (first) showContactCustomer(first, false);
     }
   }
@@ -793,6 +838,7 @@
       // tells when that changes).
       if (chat && chat.online === null && chat.open) chat.online = true;
     }
+    if (c.channel === 'email') upsertEmail(c.id, msg.email, c);
     renderWorkItems();
     showContactCustomer(e, true);
   }
@@ -800,6 +846,7 @@
   function onOfferCancelled(msg) {
     removeEntry(msg.contact_id);
     dropChat(msg.contact_id);
+    dropEmail(msg.contact_id);
     const reason = String(msg.reason || '');
     const key = I18N.has('offer.cancelled.' + reason) ? 'offer.cancelled.' + reason : 'offer.cancelled.other';
     toast(t(key), reason === 'rejected' ? 'info' : 'error');
@@ -851,11 +898,21 @@
           }
           if (chat) chatChanged(chat, {});
         }
+        if (isEmailEntry(e)) {
+          const em = emailOf(id) || upsertEmail(id, null, e.contact);
+          if (msg.state === 'connected' && before !== 'connected') {
+            // Mail that arrived (or was acknowledged) while the offer rang: read it whole.
+            loadEmail(em);
+            showEmail(id, true);
+          }
+          emailChanged(em, {});
+        }
         break;
       case 'closed':
       case 'abandoned': {
         const wasPending = e && e.pending;
         dropChat(id);
+        dropEmail(id);
         const was = removeEntry(id);
         if (!was) return;
         if (msg.state === 'abandoned') toast(t('work.customer_left', { name: entryName(was) }), 'error');
@@ -878,6 +935,7 @@
       const e = newEntry(data.contact, msg.state, { wrap_up_until: msg.wrap_up_until || null });
       app.acd.contacts.set(id, e);
       if (isChatEntry(e)) socketSend({ type: 'chat_history', contact_id: id });
+      if (isEmailEntry(e)) loadEmail(upsertEmail(id, null, e.contact));
       renderWorkItems();
     } catch (err) {
       /* not ours to show */
@@ -937,6 +995,10 @@
       showChat(e.id, push);
       return;
     }
+    if (isEmailEntry(e) && e.state !== 'offered' && app.emails.has(e.id)) {
+      showEmail(e.id, push);
+      return;
+    }
     const sp = e.screen_pop;
     const cust = sp && sp.customer;
     if (cust && cust.id !== undefined && cust.id !== null) {
@@ -980,20 +1042,23 @@
 
   function buildOfferCard(e) {
     const c = e.contact;
+    const em = c.channel === 'email' ? app.emails.get(c.id) : null;
+    const own = (c.channel === 'chat' && app.chats.has(c.id)) || !!em; // the channel's own summary
     return h('li', {
       class: 'acd-card offer-card', role: 'group', 'aria-label': t('offer.title'),
       dataset: { contactId: c.id, state: 'offered', channel: c.channel || '' },
     },
     h('div', { class: 'offer-head' },
-      h('span', { class: 'offer-signal', 'aria-hidden': 'true' }, icon(c.channel === 'chat' ? 'chat' : 'phone-incoming', 'icon-xs')),
+      h('span', { class: 'offer-signal', 'aria-hidden': 'true' }, icon(c.channel === 'chat' || c.channel === 'email' ? c.channel : 'phone-incoming', 'icon-xs')),
       h('span', { class: 'offer-title', text: t('offer.title') }),
       h('span', { class: 'offer-countdown', title: t('offer.time_left'), dataset: { role: 'countdown' } })),
     h('button', { type: 'button', class: 'acd-main offer-main', title: t('work.show_customer'), onclick: () => showContactCustomer(e, true) },
       customerLine(e, 'offer-customer'),
       channelLine(c),
-      c.channel === 'chat' && app.chats.has(c.id) ? null
+      own ? null
         : h('span', { class: 'offer-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') })),
     c.channel === 'chat' && app.chats.has(c.id) ? buildOfferChat(app.chats.get(c.id)) : null,
+    em ? buildOfferEmail(em, c) : null,
     h('div', { class: 'acd-progress', 'aria-hidden': 'true' }, h('span', { class: 'acd-progress-bar', dataset: { role: 'bar' } })),
     h('div', { class: 'offer-actions' },
       h('button', { type: 'button', class: 'btn btn-accept', dataset: { action: 'accept' }, onclick: () => acdAction(e.id, 'accept') },
@@ -1088,7 +1153,8 @@
   function buildWorkHead(e) {
     const c = e.contact;
     const chat = isChatEntry(e);
-    return h('button', { type: 'button', class: 'acd-main', title: t(chat ? 'chat.open' : 'work.show_customer'), onclick: () => showContactCustomer(e, true) },
+    const email = isEmailEntry(e);
+    return h('button', { type: 'button', class: 'acd-main', title: t(chat ? 'chat.open' : email ? 'email.open' : 'work.show_customer'), onclick: () => showContactCustomer(e, true) },
       customerLine(e, 'acd-customer'),
       channelLine(c),
       h('span', { class: 'acd-subject' + (c.subject ? '' : ' muted'), text: c.subject || t('contact.no_subject') }));
@@ -1148,11 +1214,12 @@
   }
 
   function acdNode(e) {
-    const key = [e.state, I18N.getLang(), app.acd.dispositions.join(','), queueLabel(e.contact.queue || '')].join('|');
+    const em = e.state === 'offered' ? app.emails.get(e.id) : null;
+    const key = [e.state, I18N.getLang(), app.acd.dispositions.join(','), queueLabel(e.contact.queue || ''), em ? em.messages.length : ''].join('|');
     let rec = acdNodes.get(e.id);
     if (!rec || rec.key !== key) {
       const build = e.state === 'offered' ? buildOfferCard
-        : e.state === 'connected' ? (isChatEntry(e) ? buildChatCard : buildConnectedCard) : buildWrapUpCard;
+        : e.state === 'connected' ? (isChatEntry(e) ? buildChatCard : isEmailEntry(e) ? buildEmailCard : buildConnectedCard) : buildWrapUpCard;
       rec = { key, node: build(e) };
       acdNodes.set(e.id, rec);
     }
@@ -1186,8 +1253,10 @@
       const since = parseDate(e.contact.connected_at);
       part('elapsed').textContent = since ? formatDuration(serverNow() - since.getTime()) : '';
       if (isChatEntry(e)) refreshChatCard(e, node);
+      else if (isEmailEntry(e)) refreshEmailCard(e, node);
     } else if (e.state === 'wrap_up') {
       if (isChatEntry(e)) node.classList.toggle('is-active', app.view === 'chat' && app.activeChat === e.id);
+      if (isEmailEntry(e)) node.classList.toggle('is-active', app.view === 'email' && app.activeEmail === e.id);
       const left = msUntil(e.wrap_up_until);
       part('wrap-left').textContent = left === null ? '' : formatDuration(Math.max(0, left) + 999);
       node.classList.toggle('is-urgent', left !== null && left <= 10000);
@@ -1209,6 +1278,11 @@
       if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
     });
     while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+  }
+
+  /** el.replaceChildren(...) leaving out optional parts that are null / false (it would write "null"). */
+  function fill(el, ...kids) {
+    el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
   }
 
   function buildWorkItem(item) {
@@ -1258,7 +1332,9 @@
     $('results-panel').hidden = view !== 'results';
     $('customer-panel').hidden = view !== 'customer';
     $('chat-panel').hidden = view !== 'chat';
-    $('main').classList.toggle('is-chat', view === 'chat');
+    $('email-panel').hidden = view !== 'email';
+    // Chat and email panes fill the main area (their lists scroll inside).
+    $('main').classList.toggle('is-chat', view === 'chat' || view === 'email');
     if (view !== 'chat') for (const p of chatPanes.values()) stopTyping(chatOf(p.id) || {}, true);
     $('back-btn').hidden = view !== 'customer';
     const label = $('back-btn').querySelector('[data-i18n]');
@@ -1409,6 +1485,15 @@
   ];
 
   function routeFromHash() {
+    const email = /^#email\/(\d+)$/.exec(location.hash);
+    if (email) {
+      if (app.emails.has(+email[1])) {
+        if (app.activeEmail !== +email[1] || app.view !== 'email') showEmail(+email[1], false);
+      } else if (app.view === 'email') {
+        setView(app.search.status === 'idle' ? 'welcome' : 'results');
+      }
+      return;
+    }
     const chat = /^#chat\/(\d+)$/.exec(location.hash);
     if (chat) {
       if (app.chats.has(+chat[1])) {
@@ -1421,7 +1506,7 @@
     const m = /^#customer\/(\d+)$/.exec(location.hash);
     if (m) {
       if (String(app.customer.id) !== m[1] || app.view !== 'customer') openCustomer(+m[1], false);
-    } else if (app.view === 'customer' || app.view === 'chat') {
+    } else if (app.view === 'customer' || app.view === 'chat' || app.view === 'email') {
       setView(app.search.status === 'idle' ? 'welcome' : 'results');
     }
   }
@@ -1947,7 +2032,7 @@
   }
 
   function fillCanned(body, c) {
-    const name = chatName(c);
+    const name = c.kind === 'email' ? emailName(c) : chatName(c);
     const agent = (app.user && (app.user.display_name || app.user.username)) || '';
     const vars = { 'customer.name': name, 'agent.name': agent, 'contact.id': String(c.id) };
     return String(body || '').replace(/\{(customer\.name|agent\.name|contact\.id)\}/g, (m0, k) => vars[k]);
@@ -2137,6 +2222,7 @@
     if (!app.user) return;
     let unread = 0;
     for (const c of app.chats.values()) unread += c.unread;
+    for (const em of app.emails.values()) unread += em.unread;
     const offering = [...app.acd.contacts.values()].some((e) => e.state === 'offered');
     document.title = (offering ? t('offer.title') + ' · ' : '') + (unread ? '(' + unread + ') ' : '') + t('app.title_console');
   }
@@ -2334,34 +2420,26 @@
       if (c.draft) onComposerTyping(c);
       else stopTyping(c, true);
     });
-    // Chinese (and other) input methods: Enter confirms the composition, it never sends.
-    comp.input.addEventListener('compositionstart', () => { pane.composing = true; });
-    comp.input.addEventListener('compositionend', () => { pane.composing = false; pane.compositionEndAt = Date.now(); });
+    trackComposition(comp.input, pane);
     comp.input.addEventListener('keydown', (ev) => {
       if (ev.key === 'Escape' && pane.canned) { closeCanned(pane); ev.preventDefault(); return; }
       if (ev.key !== 'Enter' || ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) return;
-      if (ev.isComposing || ev.keyCode === 229 || pane.composing || Date.now() - pane.compositionEndAt < 30) return;
+      if (imeEnter(ev, pane)) return;
       ev.preventDefault();
       submitComposer(c, pane);
     });
     comp.input.addEventListener('blur', () => stopTyping(c, true));
 
-    const modeBtn = (mode, key, ic) => h('button', {
-      type: 'button', role: 'tab', class: 'mode-tab', dataset: { mode },
-      onclick: () => {
-        c.noteMode = mode === 'note';
-        if (c.noteMode) stopTyping(c, true);
-        saveChatStore();
-        updateComposer(c, pane);
-        comp.input.focus();
-      },
-    }, icon(ic, 'icon-xs'), h('span', { text: t(key) }));
+    const modeBtn = (mode, key, ic) => modeTab(mode, t(key), ic, () => {
+      c.noteMode = mode === 'note';
+      if (c.noteMode) stopTyping(c, true);
+      saveChatStore();
+      updateComposer(c, pane);
+      comp.input.focus();
+    });
     comp.replyTab = modeBtn('reply', 'chat.mode.reply', 'chat');
     comp.noteTab = modeBtn('note', 'chat.mode.note', 'lock');
-    comp.cannedBtn = h('button', {
-      type: 'button', class: 'btn btn-sm btn-ghost', dataset: { action: 'canned' }, 'aria-haspopup': 'listbox',
-      onclick: () => (pane.canned ? closeCanned(pane) : openCanned(c, pane)),
-    }, icon('zap', 'icon-xs'), h('span', { text: t('chat.canned.button') }));
+    comp.cannedBtn = cannedButton(c, pane);
     comp.hint = h('span', { class: 'composer-hint' });
     comp.count = h('span', { class: 'composer-count mono' });
     comp.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary btn-send', dataset: { action: 'send' } },
@@ -2379,6 +2457,31 @@
     pane.comp = comp;
     requestAnimationFrame(grow);
     return comp;
+  }
+
+  // ---- composer pieces the chat and email panes share
+
+  /** Chinese (and other) input methods: Enter confirms the composition, it never sends. */
+  function trackComposition(input, pane) {
+    input.addEventListener('compositionstart', () => { pane.composing = true; });
+    input.addEventListener('compositionend', () => { pane.composing = false; pane.compositionEndAt = Date.now(); });
+  }
+
+  /** This Enter belongs to an input method's composition (or the keyup of one just ended). */
+  function imeEnter(ev, pane) {
+    return ev.isComposing || ev.keyCode === 229 || pane.composing || Date.now() - pane.compositionEndAt < 30;
+  }
+
+  function modeTab(mode, label, ic, onclick) {
+    return h('button', { type: 'button', role: 'tab', class: 'mode-tab', dataset: { mode }, onclick }, icon(ic, 'icon-xs'), h('span', { text: label }));
+  }
+
+  /** The canned-response picker's button; the pane has comp.cannedBox, comp.cannedBtn, input. */
+  function cannedButton(c, pane) {
+    return h('button', {
+      type: 'button', class: 'btn btn-sm btn-ghost', dataset: { action: 'canned' }, 'aria-haspopup': 'listbox',
+      onclick: () => (pane.canned ? closeCanned(pane) : openCanned(c, pane)),
+    }, icon('zap', 'icon-xs'), h('span', { text: t('chat.canned.button') }));
   }
 
   function submitComposer(c, pane) {
@@ -2469,19 +2572,24 @@
     pane.closed.hidden = !key;
     if (!key) return;
     const inWrap = e && e.state === 'wrap_up';
-    pane.closed.replaceChildren(
+    fill(pane.closed, 
       h('span', { class: 'chat-closed-icon' }, icon('check-circle')),
       h('span', { class: 'chat-closed-text' },
         h('strong', { text: t(key, { queue: c.transferredTo ? queueLabel(c.transferredTo.queue || '') : '', agent: c.transferredTo ? c.transferredTo.agent : '' }) }),
         h('span', { text: inWrap ? t('chat.closed.wrap_hint') : '' })),
-      inWrap ? h('button', {
-        type: 'button', class: 'btn btn-sm btn-primary', dataset: { action: 'go-wrapup' },
-        onclick: () => {
-          const rec = acdNodes.get(c.id);
-          const sel = rec && rec.node.querySelector('[data-role="disposition"]');
-          if (sel) { rec.node.scrollIntoView({ block: 'nearest' }); sel.focus(); }
-        },
-      }, h('span', { text: t('chat.closed.go_wrapup') })) : null);
+      inWrap ? goWrapUpButton(c.id) : null);
+  }
+
+  /** "Wrap up": to the contact's wrap-up card, its disposition picker focused. */
+  function goWrapUpButton(id) {
+    return h('button', {
+      type: 'button', class: 'btn btn-sm btn-primary', dataset: { action: 'go-wrapup' },
+      onclick: () => {
+        const rec = acdNodes.get(id);
+        const sel = rec && rec.node.querySelector('[data-role="disposition"]');
+        if (sel) { rec.node.scrollIntoView({ block: 'nearest' }); sel.focus(); }
+      },
+    }, h('span', { text: t('chat.closed.go_wrapup') }));
   }
 
   function dayKey(d) {
@@ -2631,7 +2739,7 @@
     else {
       const code = pending.error;
       const reason = code && I18N.has('error.code.' + code) ? t('error.code.' + code) : t('chat.status.failed');
-      st.replaceChildren(icon('alert-triangle', 'icon-xs'), h('span', { text: reason }),
+      fill(st, icon('alert-triangle', 'icon-xs'), h('span', { text: reason }),
         pending.retryable !== false ? h('button', { type: 'button', class: 'link-btn', onclick: () => retrySend(c, pending.client_id), text: t('chat.status.retry') }) : null,
         h('button', { type: 'button', class: 'link-btn', onclick: () => discardSend(c, pending.client_id), text: t('chat.status.discard') }));
     }
@@ -2640,9 +2748,18 @@
   // ---- side: the screen-pop an agent reads in two seconds
 
   function renderChatSide(c, pane) {
-    const e = chatEntry(c);
+    renderSide(pane, chatEntry(c), JSON.stringify(c.visitor || {}) + '|' + (pane.createState || ''),
+      () => buildVisitorCard(c, true), () => [buildVisitorCard(c, false), buildCreateCustomer(c, pane)]);
+  }
+
+  /**
+   * The screen-pop beside a chat or an email: the customer (tier, balance, alerts, history,
+   * cases, notes) with `contactCard()` (what the contact itself says: pre-chat form, sender);
+   * `unknownCards()` for a contact without a customer record. Rebuilt only when it changes.
+   */
+  function renderSide(pane, e, extraKey, contactCard, unknownCards) {
     const sp = e && e.screen_pop;
-    const key = [I18N.getLang(), e ? e.state : '', sp ? 'k' + (sp.customer && sp.customer.id) : 'u', sp ? sp.__rev || 0 : 0, JSON.stringify(c.visitor || {}), pane.createState || ''].join('|');
+    const key = [I18N.getLang(), e ? e.state : '', sp ? 'k' + (sp.customer && sp.customer.id) : 'u', sp ? sp.__rev || 0 : 0, extraKey].join('|');
     if (pane.sideKey === key) return;
     pane.sideKey = key;
     const parts = [];
@@ -2664,13 +2781,12 @@
         }, true);
         parts.push(box);
       }
-      parts.push(buildVisitorCard(c, true));
+      parts.push(contactCard());
       parts.push(stripIds(buildRecentContacts(sp.recent_contacts)));
       if (Array.isArray(sp.open_cases) && sp.open_cases.length) parts.push(stripIds(buildOpenCases(sp.open_cases)));
       if (sp.customer.notes) parts.push(stripIds(buildNotes(sp.customer.notes)));
     } else {
-      parts.push(buildVisitorCard(c, false));
-      parts.push(buildCreateCustomer(c, pane));
+      parts.push(...unknownCards());
     }
     pane.side.replaceChildren(...parts);
   }
@@ -3076,7 +3192,1612 @@
   document.addEventListener('visibilitychange', () => {
     const c = app.activeChat != null ? chatOf(app.activeChat) : null;
     if (c) chatChanged(c, {});
+    const em = app.activeEmail != null ? emailOf(app.activeEmail) : null;
+    if (em) emailChanged(em, {});
   });
+
+  // ------------------------------------------------------------------ email (docs/protocol.md, "Email (agent socket and REST)")
+
+  /*
+   * Emails in hand, by contact id (app.emails): the conversation as GET /api/v1/conversations/{id}
+   * answers it (read again whenever email_message says a mail joined it), the send state of each
+   * outgoing mail (email_status frames, by outbox id), the agent's sends not stored yet, and what
+   * the agent opened (messages, quoted history, images, plain text). Each email has its own pane
+   * (emailPanes), built once and kept while the email is in hand like the chat panes, so that
+   * switching keeps drafts and scroll positions; the thread is reconciled message by message.
+   *
+   * The customer's HTML (sanitized by the hub) is only ever shown inside a sandboxed iframe:
+   * `srcdoc`, sandbox without allow-scripts (allow-same-origin so that the console can size it,
+   * style it and reveal its images, and inline images load with the session). Remote images stay
+   * `data-remote-src` until the agent asks; every other string is text.
+   */
+
+  const EMAIL_STORE_KEY = 'contact-hub.email-drafts';
+  const EMAIL_MAX_CHARS = 100000; // POST .../reply
+  const EMAIL_NOTE_MAX = 4000; // POST .../notes
+  const THREAD_WINDOW_DAYS = 14; // the hub's default email.thread_window_days (not sent to consoles)
+  const EMAIL_RE = /^[^\s@<>()[\],;:"]+@[^\s@<>()[\],;:"]+\.[^\s@<>()[\],;:".]+$/;
+  // Where the quoted history of a plain-text mail starts.
+  const QUOTE_START = /^(>|On .+wrote:$|在.+(写道|寫道)[：:]?$|.+于.+写道[：:]?$|-{2,}\s*(Original Message|Forwarded message|原始邮件|原始郵件|转发邮件|轉寄郵件)\s*-{2,}|_{10,}$)/i;
+  const FRAME_SANDBOX = 'allow-same-origin allow-popups allow-popups-to-escape-sandbox';
+  // The iframe's own styles (adopted, not inline: the console's CSP allows no inline styles).
+  const FRAME_CSS = [
+    'html { font: 14px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif; color: #0f172a; background: transparent; }',
+    'html:lang(zh-TW) { font-family: system-ui, -apple-system, "PingFang TC", "Microsoft JhengHei", "Noto Sans CJK TC", sans-serif; }',
+    'body { margin: 0; padding: 0; overflow-wrap: anywhere; }',
+    'body > :first-child { margin-top: 0; }',
+    'img { max-width: 100%; height: auto; }',
+    'img[data-remote-src]:not([src]) { display: inline-block; min-width: 20px; min-height: 14px; background: #f1f5f9; outline: 1px dashed #cbd5e1; }',
+    'a { color: #2563eb; }',
+    'pre { white-space: pre-wrap; }',
+    'blockquote { margin: .6em 0 .6em .2em; padding-left: .9em; border-left: 3px solid #cbd5e1; color: #475569; }',
+    'html.hide-quotes .x-quote { display: none; }',
+  ].join('\n');
+
+  const emailPanes = new Map(); // contact id -> pane record (see buildEmailPane)
+  let pendingSeq = 0;
+
+  function isEmailEntry(e) {
+    return !!e && !!e.contact && e.contact.channel === 'email' && (app.emails.has(e.id) || e.contact.conversation_id != null);
+  }
+
+  function emailOf(id) {
+    return app.emails.get(id) || null;
+  }
+
+  function emailEntry(em) {
+    return app.acd.contacts.get(em.id) || null;
+  }
+
+  function loadEmailStore() {
+    try {
+      const v = JSON.parse(window.sessionStorage.getItem(EMAIL_STORE_KEY) || '{}');
+      return v && typeof v === 'object' ? v : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  /** Drafts (text, mode, added recipients, uploaded files) survive a reload of the page. */
+  function saveEmailStore() {
+    const out = {};
+    for (const em of app.emails.values()) {
+      const d = em.draft;
+      if (d.text || d.noteText || d.note || d.mode !== 'reply' || d.seq != null || d.to.length || d.cc.length || d.files.length) out[em.id] = d;
+    }
+    try {
+      window.sessionStorage.setItem(EMAIL_STORE_KEY, JSON.stringify(out));
+    } catch (err) { /* storage full or disabled */ }
+  }
+
+  function normalizeDraft(d) {
+    const v = d && typeof d === 'object' ? d : {};
+    const list = (x) => (Array.isArray(x) ? x.map((a) => String(a).trim()).filter(Boolean).slice(0, 50) : []);
+    return {
+      mode: ['reply', 'reply_all', 'forward'].includes(v.mode) ? v.mode : 'reply',
+      note: !!v.note,
+      seq: v.seq !== null && v.seq !== undefined && Number.isFinite(+v.seq) ? +v.seq : null,
+      to: list(v.to),
+      cc: list(v.cc),
+      showCc: !!v.showCc,
+      text: String(v.text || ''),
+      noteText: String(v.noteText || ''),
+      files: (Array.isArray(v.files) ? v.files : []).filter((f) => f && f.id !== undefined && f.id !== null)
+        .map((f) => ({ id: f.id, name: String(f.name || ''), size: +f.size || 0, content_type: String(f.content_type || '') })),
+    };
+  }
+
+  /** Create or refresh an email from an offer's / hello's `email` or a conversation read. */
+  function upsertEmail(contactId, data, contact) {
+    let em = app.emails.get(contactId);
+    if (!em) {
+      em = {
+        kind: 'email', id: contactId, conversationId: null, conversation: null, language: null,
+        messages: [], loaded: false, loadSeq: 0, error: null, status: new Map(), pending: [], uploads: [],
+        unread: 0, open: new Map(), quotes: new Set(), images: new Set(), plain: new Set(), fresh: new Set(),
+        draft: normalizeDraft(loadEmailStore()[contactId]), busy: null,
+      };
+      app.emails.set(contactId, em);
+    }
+    if (contact && contact.conversation_id !== undefined && contact.conversation_id !== null && em.conversationId === null) {
+      em.conversationId = contact.conversation_id;
+    }
+    if (data && typeof data === 'object' && Array.isArray(data.messages)) {
+      if (data.conversation) {
+        em.conversation = data.conversation;
+        if (data.conversation.id !== undefined) em.conversationId = data.conversation.id;
+        if (data.conversation.language) em.language = String(data.conversation.language);
+      }
+      em.messages = data.messages.filter((m) => m && Number.isFinite(+m.seq))
+        .map((m) => Object.assign({}, m, { seq: +m.seq })).sort((a, b) => a.seq - b.seq);
+      em.loaded = true;
+      // The agent's own sends are stored now: their place in the thread is the server's.
+      em.pending = em.pending.filter((p) => !(p.message_id && em.messages.some((m) => m.email && m.email.message_id === p.message_id))
+        && !(p.note && p.seq !== undefined && em.messages.some((m) => m.from === 'note' && m.seq === p.seq)));
+      // A mail that email_message announced: opened and marked new.
+      for (const seq of [...em.fresh]) {
+        const m = em.messages.find((x) => x.seq === seq);
+        if (m) {
+          em.open.set(msgKey(m), true);
+          em.fresh.delete(seq);
+          em.flash = msgKey(m);
+        }
+      }
+      if (em.draft.seq !== null && !em.messages.some((m) => m.seq === em.draft.seq && m.email)) em.draft.seq = null;
+    }
+    return em;
+  }
+
+  /** Read the whole conversation again (a mail joined, a send was stored, split, merge). */
+  async function loadEmail(em) {
+    if (!em || em.conversationId === null) return;
+    const seq = ++em.loadSeq;
+    try {
+      const data = await api('GET', '/api/v1/conversations/' + encodeURIComponent(em.conversationId));
+      if (seq !== em.loadSeq || app.emails.get(em.id) !== em) return;
+      upsertEmail(em.id, data);
+      em.error = null;
+    } catch (err) {
+      if (err.status === 401) return sessionExpired();
+      if (seq !== em.loadSeq) return;
+      em.error = err;
+    }
+    emailChanged(em, {});
+  }
+
+  function msgKey(m) {
+    return m.email && m.email.message_id ? 'm:' + m.email.message_id : 's:' + m.seq;
+  }
+
+  function emails(em) {
+    return em.messages.filter((m) => m.email);
+  }
+
+  function latestCustomerEmail(em) {
+    for (let i = em.messages.length - 1; i >= 0; i -= 1) {
+      const m = em.messages[i];
+      if (m.email && m.email.direction === 'inbound') return m;
+    }
+    return null;
+  }
+
+  function emailName(em) {
+    const e = emailEntry(em);
+    const cust = e && entryCustomer(e);
+    const m = latestCustomerEmail(em);
+    return (cust && cust.name) || (m && (m.email.from_name || m.email.from_addr)) || t('contact.unknown_customer');
+  }
+
+  function emailVisible(em) {
+    return app.view === 'email' && app.activeEmail === em.id && document.visibilityState === 'visible';
+  }
+
+  function emailConnected(em) {
+    const e = emailEntry(em);
+    return !!e && e.state === 'connected';
+  }
+
+  /** The attachments shown as chips: all but the inline images the HTML view shows in place. */
+  function attachmentsShown(m, inlineUsed) {
+    const list = Array.isArray(m.attachments) ? m.attachments : [];
+    return list.filter((a) => !(inlineUsed && inlineUsed.has(a.id)));
+  }
+
+  function snippetOf(m) {
+    const [main] = splitQuoted(m.text || '');
+    const text = (main || m.text || '').replace(/\s+/g, ' ').trim();
+    const cut = Array.from(text);
+    return cut.length > PREVIEW_CHARS ? cut.slice(0, PREVIEW_CHARS).join('') + '…' : text;
+  }
+
+  /** [what the writer wrote, the quoted history after it] of a plain-text body. */
+  function splitQuoted(text) {
+    const lines = String(text || '').replace(/\r\n?/g, '\n').split('\n');
+    const i = lines.findIndex((l) => QUOTE_START.test(l.trim()));
+    if (i < 0) return [lines.join('\n').trim(), ''];
+    return [lines.slice(0, i).join('\n').trim(), lines.slice(i).join('\n').trim()];
+  }
+
+  /** Why a mail joined its conversation, in words (flags.thread_reason). */
+  function reasonText(em, m) {
+    const mail = m.email || {};
+    const f = mail.flags || {};
+    switch (f.thread_reason) {
+      case 'in_reply_to':
+      case 'references': {
+        const ids = f.thread_reason === 'in_reply_to' ? [mail.in_reply_to] : (mail.references || []).slice().reverse();
+        const earlier = em.messages.find((x) => x.email && ids.includes(x.email.message_id) && x.seq < m.seq);
+        const what = earlier ? (earlier.email.subject || t('contact.no_subject')) + ' · ' + formatWhen(earlier.at) : '<' + (ids[0] || '…') + '>';
+        return t(f.thread_reason === 'in_reply_to' ? 'email.reason.in_reply_to' : 'email.reason.references', { what });
+      }
+      case 'ticket_ref':
+        return t('email.reason.ticket_ref', { ticket: '[#' + (f.ticket || (em.conversationId === null ? '?' : em.conversationId)) + ']' });
+      case 'subject_window':
+        return t('email.reason.subject_window', { days: f.window_days || THREAD_WINDOW_DAYS });
+      case 'new':
+        return t('email.reason.new');
+      default:
+        return '';
+    }
+  }
+
+  /** The outgoing mail's send state, from the conversation read and the email_status frames. */
+  function sendState(em, outbox) {
+    if (!outbox) return null;
+    const stored = {
+      status: String(outbox.status || 'pending'), attempts: +outbox.attempts || 0, error: outbox.last_error || null,
+      next_attempt_at: outbox.next_attempt_at ? new Date(outbox.next_attempt_at).toISOString() : null,
+    };
+    const live = em.status.get(outbox.id);
+    // The later of the two: more attempts wins; on a tie the live one (it came after the read).
+    return live && live.attempts >= stored.attempts ? live : stored;
+  }
+
+  function outboxOf(m) {
+    const list = Array.isArray(m.outbox) ? m.outbox : [];
+    return list.length ? list.reduce((a, b) => (b.id > a.id ? b : a)) : null;
+  }
+
+  function sendErrorText(error) {
+    if (!error) return '';
+    if (/no relay is configured/i.test(error)) return t('email.error.no_relay');
+    return String(error);
+  }
+
+  // ---- socket frames
+
+  function emailFrame(msg) {
+    const id = msg.contact_id;
+    let em = emailOf(id);
+    if (msg.type === 'email_status') {
+      if (!em) return;
+      const next = {
+        status: String(msg.status || ''), attempts: +msg.attempts || 0, error: msg.error || null,
+        next_attempt_at: msg.next_attempt_at || null,
+      };
+      const prev = em.status.get(+msg.outbox_id);
+      if (!prev || next.attempts >= prev.attempts) em.status.set(+msg.outbox_id, next);
+      emailChanged(em, {});
+      return;
+    }
+    // email_message: a new mail joined a conversation in this agent's hands.
+    if (!em) {
+      const e = app.acd.contacts.get(id);
+      if (!e) return;
+      em = upsertEmail(id, null, e.contact);
+    }
+    if (msg.conversation_id !== undefined && msg.conversation_id !== null) em.conversationId = msg.conversation_id;
+    if (Number.isFinite(+msg.seq)) em.fresh.add(+msg.seq);
+    if (!emailVisible(em)) em.unread += 1;
+    loadEmail(em);
+  }
+
+  /** hello: the emails in hand with their whole conversations; drop the rest. */
+  function onHelloEmails(msg) {
+    const keep = new Set();
+    for (const item of Array.isArray(msg.contacts) ? msg.contacts : []) {
+      const c0 = item && item.contact;
+      if (!c0 || c0.channel !== 'email' || (!item.email && c0.conversation_id == null)) continue;
+      keep.add(c0.id);
+      const em = upsertEmail(c0.id, item.email, c0);
+      if (!item.email) loadEmail(em);
+    }
+    for (const id of [...app.emails.keys()]) if (!keep.has(id)) dropEmail(id);
+    for (const em of app.emails.values()) emailChanged(em, {});
+    saveEmailStore();
+  }
+
+  function dropEmail(id) {
+    const em = app.emails.get(id);
+    if (!em) return;
+    app.emails.delete(id);
+    const pane = emailPanes.get(id);
+    if (pane) pane.root.remove();
+    emailPanes.delete(id);
+    saveEmailStore();
+    if (app.activeEmail === id) {
+      app.activeEmail = null;
+      if (app.view === 'email') {
+        const next = sortedAcd().find((e) => isEmailEntry(e) && e.state !== 'offered' && app.emails.has(e.id));
+        if (next) showEmail(next.id, false);
+        else {
+          if (location.hash.startsWith('#email/')) history.replaceState(null, '', location.pathname + location.search);
+          setView(app.search.status === 'idle' ? 'welcome' : 'results');
+        }
+      }
+    }
+  }
+
+  /** Something about an email changed: its pane, its card, the title. */
+  function emailChanged(em, what) {
+    const pane = emailPanes.get(em.id);
+    if (pane) updateEmailPane(em, pane, what);
+    if (emailVisible(em)) em.unread = 0;
+    const e = emailEntry(em);
+    // An offer card shows the mail itself (its key counts the messages: built again when read).
+    if (e && e.state === 'offered') renderWorkItems();
+    else if (e) refreshAcdNode(e);
+    updateTitleBadge();
+  }
+
+  // ---- showing an email
+
+  function showEmail(id, push) {
+    const em = emailOf(id);
+    if (!em) return;
+    const hash = '#email/' + id;
+    if (location.hash !== hash) {
+      if (push) history.pushState(null, '', hash);
+      else history.replaceState(null, '', hash);
+    }
+    app.activeEmail = id;
+    setView('email');
+    let pane = emailPanes.get(id);
+    if (!pane) {
+      pane = buildEmailPane(em);
+      emailPanes.set(id, pane);
+      $('email-panel').append(pane.root);
+      updateEmailPane(em, pane, { shown: true });
+      scrollToLatest(em, pane);
+    } else {
+      updateEmailPane(em, pane, { shown: true });
+    }
+    for (const [pid, p] of emailPanes) p.root.hidden = pid !== id;
+    em.unread = 0;
+    refreshAcd();
+    updateTitleBadge();
+    if (!em.loaded) loadEmail(em);
+  }
+
+  function rebuildEmailPanes() {
+    for (const [id, pane] of [...emailPanes]) {
+      const em = emailOf(id);
+      pane.root.remove();
+      emailPanes.delete(id);
+      if (!em) continue;
+      const fresh = buildEmailPane(em);
+      emailPanes.set(id, fresh);
+      $('email-panel').append(fresh.root);
+      fresh.root.hidden = !(app.view === 'email' && app.activeEmail === id);
+      updateEmailPane(em, fresh, { shown: true });
+      fresh.thread.scrollTop = pane.thread.scrollTop;
+    }
+  }
+
+  /** The newest open message at the top of the view (long mails are read from their start). */
+  function scrollToLatest(em, pane) {
+    requestAnimationFrame(() => {
+      const open = pane.thread.querySelectorAll('.email-msg.is-open');
+      const last = open.length ? open[open.length - 1] : pane.thread.lastElementChild;
+      if (!last) return;
+      const top = last.offsetTop - pane.thread.offsetTop - 8;
+      pane.thread.scrollTop = Math.max(0, Math.min(top, pane.thread.scrollHeight));
+    });
+  }
+
+  // ---- the pane
+
+  function buildEmailPane(em) {
+    const pane = { id: em.id, kind: 'email', nodes: new Map(), composing: false, compositionEndAt: 0, canned: null, sideKey: null };
+    pane.avatar = h('span', { class: 'avatar avatar-chat', 'aria-hidden': 'true' });
+    pane.subject = h('h2', { class: 'chat-name email-subject', dataset: { role: 'subject' } });
+    pane.ticket = h('span', { class: 'chip chip-xs email-ticket mono', title: t('email.ticket_title'), dataset: { role: 'ticket' } });
+    pane.who = h('span', { class: 'email-head-who', dataset: { role: 'who' } });
+    pane.count = h('span', { class: 'chip chip-xs chip-kind', dataset: { role: 'count' } });
+    pane.timer = h('span', { class: 'chat-timer mono', title: t('email.timer_title') });
+    pane.mergeBtn = h('button', { type: 'button', class: 'btn btn-sm', dataset: { action: 'merge' }, onclick: () => openMerge(em) },
+      icon('merge', 'icon-xs'), h('span', { text: t('email.merge.button') }));
+    pane.completeBtn = h('button', { type: 'button', class: 'btn btn-sm btn-finish', dataset: { action: 'complete-email' }, onclick: () => confirmComplete(em) },
+      icon('check-circle', 'icon-xs'), h('span', { text: t('email.complete.button') }));
+    const head = h('header', { class: 'chat-head email-head' },
+      pane.avatar,
+      h('div', { class: 'chat-head-main' },
+        h('div', { class: 'chat-head-row' }, pane.subject, pane.ticket),
+        h('div', { class: 'chat-head-meta' }, pane.who, pane.count,
+          h('span', { class: 'chat-timer-wrap' }, icon('clock', 'icon-xs'), pane.timer))),
+      h('div', { class: 'chat-head-actions' }, pane.mergeBtn, pane.completeBtn));
+    pane.thread = h('div', { class: 'transcript email-thread', role: 'feed', 'aria-label': t('email.thread'), 'aria-busy': 'false' });
+    pane.comp = buildEmailComposer(em, pane);
+    pane.closed = h('div', { class: 'chat-closed', hidden: true, role: 'status' });
+    const conv = h('section', { class: 'chat-conv email-conv', 'aria-label': t('email.conversation') },
+      head, h('div', { class: 'transcript-wrap' }, pane.thread), pane.comp.root, pane.closed);
+    pane.side = h('aside', { class: 'chat-side', 'aria-label': t('chat.side.title') });
+    pane.root = h('div', { class: 'chat-pane email-pane', dataset: { contactId: em.id, conversationId: em.conversationId === null ? '' : em.conversationId } },
+      conv, pane.side);
+    return pane;
+  }
+
+  function updateEmailPane(em, pane, what) {
+    const e = emailEntry(em);
+    const sp = e && e.screen_pop;
+    const cust = sp && sp.customer;
+    const name = emailName(em);
+    const subject = (em.conversation && em.conversation.subject) || (e && e.contact.subject) || '';
+    pane.root.dataset.state = e ? e.state : '';
+    pane.root.dataset.conversationId = em.conversationId === null ? '' : em.conversationId;
+    pane.avatar.textContent = initials(name);
+    pane.avatar.dataset.hue = avatarHue((cust && cust.id) + ':' + name);
+    pane.subject.textContent = subject || t('contact.no_subject');
+    pane.subject.title = subject;
+    pane.ticket.textContent = em.conversationId === null ? '' : '[#' + em.conversationId + ']';
+    pane.ticket.hidden = em.conversationId === null;
+    const last = latestCustomerEmail(em);
+    fill(pane.who, icon('user', 'icon-xs'), h('span', { text: name }),
+      last && last.email.from_addr && last.email.from_addr !== name ? h('span', { class: 'muted', text: last.email.from_addr }) : null);
+    const n = emails(em).length;
+    pane.count.textContent = tn('email.count', n, { count: n });
+    pane.count.hidden = !n;
+    tickEmailPane(em, pane);
+    const live = emailConnected(em) && sock.ready;
+    pane.completeBtn.disabled = !live || !!(e && e.pending);
+    pane.completeBtn.classList.toggle('is-busy', !!(e && e.pending === 'complete'));
+    pane.mergeBtn.disabled = !(e && (e.state === 'connected' || e.state === 'wrap_up')) || !em.loaded;
+    renderEmailThread(em, pane, what || {});
+    pane.comp.root.hidden = !(e && (e.state === 'connected' || e.state === 'wrap_up'));
+    updateEmailComposer(em, pane);
+    renderEmailClosed(em, pane);
+    renderSide(pane, e, JSON.stringify(last ? [last.email.from_name, last.email.from_addr, last.email.flags && last.email.flags.mailbox] : []) + '|' + em.language + '|' + n,
+      () => buildSenderCard(em), () => [buildSenderCard(em)]);
+  }
+
+  function tickEmailPane(em, pane) {
+    const e = emailEntry(em);
+    const since = e && parseDate(e.contact.connected_at);
+    pane.timer.textContent = since ? formatDuration((e.state === 'wrap_up' && em.endedAt ? em.endedAt : serverNow()) - since.getTime()) : '—';
+  }
+
+  function renderEmailClosed(em, pane) {
+    const e = emailEntry(em);
+    const inWrap = !!e && e.state === 'wrap_up';
+    if (inWrap && !em.endedAt) em.endedAt = serverNow();
+    pane.closed.hidden = !inWrap;
+    if (!inWrap) return;
+    pane.closed.replaceChildren(
+      h('span', { class: 'chat-closed-icon' }, icon('check-circle')),
+      h('span', { class: 'chat-closed-text' },
+        h('strong', { text: t('email.closed.done') }),
+        h('span', { text: t('email.closed.wrap_hint') })),
+      goWrapUpButton(em.id));
+  }
+
+  /** The messages a reader sees open without asking: the latest mail of the customer and what came after it. */
+  function defaultOpen(em) {
+    const keys = new Set();
+    const list = em.messages;
+    if (!list.length) return keys;
+    let from = -1;
+    list.forEach((m, i) => { if (m.email && m.email.direction === 'inbound') from = i; });
+    if (from < 0) from = list.length - 1;
+    list.forEach((m, i) => {
+      // Automatic acknowledgements stay one line: the agent knows what they say.
+      if (i >= from && !(m.from === 'system' && list.length > 1)) keys.add(msgKey(m));
+    });
+    return keys;
+  }
+
+  function renderEmailThread(em, pane, what) {
+    const el = pane.thread;
+    const nodes = [];
+    if (!em.loaded && !em.messages.length) {
+      let wait = pane.nodes.get('loading');
+      if (!wait) {
+        wait = h('div', { class: 'transcript-empty' }, h('span', { class: 'spinner spinner-sm', 'aria-hidden': 'true' }), ' ', h('span', { text: t('email.loading') }));
+        pane.nodes.set('loading', wait);
+      }
+      nodes.push(wait);
+    }
+    if (em.error) {
+      nodes.push(h('div', { class: 'email-error', role: 'alert' }, icon('alert-octagon', 'icon-xs'), h('span', { text: describeError(em.error) }),
+        h('button', { type: 'button', class: 'link-btn', onclick: () => loadEmail(em), text: t('chat.status.retry') })));
+    }
+    const defaults = defaultOpen(em);
+    const lang = I18N.getLang();
+    const live = new Set();
+    let lastDay = '';
+    for (const m of em.messages) {
+      const d = parseDate(m.at);
+      const dk = dayKey(d);
+      if (d && dk !== lastDay) {
+        const k = 'd' + dk;
+        let sep = pane.nodes.get(k);
+        if (!sep) {
+          sep = h('div', { class: 'day-sep', role: 'separator' }, h('span', { text: dayLabel(d) }));
+          pane.nodes.set(k, sep);
+        }
+        nodes.push(sep);
+        live.add(k);
+        lastDay = dk;
+      }
+      const key = msgKey(m);
+      const open = em.open.has(key) ? em.open.get(key) : defaults.has(key);
+      const plain = em.plain.has(key) || !(m.email && m.email.html);
+      const sig = [open, plain, lang, m.seq, (m.attachments || []).length].join('|');
+      let rec = pane.nodes.get(key);
+      if (!rec || rec.sig !== sig) {
+        rec = buildEmailMessage(em, pane, m, open, plain);
+        rec.sig = sig;
+        pane.nodes.set(key, rec);
+      }
+      updateEmailMessage(em, rec, m);
+      nodes.push(rec.node);
+      live.add(key);
+    }
+    for (const p of em.pending) {
+      const key = 'p' + p.key;
+      let rec = pane.nodes.get(key);
+      if (!rec) {
+        rec = buildPendingEmail(em, p);
+        pane.nodes.set(key, rec);
+      }
+      updatePendingEmail(em, rec, p);
+      nodes.push(rec.node);
+      live.add(key);
+    }
+    if (em.loaded && !nodes.length) nodes.push(h('div', { class: 'transcript-empty', text: t('email.empty') }));
+    for (const k of [...pane.nodes.keys()]) if (!live.has(k) && k !== 'loading') pane.nodes.delete(k);
+    reconcile(el, nodes);
+    if (em.flash) {
+      const rec = pane.nodes.get(em.flash);
+      em.flash = null;
+      if (rec) {
+        rec.node.classList.add('is-new');
+        if (emailVisible(em)) rec.node.scrollIntoView({ block: 'nearest' });
+      }
+    }
+    if (what.own) el.scrollTop = el.scrollHeight;
+  }
+
+  function toggleOpen(em, m, open) {
+    em.open.set(msgKey(m), open);
+    emailChanged(em, {});
+  }
+
+  /** One mail of the thread: a line when collapsed; open, its headers, body, files, send state. */
+  function buildEmailMessage(em, pane, m, open, plain) {
+    const rec = { key: msgKey(m) };
+    if (!m.email) return buildEmailNote(em, m, rec);
+    const mail = m.email;
+    const flags = mail.flags || {};
+    const inbound = mail.direction === 'inbound';
+    const kind = flags.kind || (inbound ? '' : 'reply');
+    const name = inbound ? (mail.from_name || m.name || mail.from_addr || '') : (m.name || mail.from_name || mail.from_addr || '');
+    const from = m.from === 'system' ? 'system' : inbound ? 'customer' : 'agent';
+    const avatar = h('span', { class: 'avatar email-avatar', 'aria-hidden': 'true', dataset: { hue: avatarHue(name) }, text: initials(name) });
+    rec.status = h('span', { class: 'email-send', dataset: { role: 'send-state' } });
+    const badges = emailBadges(em, m, kind);
+    if (!open) {
+      const files = attachmentsShown(m).length;
+      rec.node = h('article', { class: 'email-msg is-collapsed', dataset: { seq: m.seq, from, key: rec.key } },
+        h('button', { type: 'button', class: 'email-line', 'aria-expanded': 'false', title: t('email.expand'), onclick: () => toggleOpen(em, m, true) },
+          avatar,
+          h('span', { class: 'email-line-from', text: name }),
+          kindChip(kind),
+          h('span', { class: 'email-line-snippet', text: snippetOf(m) || mail.subject || '' }),
+          files ? h('span', { class: 'email-line-files', title: tn('email.attachments', files, { count: files }) }, icon('paperclip', 'icon-xs'), h('span', { text: String(files) })) : null,
+          rec.status,
+          h('span', { class: 'email-line-date', title: formatDateTime(m.at), text: formatWhen(m.at) })));
+      return rec;
+    }
+    const to = mail.to || [];
+    const cc = mail.cc || [];
+    const actions = h('div', { class: 'email-actions' },
+      inbound || from === 'agent' ? emailAction('reply', 'email.action.reply', 'reply', () => startAnswer(em, pane, m, 'reply')) : null,
+      inbound ? emailAction('reply_all', 'email.action.reply_all', 'reply-all', () => startAnswer(em, pane, m, 'reply_all')) : null,
+      emailAction('forward', 'email.action.forward', 'forward', () => startAnswer(em, pane, m, 'forward')),
+      inbound && em.messages.length > 1 && m.seq !== em.messages[0].seq
+        ? emailAction('split', 'email.action.split', 'scissors', () => confirmSplit(em, m)) : null);
+    const head = h('header', { class: 'email-msg-head' },
+      avatar,
+      h('div', { class: 'email-msg-who' },
+        h('div', { class: 'email-from-row' },
+          h('button', { type: 'button', class: 'email-from', title: t('email.collapse'), 'aria-expanded': 'true', onclick: () => toggleOpen(em, m, false) },
+            h('strong', { class: 'email-from-name', text: name }),
+            mail.from_addr && mail.from_addr !== name ? h('span', { class: 'email-addr', text: '<' + mail.from_addr + '>' }) : null),
+          kindChip(kind)),
+        h('div', { class: 'email-rcpt' },
+          h('span', { class: 'email-rcpt-label', text: t('email.field.to') }), h('span', { class: 'email-rcpt-list', dataset: { role: 'to' }, text: to.join(', ') || '—' }),
+          cc.length ? h('span', { class: 'email-rcpt-label', text: t('email.field.cc') }) : null,
+          cc.length ? h('span', { class: 'email-rcpt-list', dataset: { role: 'cc' }, text: cc.join(', ') }) : null),
+        mail.subject && mail.subject !== (em.conversation && em.conversation.subject)
+          ? h('div', { class: 'email-msg-subject', text: mail.subject }) : null,
+        badges.length ? h('div', { class: 'email-badges' }, badges) : null),
+      h('div', { class: 'email-msg-side' },
+        h('span', { class: 'email-date', title: formatDateTime(m.at), text: formatDateTime(m.at) }),
+        actions));
+    const body = h('div', { class: 'email-body' });
+    rec.body = body;
+    let inlineUsed = null;
+    const hasHtml = !!mail.html;
+    let bar = null;
+    if (hasHtml && !plain) {
+      const prepared = prepareEmailHtml(m, em.images.has(rec.key));
+      inlineUsed = prepared.inlineUsed;
+      rec.remote = prepared.remote;
+      rec.quotesOpen = em.quotes.has(rec.key);
+      const frame = h('iframe', {
+        class: 'email-frame', sandbox: FRAME_SANDBOX, referrerpolicy: 'no-referrer', title: t('email.html_title', { name }),
+        dataset: { role: 'html' },
+      });
+      frame.srcdoc = prepared.srcdoc;
+      frame.addEventListener('load', () => decorateFrame(frame, rec));
+      rec.frame = frame;
+      if (prepared.remote && !em.images.has(rec.key)) {
+        bar = h('div', { class: 'email-images-bar', dataset: { role: 'images-bar' } },
+          icon('image', 'icon-xs'),
+          h('span', { text: tn('email.images.blocked', prepared.remote, { count: prepared.remote }) }),
+          h('button', { type: 'button', class: 'btn btn-sm', dataset: { action: 'show-images' }, onclick: () => showRemoteImages(em, rec) },
+            icon('eye', 'icon-xs'), h('span', { text: t('email.images.show') })));
+        rec.imagesBar = bar;
+      }
+      body.append(frame);
+      if (prepared.quotes) body.append(quoteToggle(em, rec));
+    } else {
+      const [main, quoted] = splitQuoted(m.text || '');
+      rec.quotesOpen = em.quotes.has(rec.key) || !main;
+      body.append(h('div', { class: 'email-text', dataset: { role: 'text' }, text: main || (quoted ? '' : t('email.no_text')) }));
+      if (quoted) {
+        rec.quoteText = h('div', { class: 'email-text email-quoted', dataset: { role: 'quoted' }, text: quoted, hidden: !rec.quotesOpen });
+        body.append(quoteToggle(em, rec), rec.quoteText);
+      }
+    }
+    const view = hasHtml ? h('div', { class: 'seg seg-sm email-view', role: 'group', 'aria-label': t('email.view.label') },
+      h('button', { type: 'button', class: 'seg-btn' + (!plain ? ' is-active' : ''), 'aria-pressed': String(!plain), dataset: { view: 'html' },
+        onclick: () => { em.plain.delete(rec.key); emailChanged(em, {}); } }, h('span', { text: t('email.view.html') })),
+      h('button', { type: 'button', class: 'seg-btn' + (plain ? ' is-active' : ''), 'aria-pressed': String(plain), dataset: { view: 'text' },
+        onclick: () => { em.plain.add(rec.key); emailChanged(em, {}); } }, h('span', { text: t('email.view.text') }))) : null;
+    const files = attachmentsShown(m, inlineUsed);
+    const omitted = Array.isArray(flags.omitted_attachments) ? flags.omitted_attachments : [];
+    rec.node = h('article', { class: 'email-msg is-open', dataset: { seq: m.seq, from, key: rec.key } },
+      head,
+      bar || view ? h('div', { class: 'email-toolbar' }, bar, h('span', { class: 'email-toolbar-gap' }), view) : null,
+      body,
+      files.length ? h('div', { class: 'email-atts', dataset: { role: 'attachments' } }, files.map(attachmentNode)) : null,
+      omitted.length ? h('p', { class: 'email-omitted' }, icon('alert-triangle', 'icon-xs'),
+        h('span', { text: t('email.omitted', { files: omitted.map((o) => (o.name || '?') + ' (' + formatSize(o.size) + ')').join(', ') }) })) : null,
+      h('footer', { class: 'email-msg-foot' }, rec.status));
+    return rec;
+  }
+
+  function kindChip(kind) {
+    if (kind === 'ack') return h('span', { class: 'chip chip-xs email-kind kind-ack', text: t('email.kind.ack') });
+    if (kind === 'forward') return h('span', { class: 'chip chip-xs email-kind', text: t('email.kind.forward') });
+    return null;
+  }
+
+  function emailAction(action, key, ic, onclick) {
+    return h('button', { type: 'button', class: 'btn btn-sm btn-ghost email-action', dataset: { action }, title: t(key), onclick },
+      icon(ic, 'icon-xs'), h('span', { class: 'email-action-label', text: t(key) }));
+  }
+
+  /** Why it joined, auto-reply / bounce / list, parser warnings (quietly). */
+  function emailBadges(em, m, kind) {
+    const mail = m.email || {};
+    const f = mail.flags || {};
+    const out = [];
+    if (mail.direction === 'inbound') {
+      const reason = reasonText(em, m);
+      if (reason) out.push(h('span', { class: 'chip chip-xs email-reason reason-' + (f.thread_reason || 'other'), dataset: { reason: f.thread_reason || '' }, title: t('email.reason.title') },
+        icon(f.thread_reason === 'new' ? 'inbox' : 'link', 'icon-xs'), h('span', { text: reason })));
+    }
+    if (f.auto_submitted) out.push(h('span', { class: 'chip chip-xs tone-warn', dataset: { badge: 'auto' }, title: t('email.badge.auto_title'), text: t('email.badge.auto') }));
+    if (f.bounce) out.push(h('span', { class: 'chip chip-xs tone-bad', dataset: { badge: 'bounce' }, title: t('email.badge.bounce_title'), text: t('email.badge.bounce') }));
+    if (f.list) out.push(h('span', { class: 'chip chip-xs tone-muted', dataset: { badge: 'list' }, title: t('email.badge.list_title'), text: t('email.badge.list') }));
+    const warnings = Array.isArray(f.warnings) ? f.warnings.map(String) : [];
+    if (warnings.length) {
+      out.push(h('details', { class: 'email-warnings', dataset: { badge: 'warnings' } },
+        h('summary', { title: t('email.warnings.title') }, icon('info', 'icon-xs'), h('span', { text: tn('email.warnings.count', warnings.length, { count: warnings.length }) })),
+        h('ul', null, warnings.map((w) => h('li', { text: w })))));
+    }
+    return out;
+  }
+
+  function quoteToggle(em, rec) {
+    const btn = h('button', {
+      type: 'button', class: 'quote-toggle', dataset: { action: 'quotes' }, 'aria-expanded': String(!!rec.quotesOpen),
+      title: t(rec.quotesOpen ? 'email.quotes.hide' : 'email.quotes.show'),
+      onclick: () => {
+        rec.quotesOpen = !rec.quotesOpen;
+        if (rec.quotesOpen) em.quotes.add(rec.key); else em.quotes.delete(rec.key);
+        btn.setAttribute('aria-expanded', String(rec.quotesOpen));
+        btn.title = t(rec.quotesOpen ? 'email.quotes.hide' : 'email.quotes.show');
+        btn.lastChild.textContent = t(rec.quotesOpen ? 'email.quotes.hide' : 'email.quotes.show');
+        if (rec.quoteText) rec.quoteText.hidden = !rec.quotesOpen;
+        if (rec.frame) decorateFrame(rec.frame, rec);
+      },
+    }, h('span', { class: 'quote-dots', 'aria-hidden': 'true', text: '•••' }), h('span', { class: 'quote-label', text: t(rec.quotesOpen ? 'email.quotes.hide' : 'email.quotes.show') }));
+    return btn;
+  }
+
+  /**
+   * The sanitized HTML made ready for the sandbox, in an inert document (DOMParser loads
+   * nothing): inline images pointed at their stored files, remote ones left without a source
+   * unless the agent asked for them, links opening outside, style attributes kept aside (the
+   * console applies them through CSSOM: its CSP refuses inline styles), quoted history marked.
+   */
+  function prepareEmailHtml(m, showImages) {
+    // Style attributes renamed before parsing: even an inert document refuses (and reports)
+    // them under the console's CSP. Only inside tags (text never holds a raw "<letter").
+    const html = String(m.email.html || '').replace(/<[a-zA-Z][^>]*>/g, (tag) => tag.replace(/\sstyle="/gi, ' data-x-style="'));
+    const doc = new DOMParser().parseFromString(html, 'text/html');
+    const atts = Array.isArray(m.attachments) ? m.attachments : [];
+    const flags = m.email.flags || {};
+    const indices = Array.isArray(flags.attachment_indices) ? flags.attachment_indices.map(Number) : atts.map((a, i) => i);
+    const inlineUsed = new Set();
+    for (const img of doc.querySelectorAll('img[data-attachment-index]')) {
+      const a = atts[indices.indexOf(Number(img.getAttribute('data-attachment-index')))];
+      if (a && a.id !== undefined) {
+        img.setAttribute('src', '/api/v1/attachments/' + encodeURIComponent(a.id));
+        inlineUsed.add(a.id);
+      }
+    }
+    let remote = 0;
+    for (const img of doc.querySelectorAll('img[data-remote-src]')) {
+      remote += 1;
+      const url = img.getAttribute('data-remote-src') || '';
+      if (showImages && /^https?:\/\//i.test(url)) img.setAttribute('src', url);
+      else img.removeAttribute('src');
+    }
+    for (const el of doc.querySelectorAll('[style]')) {
+      el.setAttribute('data-x-style', el.getAttribute('style'));
+      el.removeAttribute('style');
+    }
+    for (const a of doc.querySelectorAll('a[href]')) {
+      a.setAttribute('target', '_blank');
+      a.setAttribute('rel', 'noopener noreferrer');
+    }
+    const quotes = [...doc.querySelectorAll('blockquote')].filter((q) => !q.parentElement.closest('blockquote'));
+    for (const q of quotes) q.classList.add('x-quote');
+    // Serialized only to become the sandbox's srcdoc; it is never put into the console's DOM.
+    const srcdoc = '<!doctype html><html lang="' + I18N.getLang() + '"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"></head><body>'
+      + doc.body.innerHTML + '</body></html>';
+    return { srcdoc, remote, quotes: quotes.length, inlineUsed };
+  }
+
+  /** Style and size the sandboxed document from outside (it runs no script of its own). */
+  function decorateFrame(frame, rec) {
+    const doc = frame.contentDocument;
+    if (!doc || !doc.documentElement) return;
+    if (!rec.decorated) {
+      rec.decorated = true;
+      try {
+        const sheet = new doc.defaultView.CSSStyleSheet();
+        sheet.replaceSync(FRAME_CSS);
+        doc.adoptedStyleSheets = [sheet];
+      } catch (err) { /* an old browser: the mail's own look only */ }
+      for (const el of doc.querySelectorAll('[data-x-style]')) el.style.cssText = el.getAttribute('data-x-style');
+      for (const img of doc.images) {
+        img.addEventListener('load', () => fitFrame(frame));
+        img.addEventListener('error', () => fitFrame(frame));
+      }
+      if (window.ResizeObserver && doc.body) new ResizeObserver(() => fitFrame(frame)).observe(doc.body);
+    }
+    doc.documentElement.classList.toggle('hide-quotes', !rec.quotesOpen);
+    fitFrame(frame);
+  }
+
+  function fitFrame(frame) {
+    const doc = frame.contentDocument;
+    if (!doc || !doc.documentElement) return;
+    const root = doc.documentElement;
+    const wide = root.scrollWidth > root.clientWidth + 1 ? 18 : 0; // room for a horizontal scrollbar
+    const height = Math.ceil(root.getBoundingClientRect().height) + wide;
+    frame.style.height = Math.max(24, Math.min(height, 20000)) + 'px';
+  }
+
+  /** "Show images": the held-back sources swapped in, inside the sandbox (and kept for redraws). */
+  function showRemoteImages(em, rec) {
+    em.images.add(rec.key);
+    const doc = rec.frame && rec.frame.contentDocument;
+    if (doc) {
+      for (const img of doc.querySelectorAll('img[data-remote-src]')) {
+        const url = img.getAttribute('data-remote-src') || '';
+        if (/^https?:\/\//i.test(url)) img.setAttribute('src', url);
+      }
+    }
+    if (rec.imagesBar) rec.imagesBar.remove();
+  }
+
+  function updateEmailMessage(em, rec, m) {
+    const ob = outboxOf(m);
+    const st = ob ? sendState(em, ob) : null;
+    renderSendState(em, rec, st, ob ? ob.id : null);
+  }
+
+  /** sending → sent, or failed with the error and a retry; retried later with back-off. */
+  function renderSendState(em, rec, st, outboxId) {
+    const el = rec.status;
+    if (!el) return;
+    let state = '';
+    if (st) {
+      if (st.status === 'sent') state = 'sent';
+      else if (st.status === 'failed') state = 'failed';
+      else if (st.status === 'pending' && st.attempts > 0 && !st.retrying) state = 'retrying';
+      else state = 'sending';
+    }
+    const key = [state, st && st.attempts, st && st.error, st && st.next_attempt_at, I18N.getLang()].join('|');
+    if (rec.stateKey === key) return;
+    rec.stateKey = key;
+    rec.node.dataset.status = state;
+    el.dataset.state = state;
+    el.hidden = !state;
+    if (!state) { el.replaceChildren(); return; }
+    const collapsed = rec.node.classList.contains('is-collapsed');
+    const retry = () => h('button', { type: 'button', class: 'link-btn', dataset: { action: 'retry-send' }, onclick: (ev) => { ev.stopPropagation(); retrySendEmail(em, outboxId); }, text: t('email.send.retry') });
+    if (state === 'sending') el.replaceChildren(icon('clock', 'icon-xs'), h('span', { text: t('email.send.sending') }));
+    else if (state === 'sent') el.replaceChildren(icon('check', 'icon-xs'), h('span', { text: t('email.send.sent') }));
+    else if (collapsed) el.replaceChildren(icon('alert-triangle', 'icon-xs'), h('span', { text: t(state === 'failed' ? 'email.send.failed_short' : 'email.send.retrying_short') }));
+    else if (state === 'retrying') {
+      const at = st.next_attempt_at ? formatTime(st.next_attempt_at) : '';
+      fill(el, icon('clock', 'icon-xs'),
+        h('span', { class: 'email-send-text', text: t('email.send.retrying', { time: at, attempts: st.attempts }) }),
+        st.error ? h('span', { class: 'email-send-error', dataset: { role: 'send-error' }, title: st.error, text: sendErrorText(st.error) }) : null,
+        outboxId !== null ? retry() : null);
+    } else {
+      fill(el, icon('alert-triangle', 'icon-xs'),
+        h('span', { class: 'email-send-text', text: t('email.send.failed') }),
+        st.error ? h('span', { class: 'email-send-error', dataset: { role: 'send-error' }, title: st.error, text: sendErrorText(st.error) }) : null,
+        outboxId !== null ? retry() : null);
+    }
+  }
+
+  async function retrySendEmail(em, outboxId) {
+    if (outboxId === null || outboxId === undefined) return;
+    const prev = em.status.get(outboxId) || {};
+    const m = em.messages.find((x) => (x.outbox || []).some((o) => o.id === outboxId));
+    const stored = m ? sendState(em, outboxOf(m)) : prev;
+    em.status.set(outboxId, { status: 'pending', attempts: (stored && stored.attempts) || 0, error: null, next_attempt_at: null, retrying: true });
+    emailChanged(em, {});
+    try {
+      await api('POST', '/api/v1/outbox/' + encodeURIComponent(outboxId) + '/retry');
+    } catch (err) {
+      if (err.status === 401) return sessionExpired();
+      em.status.set(outboxId, Object.assign({}, stored, { retrying: false }));
+      toast(describeError(err), 'error');
+      emailChanged(em, {});
+    }
+  }
+
+  function buildEmailNote(em, m, rec) {
+    rec.node = h('article', { class: 'email-note', dataset: { seq: m.seq, from: 'note', key: rec.key } },
+      h('div', { class: 'email-note-head' },
+        h('span', { class: 'note-label' }, icon('lock', 'icon-xs'), h('span', { text: t('chat.note_label') })),
+        h('span', { class: 'email-note-who', text: m.name || '' }),
+        h('span', { class: 'email-date', title: formatDateTime(m.at), text: formatWhen(m.at) })),
+      h('div', { class: 'msg-text email-note-text', text: m.text || '' }));
+    return rec;
+  }
+
+  /** The agent's send, on screen at once, before the hub has stored it. */
+  function buildPendingEmail(em, p) {
+    const rec = {};
+    const me = (app.user && (app.user.display_name || app.user.username)) || '';
+    rec.status = h('span', { class: 'email-send', dataset: { role: 'send-state' } });
+    if (p.note) {
+      rec.node = h('article', { class: 'email-note is-pending', dataset: { from: 'note', pending: p.key } },
+        h('div', { class: 'email-note-head' },
+          h('span', { class: 'note-label' }, icon('lock', 'icon-xs'), h('span', { text: t('chat.note_label') })),
+          h('span', { class: 'email-note-who', text: me }), rec.status),
+        h('div', { class: 'msg-text email-note-text', text: p.text }));
+      return rec;
+    }
+    rec.node = h('article', { class: 'email-msg is-open is-pending', dataset: { from: 'agent', pending: p.key } },
+      h('header', { class: 'email-msg-head' },
+        h('span', { class: 'avatar email-avatar', 'aria-hidden': 'true', dataset: { hue: avatarHue(me) }, text: initials(me) }),
+        h('div', { class: 'email-msg-who' },
+          h('div', { class: 'email-from-row' }, h('strong', { class: 'email-from-name', text: me }),
+            p.mode === 'forward' ? kindChip('forward') : null),
+          h('div', { class: 'email-rcpt' },
+            h('span', { class: 'email-rcpt-label', text: t('email.field.to') }), h('span', { class: 'email-rcpt-list', text: p.to.join(', ') || '—' }),
+            p.cc.length ? h('span', { class: 'email-rcpt-label', text: t('email.field.cc') }) : null,
+            p.cc.length ? h('span', { class: 'email-rcpt-list', text: p.cc.join(', ') }) : null),
+          h('div', { class: 'email-msg-subject', text: p.subject })),
+        h('div', { class: 'email-msg-side' }, h('span', { class: 'email-date', text: formatDateTime(p.at) }))),
+      h('div', { class: 'email-body' }, h('div', { class: 'email-text', text: p.text })),
+      p.files.length ? h('div', { class: 'email-atts' }, p.files.map(attachmentNode)) : null,
+      h('footer', { class: 'email-msg-foot' }, rec.status));
+    return rec;
+  }
+
+  function updatePendingEmail(em, rec, p) {
+    if (p.status === 'failed') {
+      const key = 'failed|' + p.error;
+      if (rec.stateKey === key) return;
+      rec.stateKey = key;
+      rec.node.dataset.status = 'failed';
+      rec.status.dataset.state = 'failed';
+      rec.status.replaceChildren(icon('alert-triangle', 'icon-xs'), h('span', { class: 'email-send-text', text: t('email.send.not_queued') }),
+        h('span', { class: 'email-send-error', text: p.error || '' }),
+        h('button', { type: 'button', class: 'link-btn', dataset: { action: 'retry-post' }, onclick: () => postEmail(em, p), text: t('email.send.retry') }),
+        h('button', { type: 'button', class: 'link-btn', dataset: { action: 'edit-post' }, onclick: () => editPending(em, p), text: t('email.send.edit') }));
+      return;
+    }
+    const st = p.outbox_id !== undefined ? em.status.get(p.outbox_id) : null;
+    renderSendState(em, rec, st || { status: 'pending', attempts: 0 }, p.outbox_id === undefined ? null : p.outbox_id);
+  }
+
+  /** A send the hub refused goes back into the composer, as it was. */
+  function editPending(em, p) {
+    em.pending = em.pending.filter((x) => x !== p);
+    const d = em.draft;
+    d.note = !!p.note;
+    if (p.note) d.noteText = p.text;
+    else {
+      Object.assign(d, { mode: p.mode, seq: p.seq0, to: p.extraTo.slice(), cc: p.extraCc.slice(), text: p.text, files: p.files.slice() });
+    }
+    saveEmailStore();
+    const pane = emailPanes.get(em.id);
+    if (pane) syncComposerFromDraft(em, pane);
+    emailChanged(em, {});
+  }
+
+  // ---- the composer: reply, reply-all, forward, internal note
+
+  /** The mail answered or forwarded: the one chosen, else the customer's latest. */
+  function answeredMessage(em) {
+    const d = em.draft;
+    const chosen = d.seq !== null ? em.messages.find((m) => m.seq === d.seq && m.email) : null;
+    return chosen || latestCustomerEmail(em) || emails(em).slice(-1)[0] || null;
+  }
+
+  function ourAddresses(em) {
+    const ours = new Set();
+    for (const m of emails(em)) {
+      const f = m.email.flags || {};
+      if (f.mailbox) ours.add(String(f.mailbox).toLowerCase());
+      if (m.email.direction === 'outbound' && m.email.from_addr) ours.add(m.email.from_addr.toLowerCase());
+    }
+    return ours;
+  }
+
+  /** Who the hub addresses by itself in this mode (the sender, and for reply-all the others). */
+  function autoRecipients(em, mode) {
+    const m = answeredMessage(em);
+    if (!m || mode === 'forward') return { to: [], cc: [] };
+    const mail = m.email;
+    const to = mail.direction === 'outbound' ? (mail.to || []).slice() : (mail.from_addr ? [mail.from_addr] : []);
+    const cc = [];
+    if (mode === 'reply_all') {
+      const ours = ourAddresses(em);
+      for (const a of (mail.to || []).concat(mail.cc || [])) {
+        const low = a.toLowerCase();
+        if (!ours.has(low) && !to.some((x) => x.toLowerCase() === low) && !cc.some((x) => x.toLowerCase() === low)) cc.push(a);
+      }
+    }
+    return { to, cc };
+  }
+
+  /** The subject the hub will give the mail: Re:/Fwd: and the ticket tag (as the composer writes it). */
+  function subjectPreview(em, mode) {
+    const m = answeredMessage(em);
+    const base = String((m && m.email.subject) || (em.conversation && em.conversation.subject) || '').trim();
+    const prefix = mode === 'forward' ? 'Fwd' : 'Re';
+    let s = new RegExp('^' + prefix + ':', 'i').test(base) ? base : (prefix + ': ' + base).trim();
+    if (em.conversationId !== null) {
+      const tag = '[#' + em.conversationId + ']';
+      if (!s.includes(tag)) s = tag + ' ' + s;
+    }
+    return s;
+  }
+
+  function validAddress(a) {
+    return EMAIL_RE.test(String(a || '').trim());
+  }
+
+  function buildEmailComposer(em, pane) {
+    const comp = {};
+    const tab = (mode, key, ic) => modeTab(mode, t(key), ic, () => {
+      if (mode === 'note') em.draft.note = true;
+      else {
+        em.draft.note = false;
+        if (em.draft.mode !== mode) {
+          em.draft.mode = mode;
+          // Recipients typed for another mode stay; the hub's own ones follow the mode.
+          const auto = autoRecipients(em, mode);
+          em.draft.cc = em.draft.cc.filter((a) => !auto.cc.includes(a));
+        }
+      }
+      saveEmailStore();
+      syncComposerFromDraft(em, pane);
+      updateEmailComposer(em, pane);
+      (mode === 'forward' && !em.draft.note ? comp.to.input : comp.input).focus();
+    });
+    comp.replyTab = tab('reply', 'email.mode.reply', 'reply');
+    comp.replyAllTab = tab('reply_all', 'email.mode.reply_all', 'reply-all');
+    comp.forwardTab = tab('forward', 'email.mode.forward', 'forward');
+    comp.noteTab = tab('note', 'chat.mode.note', 'lock');
+    comp.answer = h('div', { class: 'email-answer', dataset: { role: 'answering' } });
+    comp.to = recipientField(em, pane, 'to');
+    comp.cc = recipientField(em, pane, 'cc');
+    comp.ccToggle = h('button', {
+      type: 'button', class: 'link-btn rcpt-add-cc', dataset: { action: 'show-cc' },
+      onclick: () => { em.draft.showCc = true; saveEmailStore(); updateEmailComposer(em, pane); comp.cc.input.focus(); },
+    }, h('span', { text: t('email.field.add_cc') }));
+    comp.subject = h('div', { class: 'email-subject-line', title: t('email.subject_hint') },
+      h('span', { class: 'rcpt-label', text: t('email.field.subject') }),
+      h('span', { class: 'email-subject-value', dataset: { role: 'subject-preview' } }),
+      h('span', { class: 'email-subject-hint', text: t('email.subject_auto') }));
+    comp.headers = h('div', { class: 'email-headers' }, h('div', { class: 'rcpt-row' }, comp.to.root, comp.ccToggle), comp.cc.root, comp.subject);
+    comp.input = h('textarea', {
+      class: 'composer-input email-input', rows: 5, 'aria-label': t('email.composer.label'), dataset: { role: 'composer' },
+    });
+    pane.input = comp.input;
+    const grow = () => {
+      comp.input.style.height = 'auto';
+      comp.input.style.height = Math.min(comp.input.scrollHeight + 2, 320) + 'px';
+    };
+    comp.grow = grow;
+    comp.input.addEventListener('input', () => {
+      if (noteMode(em)) em.draft.noteText = comp.input.value;
+      else em.draft.text = comp.input.value;
+      saveEmailStore();
+      grow();
+      updateEmailComposer(em, pane);
+    });
+    trackComposition(comp.input, pane);
+    comp.input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && pane.canned) { closeCanned(pane); ev.preventDefault(); return; }
+      // A mail has many lines: Enter is a new line, Ctrl+Enter (⌘+Enter) sends.
+      if (ev.key !== 'Enter' || !(ev.ctrlKey || ev.metaKey) || imeEnter(ev, pane)) return;
+      ev.preventDefault();
+      submitEmail(em, pane);
+    });
+    comp.fileInput = h('input', { type: 'file', multiple: true, hidden: true, dataset: { role: 'file-input' } });
+    comp.fileInput.addEventListener('change', () => {
+      const files = [...comp.fileInput.files];
+      comp.fileInput.value = '';
+      addEmailFiles(em, files);
+    });
+    comp.attachBtn = h('button', { type: 'button', class: 'btn btn-sm btn-ghost', dataset: { action: 'attach' }, onclick: () => comp.fileInput.click() },
+      icon('paperclip', 'icon-xs'), h('span', { text: t('email.attach') }));
+    comp.files = h('div', { class: 'email-files', dataset: { role: 'files' } });
+    comp.cannedBtn = cannedButton(em, pane);
+    comp.cannedBox = h('div', { class: 'canned-anchor' });
+    comp.hint = h('span', { class: 'composer-hint' });
+    comp.error = h('p', { class: 'composer-error', role: 'alert', dataset: { role: 'composer-error' }, hidden: true });
+    comp.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary btn-send', dataset: { action: 'send' } },
+      icon('send', 'icon-xs'), h('span', { dataset: { role: 'send-label' } }));
+    comp.root = h('form', {
+      class: 'composer email-composer', novalidate: true,
+      onsubmit: (ev) => { ev.preventDefault(); submitEmail(em, pane); },
+      // Idle, it is one line: the thread gets the room. It opens when a text field gets the
+      // focus (not a button: that would move it between mouse down and up).
+      onfocusin: (ev) => {
+        if (!/^(TEXTAREA|INPUT)$/.test(ev.target.tagName)) return;
+        comp.focused = true;
+        updateEmailComposer(em, pane);
+      },
+      onfocusout: () => setTimeout(() => {
+        comp.focused = comp.root.contains(document.activeElement);
+        updateEmailComposer(em, pane);
+      }, 0),
+    },
+    comp.cannedBox,
+    h('div', { class: 'composer-tabs', role: 'tablist', 'aria-label': t('chat.mode.label') },
+      comp.replyTab, comp.replyAllTab, comp.forwardTab, h('span', { class: 'composer-tab-sep', 'aria-hidden': 'true' }), comp.noteTab,
+      h('span', { class: 'composer-note-label', text: t('chat.mode.note_hint') })),
+    comp.answer, comp.headers, comp.input, comp.files, comp.error,
+    h('div', { class: 'composer-bar' }, comp.cannedBtn, comp.attachBtn, comp.fileInput, comp.hint, comp.sendBtn));
+    pane.comp = comp;
+    syncComposerFromDraft(em, pane);
+    requestAnimationFrame(grow);
+    return comp;
+  }
+
+  /** Notes only, once the email is no longer connected (wrap-up), or when the agent chose so. */
+  function noteMode(em) {
+    return em.draft.note || !emailConnected(em);
+  }
+
+  /** The composer's text shows the draft of the mode on screen (reply or note). */
+  function syncComposerFromDraft(em, pane) {
+    const comp = pane.comp;
+    comp.shownNote = noteMode(em);
+    const want = comp.shownNote ? em.draft.noteText : em.draft.text;
+    if (comp.input.value !== want) comp.input.value = want;
+    comp.grow();
+  }
+
+  /** To / Cc: the hub's own recipients (locked) and the agent's, as chips; typing adds one. */
+  function recipientField(em, pane, which) {
+    const f = {};
+    f.chips = h('span', { class: 'rcpt-chips' });
+    f.input = h('input', {
+      type: 'text', class: 'rcpt-input', autocomplete: 'off', spellcheck: 'false', inputmode: 'email',
+      'aria-label': t('email.field.' + which), dataset: { role: which + '-input' },
+    });
+    f.root = h('div', { class: 'rcpt-field', dataset: { field: which }, onclick: (ev) => { if (ev.target === f.root) f.input.focus(); } },
+      h('span', { class: 'rcpt-label', text: t('email.field.' + which) }), f.chips, f.input);
+    const imeState = { composing: false, compositionEndAt: 0 };
+    trackComposition(f.input, imeState);
+    f.input.addEventListener('keydown', (ev) => {
+      if ((ev.key === 'Enter' || ev.key === ',' || ev.key === ';' || (ev.key === 'Tab' && f.input.value.trim())) && !imeEnter(ev, imeState)) {
+        if (!f.input.value.trim()) { if (ev.key === 'Enter') ev.preventDefault(); return; }
+        ev.preventDefault();
+        commitRecipients(em, pane, which);
+      } else if (ev.key === 'Backspace' && !f.input.value && em.draft[which].length) {
+        em.draft[which].pop();
+        saveEmailStore();
+        updateEmailComposer(em, pane);
+      }
+    });
+    f.input.addEventListener('input', () => {
+      if (/[,;，；\s]/.test(f.input.value) && !imeState.composing) commitRecipients(em, pane, which);
+      else updateEmailComposer(em, pane);
+    });
+    f.input.addEventListener('blur', () => { if (f.input.value.trim()) commitRecipients(em, pane, which); });
+    return f;
+  }
+
+  function commitRecipients(em, pane, which) {
+    const f = pane.comp[which];
+    const parts = f.input.value.split(/[,;，；\s]+/).map((x) => x.replace(/^<|>$/g, '').trim()).filter(Boolean);
+    const list = em.draft[which];
+    for (const a of parts) if (!list.some((x) => x.toLowerCase() === a.toLowerCase())) list.push(a);
+    f.input.value = '';
+    saveEmailStore();
+    updateEmailComposer(em, pane);
+  }
+
+  function renderRecipientChips(em, pane, which, auto) {
+    const f = pane.comp[which];
+    const extra = em.draft[which];
+    const key = JSON.stringify([auto, extra, I18N.getLang()]);
+    if (f.key === key) return;
+    f.key = key;
+    f.chips.replaceChildren(
+      ...auto.map((a) => h('span', { class: 'rcpt-chip is-auto', title: t('email.field.auto_title'), dataset: { address: a, auto: 'true' } },
+        icon('lock', 'icon-xs'), h('span', { text: a }))),
+      ...extra.map((a, i) => {
+        const ok = validAddress(a);
+        return h('span', { class: 'rcpt-chip' + (ok ? '' : ' is-invalid'), dataset: { address: a }, title: ok ? a : t('email.error.bad_address', { address: a }) },
+          h('span', { text: a }),
+          h('button', {
+            type: 'button', class: 'rcpt-remove', 'aria-label': t('email.field.remove', { address: a }),
+            onclick: () => { em.draft[which].splice(i, 1); saveEmailStore(); updateEmailComposer(em, pane); f.input.focus(); },
+          }, icon('x', 'icon-xs')));
+      }));
+  }
+
+  /** What stops a send, as a message for the agent (null: it may go). */
+  function composerProblem(em, pane) {
+    const d = em.draft;
+    const text = pane.comp.input.value.trim();
+    if (noteMode(em)) return Array.from(text).length > EMAIL_NOTE_MAX ? t('error.code.too_long') : null;
+    const bad = d.to.concat(d.cc).find((a) => !validAddress(a));
+    if (bad) return t('email.error.bad_address', { address: bad });
+    const typed = [pane.comp.to.input.value, pane.comp.cc.input.value].map((v) => v.trim()).filter(Boolean);
+    if (typed.some((v) => !validAddress(v))) return t('email.error.bad_address', { address: typed.find((v) => !validAddress(v)) });
+    if (d.mode === 'forward' && !d.to.length && !pane.comp.to.input.value.trim()) return t('email.error.forward_to');
+    if (d.mode !== 'forward' && !autoRecipients(em, d.mode).to.length && !d.to.length) return t('email.error.no_recipient');
+    if (Array.from(text).length > EMAIL_MAX_CHARS) return t('error.code.too_long');
+    if (em.uploads.some((u) => u.status === 'uploading')) return t('email.error.uploading');
+    return null;
+  }
+
+  function updateEmailComposer(em, pane) {
+    const comp = pane.comp;
+    const d = em.draft;
+    const e = emailEntry(em);
+    const live = emailConnected(em);
+    const note = noteMode(em);
+    if (comp.shownNote !== note) syncComposerFromDraft(em, pane);
+    comp.root.classList.toggle('is-note', note);
+    comp.root.dataset.mode = note ? 'note' : d.mode;
+    for (const [tabEl, mode] of [[comp.replyTab, 'reply'], [comp.replyAllTab, 'reply_all'], [comp.forwardTab, 'forward']]) {
+      const on = !note && d.mode === mode;
+      tabEl.classList.toggle('is-active', on);
+      tabEl.setAttribute('aria-selected', on ? 'true' : 'false');
+      tabEl.disabled = !live || !em.loaded;
+    }
+    comp.noteTab.classList.toggle('is-active', note);
+    comp.noteTab.setAttribute('aria-selected', note ? 'true' : 'false');
+    comp.headers.hidden = note;
+    comp.answer.hidden = note;
+    comp.attachBtn.hidden = note;
+    comp.files.hidden = note || (!d.files.length && !em.uploads.length);
+    if (!note) {
+      const m = answeredMessage(em);
+      const auto = autoRecipients(em, d.mode);
+      renderRecipientChips(em, pane, 'to', auto.to);
+      renderRecipientChips(em, pane, 'cc', auto.cc);
+      const showCc = d.showCc || d.cc.length > 0 || auto.cc.length > 0;
+      comp.cc.root.hidden = !showCc;
+      comp.ccToggle.hidden = showCc;
+      comp.to.input.placeholder = d.mode === 'forward' && !d.to.length ? t('email.field.forward_placeholder') : (d.to.length || auto.to.length ? '' : t('email.field.placeholder'));
+      comp.cc.input.placeholder = d.cc.length || auto.cc.length ? '' : t('email.field.placeholder');
+      comp.subject.querySelector('[data-role="subject-preview"]').textContent = subjectPreview(em, d.mode);
+      const akey = [d.mode, m && m.seq, I18N.getLang(), d.seq].join('|');
+      if (comp.answerKey !== akey) {
+        comp.answerKey = akey;
+        const who = m ? (m.email.direction === 'inbound' ? (m.email.from_name || m.email.from_addr) : (m.name || m.email.from_name || '')) : '';
+        fill(comp.answer, icon(d.mode === 'forward' ? 'forward' : d.mode === 'reply_all' ? 'reply-all' : 'reply', 'icon-xs'),
+          h('span', { text: m ? t(d.mode === 'forward' ? 'email.answering.forward' : 'email.answering.reply', { name: who, when: formatWhen(m.at) }) : '' }),
+          d.seq !== null ? h('button', {
+            type: 'button', class: 'link-btn', dataset: { action: 'answer-latest' },
+            onclick: () => { d.seq = null; saveEmailStore(); updateEmailComposer(em, pane); },
+            text: t('email.answering.latest'),
+          }) : null);
+      }
+      renderComposerFiles(em, pane);
+    }
+    comp.input.placeholder = note ? t('chat.composer.note_placeholder') : t(d.mode === 'forward' ? 'email.composer.forward_placeholder' : 'email.composer.placeholder', { name: emailName(em) });
+    comp.input.maxLength = note ? EMAIL_NOTE_MAX : EMAIL_MAX_CHARS;
+    comp.sendBtn.querySelector('[data-role="send-label"]').textContent = t(note ? 'chat.composer.add_note' : d.mode === 'forward' ? 'email.composer.forward' : 'email.composer.send');
+    const problem = comp.input.value.trim() ? composerProblem(em, pane) : null;
+    comp.error.textContent = problem || '';
+    comp.error.hidden = !problem;
+    comp.sendBtn.disabled = !comp.input.value.trim() || !!problem || !!em.busy || !e || !(live || (note && e.state === 'wrap_up'));
+    comp.hint.textContent = t('email.composer.hint');
+    const idle = !comp.focused && !comp.input.value.trim() && !d.files.length && !em.uploads.length && !d.to.length && !d.cc.length
+      && d.seq === null && d.mode === 'reply' && !pane.canned;
+    comp.root.classList.toggle('is-compact', idle);
+  }
+
+  function renderComposerFiles(em, pane) {
+    const comp = pane.comp;
+    const d = em.draft;
+    comp.files.replaceChildren(
+      ...d.files.map((f) => h('span', { class: 'file-chip', dataset: { attachmentId: f.id } },
+        icon('paperclip', 'icon-xs'), h('span', { class: 'file-chip-name', text: f.name }), h('span', { class: 'file-chip-size', text: formatSize(f.size) }),
+        h('button', {
+          type: 'button', class: 'rcpt-remove', 'aria-label': t('email.attach_remove', { name: f.name }),
+          onclick: () => { d.files = d.files.filter((x) => x !== f); saveEmailStore(); updateEmailComposer(em, pane); },
+        }, icon('x', 'icon-xs')))),
+      ...em.uploads.map((u) => h('span', { class: 'file-chip is-' + u.status, title: u.error || '' },
+        u.status === 'uploading' ? h('span', { class: 'spinner spinner-xs', 'aria-hidden': 'true' }) : icon('alert-triangle', 'icon-xs'),
+        h('span', { class: 'file-chip-name', text: u.name }),
+        h('span', { class: 'file-chip-size', text: u.status === 'uploading' ? t('email.uploading') : (u.error || '') }),
+        u.status !== 'uploading' ? h('button', {
+          type: 'button', class: 'rcpt-remove', 'aria-label': t('toast.dismiss'),
+          onclick: () => { em.uploads = em.uploads.filter((x) => x !== u); updateEmailComposer(em, pane); },
+        }, icon('x', 'icon-xs')) : null)));
+  }
+
+  /** Files for the reply: uploaded to the conversation now, attached by id when it is sent. */
+  async function addEmailFiles(em, files) {
+    for (const file of files) {
+      const u = { name: file.name, size: file.size, status: 'uploading', error: null };
+      em.uploads.push(u);
+      emailChanged(em, {});
+      try {
+        const r = await uploadFile('/api/v1/conversations/' + encodeURIComponent(em.conversationId) + '/files', file);
+        em.uploads = em.uploads.filter((x) => x !== u);
+        em.draft.files.push({ id: r.id, name: r.name || file.name, size: r.size || file.size, content_type: r.content_type || file.type || '' });
+        saveEmailStore();
+      } catch (err) {
+        if (err.status === 401) return sessionExpired();
+        u.status = 'failed';
+        u.error = err.status === 413 ? t('email.error.too_big') : describeError(err);
+      }
+      emailChanged(em, {});
+    }
+  }
+
+  /** Reply / forward / note from a message's own buttons. */
+  function startAnswer(em, pane, m, mode) {
+    const d = em.draft;
+    d.note = false;
+    d.mode = mode;
+    d.seq = m.seq;
+    saveEmailStore();
+    syncComposerFromDraft(em, pane);
+    updateEmailComposer(em, pane);
+    (mode === 'forward' ? pane.comp.to.input : pane.comp.input).focus();
+  }
+
+  function submitEmail(em, pane) {
+    const comp = pane.comp;
+    if (comp.to.input.value.trim()) commitRecipients(em, pane, 'to');
+    if (comp.cc.input.value.trim()) commitRecipients(em, pane, 'cc');
+    updateEmailComposer(em, pane);
+    if (comp.sendBtn.disabled) {
+      if (comp.error.hidden === false) comp.error.scrollIntoView({ block: 'nearest' });
+      return;
+    }
+    const d = em.draft;
+    const text = comp.input.value.trim();
+    const p = { key: String(++pendingSeq), text, at: new Date(serverNow()).toISOString(), status: 'sending', note: noteMode(em), files: [] };
+    if (!p.note) {
+      const auto = autoRecipients(em, d.mode);
+      const m = answeredMessage(em);
+      Object.assign(p, {
+        mode: d.mode, seq0: d.seq, seqAnswered: m ? m.seq : null, extraTo: d.to.slice(), extraCc: d.cc.slice(),
+        to: auto.to.concat(d.to), cc: auto.cc.concat(d.cc), subject: subjectPreview(em, d.mode), files: d.files.slice(),
+      });
+      Object.assign(d, { text: '', to: [], cc: [], files: [], seq: null, mode: d.mode === 'forward' ? 'reply' : d.mode, showCc: false });
+    } else {
+      d.noteText = '';
+    }
+    em.pending.push(p);
+    saveEmailStore();
+    comp.input.value = '';
+    comp.grow();
+    closeCanned(pane);
+    emailChanged(em, { own: true });
+    postEmail(em, p);
+  }
+
+  async function postEmail(em, p) {
+    p.status = 'sending';
+    p.error = null;
+    emailChanged(em, {});
+    const base = '/api/v1/conversations/' + encodeURIComponent(em.conversationId);
+    try {
+      if (p.note) {
+        const r = await api('POST', base + '/notes', { contact_id: em.id, text: p.text });
+        p.seq = r && r.seq;
+      } else {
+        const body = { contact_id: em.id, mode: p.mode, text: p.text, to: p.extraTo, cc: p.extraCc, attachment_ids: p.files.map((f) => f.id) };
+        if (p.seqAnswered !== null) body.seq = p.seqAnswered;
+        const r = await api('POST', base + '/reply', body);
+        p.seq = r.seq;
+        p.outbox_id = r.outbox_id;
+        p.message_id = r.message_id;
+      }
+      p.status = 'queued';
+    } catch (err) {
+      if (err.status === 401) return sessionExpired();
+      p.status = 'failed';
+      p.error = describeError(err);
+      emailChanged(em, {});
+      return;
+    }
+    emailChanged(em, {});
+    await loadEmail(em);
+  }
+
+  function confirmComplete(em) {
+    const e = emailEntry(em);
+    if (!e) return;
+    const unsent = em.pending.some((p) => p.status === 'failed') || em.draft.text.trim() || em.draft.files.length;
+    if (!unsent) {
+      acdAction(em.id, 'complete');
+      return;
+    }
+    const go = h('button', {
+      type: 'button', class: 'btn btn-primary', dataset: { action: 'confirm-complete' },
+      onclick: () => { closeModal(); acdAction(em.id, 'complete'); },
+    }, h('span', { text: t('email.complete.confirm') }));
+    openModal(t('email.complete.title'), h('p', { class: 'modal-text', text: t('email.complete.unsent') }),
+      [h('button', { type: 'button', class: 'btn', onclick: closeModal, text: t('chat.cancel') }), go]);
+    go.focus();
+  }
+
+  // ---- split and merge (with a confirmation)
+
+  function confirmSplit(em, m) {
+    const after = em.messages.filter((x) => x.seq > m.seq).length;
+    const go = h('button', {
+      type: 'button', class: 'btn btn-primary', dataset: { action: 'confirm-split' },
+      onclick: async () => {
+        go.disabled = true;
+        go.classList.add('is-busy');
+        try {
+          const r = await api('POST', '/api/v1/conversations/' + encodeURIComponent(em.conversationId) + '/split', { seq: m.seq });
+          closeModal();
+          toast(t('email.split.done', { ticket: '[#' + (r && r.conversation_id) + ']' }));
+          await loadEmail(em);
+        } catch (err) {
+          if (err.status === 401) return sessionExpired();
+          go.disabled = false;
+          go.classList.remove('is-busy');
+          errLine.textContent = describeError(err);
+          errLine.hidden = false;
+        }
+      },
+    }, icon('scissors', 'icon-xs'), h('span', { text: t('email.split.confirm') }));
+    const errLine = h('p', { class: 'wrapup-error', role: 'alert', hidden: true });
+    openModal(t('email.split.title'), [
+      h('p', { class: 'modal-text', text: t('email.split.text', { subject: m.email.subject || t('contact.no_subject'), when: formatDateTime(m.at) }) }),
+      after ? h('p', { class: 'transfer-confirm', text: tn('email.split.after', after, { count: after }) }) : null,
+      errLine,
+    ], [h('button', { type: 'button', class: 'btn', onclick: closeModal, text: t('chat.cancel') }), go]);
+    go.focus();
+  }
+
+  /** Merge into another conversation, found by its ticket number, after showing what it is. */
+  function openMerge(em) {
+    let target = null;
+    let lookup = 0;
+    const input = h('input', {
+      type: 'text', class: 'merge-input', inputmode: 'numeric', autocomplete: 'off', placeholder: t('email.merge.placeholder'),
+      'aria-label': t('email.merge.label'), dataset: { role: 'merge-ticket' },
+    });
+    const found = h('div', { class: 'merge-found', dataset: { role: 'merge-found' }, hidden: true });
+    const go = h('button', { type: 'button', class: 'btn btn-primary', disabled: true, dataset: { action: 'confirm-merge' } },
+      icon('merge', 'icon-xs'), h('span', { text: t('email.merge.confirm') }));
+    const show = (node, ok) => {
+      found.hidden = false;
+      found.className = 'merge-found ' + (ok ? 'is-ok' : 'is-bad');
+      found.replaceChildren(node);
+    };
+    let timer = null;
+    input.addEventListener('input', () => {
+      clearTimeout(timer);
+      target = null;
+      go.disabled = true;
+      const n = (/\d+/.exec(input.value) || [])[0];
+      if (!n) { found.hidden = true; return; }
+      timer = setTimeout(async () => {
+        const id = Number(n);
+        const mine = ++lookup;
+        if (id === em.conversationId) { show(h('span', { text: t('email.merge.same') }), false); return; }
+        try {
+          const data = await api('GET', '/api/v1/conversations/' + encodeURIComponent(id));
+          if (mine !== lookup) return;
+          const conv = data && data.conversation;
+          if (!conv || conv.channel !== 'email') { show(h('span', { text: t('email.merge.not_email') }), false); return; }
+          const n2 = (data.messages || []).filter((x) => x.email).length;
+          target = conv;
+          go.disabled = false;
+          show(h('div', { class: 'merge-summary' },
+            h('strong', { text: '[#' + conv.id + '] ' + (conv.subject || t('contact.no_subject')) }),
+            h('span', { class: 'muted small', text: [tn('email.count', n2, { count: n2 }), tOr('email.conv_status.', conv.status), formatWhen(conv.updated_at)].filter(Boolean).join(' · ') }),
+            h('span', { class: 'small', text: t('email.merge.confirm_text', { from: '[#' + em.conversationId + ']', into: '[#' + conv.id + ']' }) })), true);
+        } catch (err) {
+          if (mine !== lookup) return;
+          if (err.status === 401) return sessionExpired();
+          show(h('span', { text: err.status === 404 ? t('email.merge.not_found', { ticket: '[#' + id + ']' }) : describeError(err) }), false);
+        }
+      }, 250);
+    });
+    go.addEventListener('click', async () => {
+      if (!target) return;
+      go.disabled = true;
+      go.classList.add('is-busy');
+      try {
+        await api('POST', '/api/v1/conversations/' + encodeURIComponent(em.conversationId) + '/merge', { into: target.id });
+        const from = em.conversationId;
+        // This contact belongs to the conversation it joined now.
+        em.conversationId = target.id;
+        const e = emailEntry(em);
+        if (e) e.contact = Object.assign({}, e.contact, { conversation_id: target.id });
+        em.open.clear();
+        closeModal();
+        toast(t('email.merge.done', { from: '[#' + from + ']', into: '[#' + target.id + ']' }));
+        await loadEmail(em);
+      } catch (err) {
+        if (err.status === 401) return sessionExpired();
+        go.disabled = false;
+        go.classList.remove('is-busy');
+        show(h('span', { text: describeError(err) }), false);
+      }
+    });
+    openModal(t('email.merge.title'), [
+      h('p', { class: 'modal-text', text: t('email.merge.text', { ticket: '[#' + em.conversationId + ']' }) }),
+      h('label', { class: 'merge-field' }, h('span', { class: 'rcpt-label', text: t('email.merge.label') }), input),
+      found,
+    ], [h('button', { type: 'button', class: 'btn', onclick: closeModal, text: t('chat.cancel') }), go]);
+    input.focus();
+  }
+
+  // ---- the side card: who wrote
+
+  function buildSenderCard(em) {
+    const m = latestCustomerEmail(em);
+    const mail = (m && m.email) || {};
+    const f = mail.flags || {};
+    const rows = [
+      visitorRow('user', t('email.sender.name'), mail.from_name),
+      visitorRow('email', t('email.sender.address'), mail.from_addr),
+      visitorRow('inbox', t('email.sender.mailbox'), f.mailbox),
+      visitorRow('language', t('customer.language'), em.language ? (I18N.LANG_NAMES[em.language] || em.language) : ''),
+    ].filter(Boolean);
+    return h('section', { class: 'card side-card', dataset: { role: 'sender' } },
+      h('h3', { class: 'card-title', text: t('email.sender.title') }),
+      rows.length ? h('ul', { class: 'visitor-list' }, rows) : h('p', { class: 'muted empty-line', text: t('email.sender.none') }));
+  }
+
+  // ---- work items: the offer and the email in hand
+
+  /** An email offer: subject, sender, first lines, files, and why it joined an existing thread. */
+  function buildOfferEmail(em, c) {
+    const m = latestCustomerEmail(em);
+    const mail = (m && m.email) || {};
+    const f = mail.flags || {};
+    const files = m ? attachmentsShown(m, inlineImages(m)).length : 0;
+    const count = emails(em).filter((x) => x.email.direction === 'inbound').length;
+    const reason = m && f.thread_reason && f.thread_reason !== 'new' ? reasonText(em, m) : '';
+    const from = mail.from_name && mail.from_addr ? mail.from_name + ' <' + mail.from_addr + '>' : (mail.from_addr || mail.from_name || '');
+    const lines = m ? snippetOf(m) : '';
+    return h('div', { class: 'offer-chat offer-email', dataset: { role: 'offer-email' } },
+      h('span', { class: 'offer-subject offer-email-subject', text: c.subject || mail.subject || t('contact.no_subject') }),
+      h('div', { class: 'offer-visitor' },
+        from ? h('span', { title: t('email.sender.address'), dataset: { role: 'offer-from' } }, icon('email', 'icon-xs'), h('span', { text: from })) : null,
+        files ? h('span', { dataset: { role: 'offer-files' } }, icon('paperclip', 'icon-xs'), h('span', { text: tn('email.attachments', files, { count: files }) })) : null,
+        reason ? h('span', { class: 'offer-email-reason', title: reason, dataset: { role: 'offer-reason', reason: f.thread_reason } }, icon('link', 'icon-xs'), h('span', { text: reason })) : null,
+        count > 1 ? h('span', null, icon('inbox', 'icon-xs'), h('span', { text: tn('email.in_thread', count, { count }) })) : null),
+      lines ? h('ul', { class: 'offer-messages' }, h('li', { class: 'offer-msg', text: lines })) : null);
+  }
+
+  /** Inline images the HTML shows in place (so not counted as files). */
+  function inlineImages(m) {
+    const used = new Set();
+    const html = m.email && m.email.html;
+    if (!html) return used;
+    const atts = Array.isArray(m.attachments) ? m.attachments : [];
+    const flags = m.email.flags || {};
+    const indices = Array.isArray(flags.attachment_indices) ? flags.attachment_indices.map(Number) : atts.map((a, i) => i);
+    for (const mt of String(html).matchAll(/data-attachment-index="(\d+)"/g)) {
+      const a = atts[indices.indexOf(Number(mt[1]))];
+      if (a) used.add(a.id);
+    }
+    return used;
+  }
+
+  function formatAge(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    let rtf;
+    try {
+      rtf = new Intl.RelativeTimeFormat(I18N.getLang(), { numeric: 'auto', style: 'short' });
+    } catch (e) {
+      return formatDuration(ms);
+    }
+    if (s < 60) return rtf.format(0, 'second');
+    if (s < 3600) return rtf.format(-Math.floor(s / 60), 'minute');
+    if (s < 86400) return rtf.format(-Math.floor(s / 3600), 'hour');
+    return rtf.format(-Math.floor(s / 86400), 'day');
+  }
+
+  /** An email in hand: the customer, the subject, how long the customer's latest mail has waited. */
+  function buildEmailCard(e) {
+    const c = e.contact;
+    const cust = entryCustomer(e);
+    return h('li', { class: 'acd-card work-card chat-card email-card', dataset: { contactId: c.id, state: e.state, channel: 'email' } },
+      h('button', { type: 'button', class: 'acd-main', title: t('email.open'), onclick: () => showEmail(e.id, true) },
+        h('span', { class: 'acd-customer' },
+          h('span', { class: 'acd-name', text: entryName(e) }),
+          cust ? tierBadge(cust.tier) : null,
+          h('span', { class: 'unread-badge', dataset: { role: 'unread' }, hidden: true })),
+        channelLine(c),
+        h('span', { class: 'acd-subject', dataset: { role: 'subject' } })),
+      h('div', { class: 'acd-row' },
+        h('span', { class: 'wait-chip', dataset: { role: 'age' } }),
+        h('span', { class: 'acd-timer', title: t('work.handling_time') }, icon('clock', 'icon-xs'), h('span', { class: 'mono', dataset: { role: 'elapsed' } }))));
+  }
+
+  function refreshEmailCard(e, node) {
+    const em = app.emails.get(e.id);
+    node.classList.toggle('is-active', app.view === 'email' && app.activeEmail === e.id);
+    if (!em) return;
+    const part = (role) => node.querySelector('[data-role="' + role + '"]');
+    const unread = part('unread');
+    if (unread) {
+      unread.hidden = !em.unread;
+      unread.textContent = String(em.unread);
+      unread.title = tn('email.unread', em.unread, { count: em.unread });
+    }
+    const subject = part('subject');
+    if (subject) {
+      const s = (em.conversation && em.conversation.subject) || e.contact.subject || t('contact.no_subject');
+      if (subject.textContent !== s) subject.textContent = s;
+    }
+    const age = part('age');
+    if (age) {
+      const failed = em.messages.some((m) => { const ob = outboxOf(m); const st = ob && sendState(em, ob); return st && st.status === 'failed' && m.from === 'agent'; });
+      const last = latestCustomerEmail(em);
+      const answered = last && em.messages.some((m) => m.seq > last.seq && m.from === 'agent');
+      let cls = 'wait-chip';
+      let text = '';
+      if (failed) { cls += ' is-late'; text = t('email.card.failed'); }
+      else if (last && !answered) {
+        const at = parseDate(last.at);
+        const ms = at ? serverNow() - at.getTime() : 0;
+        cls += ms > 3600000 ? ' is-late' : ' is-customer';
+        text = ms < 60000 ? t('email.card.received_now') : t('email.card.received', { age: formatAge(ms) });
+      } else if (answered) { cls += ' is-agent'; text = t('email.card.answered'); }
+      age.className = cls;
+      age.hidden = !text;
+      if (age.textContent !== text) age.textContent = text;
+    }
+  }
+
+  function tickEmails() {
+    for (const [id, pane] of emailPanes) {
+      const em = emailOf(id);
+      if (em && !pane.root.hidden) tickEmailPane(em, pane);
+    }
+  }
 
   // ------------------------------------------------------------------ extension points
 
@@ -3155,6 +4876,7 @@
       if (!app.user) return;
       tickStateTimer();
       tickChats();
+      tickEmails();
       if (sock.status === 'reconnecting') renderConn();
     }, 1000);
     // Countdowns of offers and wrap-up: often enough that a second never shows twice as long.
