@@ -30,6 +30,12 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -108,38 +114,9 @@ fn main() {
             }
         });
         let target = handle.local_addr().to_string();
-        println!("machine: {cores} cores; endpoint pinned to core 0: {pinned}; single-threaded runtime");
+        println!("machine: {cores} cores, load average {}; endpoint pinned to core 0: {pinned}; single-threaded runtime", loadavg());
 
-        // 1. Calls per second: INVITE -> 100 -> 200 -> ACK -> BYE -> 200, no hold time.
-        let rate = env_u32("CPS_RATE", 1000);
-        let calls = env_u32("CPS_CALLS", 20000);
-        let args = sipp_cmd(&target, &[
-            "-r".into(), rate.to_string(), "-m".into(), calls.to_string(), "-l".into(), "5000".into(), "-d".into(), "0".into(),
-        ]);
-        println!("\n$ {}", args.join(" "));
-        let started = Instant::now();
-        let out = tokio::process::Command::new(&args[0]).args(&args[1..]).output().await.unwrap();
-        let elapsed = started.elapsed().as_secs_f64();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let ok = stat(&text, "Successful call");
-        let failed = stat(&text, "Failed call");
-        println!("calls: {ok} successful, {failed} failed, sipp exit {}", out.status);
-        println!("elapsed {elapsed:.2} s => {:.0} calls/s (offered rate {rate}/s)", ok as f64 / elapsed);
-        // Let the lingering transactions (64*T1) drain before the memory phase.
-        let drain = Instant::now();
-        while (handle.active_dialogs() > 0 || handle.active_transactions() > 0) && drain.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        println!("after the run: dialogs {} transactions {} legs {}", handle.active_dialogs(), handle.active_transactions(), handle.active_legs());
-        let mut states = std::collections::BTreeMap::new();
-        for l in handle.legs() {
-            *states.entry(format!("{:?}", l.state)).or_insert(0) += 1;
-        }
-        if !states.is_empty() {
-            println!("legs left by state: {states:?}");
-        }
-
-        // 2. Memory per established dialog: hold N calls up at once.
+        // 1. Memory per established dialog (first, on a fresh heap): hold N calls up at once.
         let n = env_u32("HOLD_DIALOGS", 2000);
         let before = rss_kib();
         let args = sipp_cmd(&target, &[
@@ -160,8 +137,60 @@ fn main() {
         let during = rss_kib();
         println!("held dialogs: {held}, RSS {before} KiB -> {during} KiB: {:.1} KiB per dialog", (during.saturating_sub(before)) as f64 / held.max(1) as f64);
         let out = child.await.unwrap();
+        let drain = Instant::now();
+        while (handle.active_dialogs() > 0 || handle.active_transactions() > 0) && drain.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let text = String::from_utf8_lossy(&out.stdout);
         println!("hold run: {} successful, {} failed", stat(&text, "Successful call"), stat(&text, "Failed call"));
+        // 2. Calls per second: INVITE -> 100 -> 200 -> ACK -> BYE -> 200, no hold time.
+        let rate = env_u32("CPS_RATE", 1000);
+        let calls = env_u32("CPS_CALLS", 20000);
+        let args = sipp_cmd(&target, &[
+            "-r".into(), rate.to_string(), "-m".into(), calls.to_string(), "-l".into(), "5000".into(), "-d".into(), "0".into(),
+        ]);
+        println!("\n$ {}", args.join(" "));
+        let started = Instant::now();
+        let out = tokio::process::Command::new(&args[0]).args(&args[1..]).output().await.unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ok = stat(&text, "Successful call");
+        let failed = stat(&text, "Failed call");
+        println!("calls: {ok} successful, {failed} failed, sipp exit {}", out.status);
+        println!("elapsed {elapsed:.2} s => {:.0} calls/s (offered rate {rate}/s)", ok as f64 / elapsed);
+        // Let the lingering transactions (64*T1) drain before the memory phase.
+        let drain = Instant::now();
+        while (handle.active_dialogs() > 0 || handle.active_transactions() > 0) && drain.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!(
+            "RSS after the run: {} KiB; load average: {}; stack tables {:?}; tokio tasks alive {}",
+            rss_kib(),
+            loadavg(),
+            handle.stack_stats(),
+            tokio::runtime::Handle::current().metrics().num_alive_tasks()
+        );
+        // RFC 3261 keeps finished transactions 64*T1 (32 s) to absorb retransmissions.
+        let linger = Instant::now();
+        while handle.stack_stats().1 > 0 && linger.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!(
+            "after 64*T1 ({:.0} s later): RSS {} KiB; stack tables {:?}; tokio tasks alive {}",
+            linger.elapsed().as_secs_f64(),
+            rss_kib(),
+            handle.stack_stats(),
+            tokio::runtime::Handle::current().metrics().num_alive_tasks()
+        );
+        println!("after the run: dialogs {} transactions {} legs {}", handle.active_dialogs(), handle.active_transactions(), handle.active_legs());
+        let mut states = std::collections::BTreeMap::new();
+        for l in handle.legs() {
+            *states.entry(format!("{:?}", l.state)).or_insert(0) += 1;
+        }
+        if !states.is_empty() {
+            println!("legs left by state: {states:?}");
+        }
+
         handle.shutdown().await;
     });
 }

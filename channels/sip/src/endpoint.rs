@@ -50,6 +50,8 @@ pub struct SipHandle {
 
 struct LegEntry {
     leg: Leg,
+    /// Cancelled when the leg is forgotten: stops its helper tasks (the dialog probe).
+    gone: CancellationToken,
     dialog: InviteDialog,
     call_id: String,
     local_sdp: Option<String>,
@@ -90,7 +92,25 @@ struct Core {
     contact_host: String,
     wire_stats: Arc<WireStats>,
     shutting_down: AtomicBool,
+    /// Per-leg helper tasks alive (dialog probes); 0 once every call is over.
+    leg_tasks: Arc<AtomicU64>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Counts a live task until dropped.
+struct TaskCount(Arc<AtomicU64>);
+
+impl TaskCount {
+    fn new(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        TaskCount(counter.clone())
+    }
+}
+
+impl Drop for TaskCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -239,6 +259,7 @@ impl SipEndpoint {
             tcp_addr,
             wire_stats,
             shutting_down: AtomicBool::new(false),
+            leg_tasks: Arc::new(AtomicU64::new(0)),
             tasks: Mutex::new(Vec::new()),
         });
 
@@ -754,6 +775,7 @@ impl Core {
         lock(&self.legs).insert(
             leg,
             LegEntry {
+                gone: CancellationToken::new(),
                 leg: Leg::inbound(),
                 dialog: dialog.clone(),
                 call_id: call_id.clone(),
@@ -892,10 +914,16 @@ impl Core {
         if every == 0 {
             return;
         }
+        let Some(gone) = lock(&self.legs).get(&leg).map(|e| e.gone.clone()) else {
+            return;
+        };
         let core = self.clone();
+        let alive = TaskCount::new(&self.leg_tasks);
         tokio::spawn(async move {
+            let _alive = alive;
             loop {
                 tokio::select! {
+                    _ = gone.cancelled() => return,
                     _ = core.cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(every)) => {}
                 }
@@ -1093,8 +1121,11 @@ impl Core {
             }
         }
         let removed = lock(&self.legs).remove(&leg);
-        if removed.as_ref().is_some_and(|e| !e.leg.is_ended()) {
-            debug!(%leg, "dialog gone before its leg ended");
+        if let Some(entry) = &removed {
+            entry.gone.cancel();
+            if !entry.leg.is_ended() {
+                debug!(%leg, "dialog gone before its leg ended");
+            }
         }
         lock(&self.offers).retain(|_, o| o.leg != leg);
         if let Some(id) = id {
@@ -1345,6 +1376,7 @@ impl Core {
         lock(&self.legs).insert(
             leg,
             LegEntry {
+                gone: CancellationToken::new(),
                 leg: Leg::outbound(),
                 dialog: dialog.clone(),
                 call_id,
@@ -1674,6 +1706,11 @@ impl SipHandle {
             .collect()
     }
 
+    /// Per-leg helper tasks still running (0 when every call is over).
+    pub fn leg_tasks(&self) -> u64 {
+        self.core.leg_tasks.load(Ordering::Relaxed)
+    }
+
     /// Legs the endpoint still tracks.
     pub fn active_legs(&self) -> usize {
         lock(&self.core.legs).len()
@@ -1688,6 +1725,17 @@ impl SipHandle {
     /// response, by RFC 3261 timers).
     pub fn active_transactions(&self) -> usize {
         self.core.endpoint.get_stats().running_transactions
+    }
+
+    /// rsipstack's own table sizes: (running transactions, finished transactions kept for
+    /// retransmission absorption, 2xx waiting for ACK).
+    pub fn stack_stats(&self) -> (usize, usize, usize) {
+        let s = self.core.endpoint.get_stats();
+        (
+            s.running_transactions,
+            s.finished_transactions,
+            s.waiting_ack,
+        )
     }
 
     /// Keys of the running transactions (diagnostics).

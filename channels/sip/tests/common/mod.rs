@@ -175,9 +175,10 @@ pub async fn wait_clean(handle: &SipHandle) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "leak: dialogs={} legs={} transactions={} {:?}",
+        "leak: dialogs={} legs={} tasks={} transactions={} {:?}",
         handle.active_dialogs(),
         handle.active_legs(),
+        handle.leg_tasks(),
         handle.active_transactions(),
         handle.transaction_keys()
     );
