@@ -3490,6 +3490,7 @@
   function dropEmail(id) {
     const em = app.emails.get(id);
     if (!em) return;
+    clearTimeout(em.retryTimer);
     app.emails.delete(id);
     const pane = emailPanes.get(id);
     if (pane) pane.root.remove();
@@ -3508,8 +3509,28 @@
     }
   }
 
+  /**
+   * A mail waiting for its next attempt: read the conversation again after it (the hub sends
+   * no email_status for mail it sent without a contact, e.g. the acknowledgement).
+   */
+  function watchRetries(em) {
+    let next = null;
+    for (const m of em.messages) {
+      const ob = outboxOf(m);
+      const st = ob && sendState(em, ob);
+      const at = st && st.status === 'pending' && st.attempts > 0 && parseDate(st.next_attempt_at);
+      if (at && (next === null || at < next)) next = at;
+    }
+    clearTimeout(em.retryTimer);
+    em.retryTimer = null;
+    if (next === null) return;
+    const wait = Math.min(Math.max(next.getTime() - serverNow() + 3000, 2000), 3600000);
+    em.retryTimer = setTimeout(() => { if (app.emails.get(em.id) === em) loadEmail(em); }, wait);
+  }
+
   /** Something about an email changed: its pane, its card, the title. */
   function emailChanged(em, what) {
+    watchRetries(em);
     const pane = emailPanes.get(em.id);
     if (pane) updateEmailPane(em, pane, what);
     if (emailVisible(em)) em.unread = 0;
@@ -4707,7 +4728,7 @@
         files ? h('span', { dataset: { role: 'offer-files' } }, icon('paperclip', 'icon-xs'), h('span', { text: tn('email.attachments', files, { count: files }) })) : null,
         reason ? h('span', { class: 'offer-email-reason', title: reason, dataset: { role: 'offer-reason', reason: f.thread_reason } }, icon('link', 'icon-xs'), h('span', { text: reason })) : null,
         count > 1 ? h('span', null, icon('inbox', 'icon-xs'), h('span', { text: tn('email.in_thread', count, { count }) })) : null),
-      lines ? h('ul', { class: 'offer-messages' }, h('li', { class: 'offer-msg', text: lines })) : null);
+      lines ? h('ul', { class: 'offer-messages' }, h('li', { class: 'offer-msg' }, h('span', { class: 'offer-msg-text', text: lines }))) : null);
   }
 
   /** Inline images the HTML shows in place (so not counted as files). */
