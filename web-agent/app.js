@@ -3524,7 +3524,9 @@
     clearTimeout(em.retryTimer);
     em.retryTimer = null;
     if (next === null) return;
-    const wait = Math.min(Math.max(next.getTime() - serverNow() + 3000, 2000), 3600000);
+    // Shortly after the attempt is due; long overdue (the hub busy or stopped): every 30 s.
+    const delta = next.getTime() - serverNow();
+    const wait = delta > -10000 ? Math.min(Math.max(delta + 3000, 2000), 3600000) : 30000;
     em.retryTimer = setTimeout(() => { if (app.emails.get(em.id) === em) loadEmail(em); }, wait);
   }
 
