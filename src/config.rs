@@ -25,6 +25,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub chat: crate::chat::ChatConfig,
     pub email: crate::email::EmailConfig,
+    pub voice: crate::voice::VoiceConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,7 +72,11 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
+    /// UDP and TCP address for trunks and desk phones; empty = no voice channel.
     pub listen: String,
+    /// The SIP stack's TOML (inbound and outbound trunks, registrar, TLS; see
+    /// channels/sip/README.md); empty = `<data_dir>/sip.toml` if it exists.
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +141,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             chat: crate::chat::ChatConfig::default(),
             email: crate::email::EmailConfig::default(),
+            voice: crate::voice::VoiceConfig::default(),
         }
     }
 }
@@ -155,6 +161,7 @@ impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: "0.0.0.0:5060".into(),
+            file: String::new(),
         }
     }
 }

@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod push;
 pub mod server;
 pub mod store;
+pub mod voice;
 pub mod web;
 pub mod ws;

@@ -93,10 +93,18 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 fn main() {
     let cli = Cli::parse();
+    // rsipstack logs whole SIP messages (phone numbers) at info: personal data stays out of
+    // info-level logs unless RUST_LOG asks for rsipstack by name.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = if filter.contains("rsipstack") {
+        filter
+    } else {
+        format!("{filter},rsipstack=warn")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| "info,sqlx=warn,rsipstack=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

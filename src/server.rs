@@ -28,6 +28,8 @@ pub struct AppState {
     pub push: Arc<AgentPush>,
     pub chat: Arc<ChatService>,
     pub email: Arc<crate::email::EmailService>,
+    /// The voice channel, when `sip.listen` is set.
+    pub voice: Option<Arc<crate::voice::VoiceService>>,
 }
 
 /// The routing rules in force, replaced whole on each valid reload.
@@ -108,6 +110,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where the SMTP listener took mail, if it runs.
     pub smtp_addr: Option<SocketAddr>,
+    /// Where SIP listens (UDP and TCP), when the voice channel runs.
+    pub sip_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -121,6 +125,9 @@ impl Running {
         }
         let _ = (&mut self.task).await;
         self.state.email.stop().await;
+        if let Some(v) = &self.state.voice {
+            v.stop().await;
+        }
         self.state.store.close().await;
     }
 
@@ -204,6 +211,15 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         push.clone(),
     )
     .await?;
+    let voice = crate::voice::VoiceService::start(
+        store.clone(),
+        config.clone(),
+        routing.clone(),
+        hub.clone(),
+        push.clone(),
+    )
+    .await?;
+    let sip_addr = voice.as_ref().map(|v| v.sip_addr);
     let state = AppState {
         store,
         config,
@@ -213,6 +229,7 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         push,
         chat,
         email,
+        voice,
     };
     let app = crate::api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -232,6 +249,7 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
     Ok(Running {
         addr,
         smtp_addr,
+        sip_addr,
         state,
         shutdown: Some(tx),
         task,

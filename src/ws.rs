@@ -304,6 +304,9 @@ async fn agent_frame(state: &AppState, agent: &User, v: Value) -> Result<Option<
     if crate::chat::agent::is_chat_frame(kind) {
         return crate::chat::agent::frame(state, agent, kind, &v).await;
     }
+    if crate::voice::agent::is_call_frame(kind) {
+        return crate::voice::agent::frame(state, agent, kind, &v).await;
+    }
     let op = match kind {
         "ping" => return Ok(Some(json!({"type": "pong"}))),
         "set_state" => return set_state(state, agent_id, &v).await,

@@ -35,6 +35,8 @@ use crate::server::AppState;
         crate::chat::http::link_customer,
         crate::email::http::conversation, crate::email::http::reply, crate::email::http::note,
         crate::email::http::split, crate::email::http::merge, crate::email::http::upload, crate::email::http::retry,
+        crate::voice::http::set_phone, crate::voice::http::get_phone, crate::voice::http::delete_phone,
+        crate::voice::http::recordings, crate::voice::http::download,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -87,7 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/supervisor/ws", get(crate::ws::supervisor_socket))
         .route("/openapi.json", get(openapi))
         .merge(crate::chat::http::api_router())
-        .merge(crate::email::http::api_router(&state));
+        .merge(crate::email::http::api_router(&state))
+        .merge(crate::voice::http::api_router());
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::chat::http::router(&state))

@@ -11,6 +11,7 @@ mod customers;
 mod email;
 mod import;
 mod users;
+mod voice;
 
 pub use acd::{format_skills, parse_skills, AgentProfile, ResumableContact};
 pub use chat::{AttachmentRow, CannedResponse, ChatRow, MessageRow, NewChat, NewInbound, Visitor};
@@ -22,6 +23,7 @@ pub use email::{
 };
 pub use import::{ImportOutcome, ImportRow};
 pub use users::FailedLogins;
+pub use voice::{ContactEventRow, Recording, SipAccount};
 
 use std::str::FromStr;
 

@@ -75,6 +75,10 @@ pub fn config_for(db: &TestDb) -> Config {
     config.database_url = db.url.clone();
     config.http.listen = "127.0.0.1:0".into();
     config.smtp.listen = "127.0.0.1:0".into();
+    config.sip.listen = "127.0.0.1:0".into();
+    config.voice.rtp_bind = "127.0.0.1".into();
+    config.voice.rtp_port_min = 0;
+    config.voice.rtp_port_max = 0;
     config.agent.heartbeat_secs = 1;
     config.agent.disconnect_grace_secs = 2;
     config.routing.rules_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/routing-rules").into();
@@ -115,6 +119,13 @@ impl TestHub {
     }
 
     pub async fn start_with(config: Config) -> TestHub {
+        // TEST_LOG=debug (an env filter) shows the hub's log while a test runs.
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let store = Store::connect(&config.effective_database_url())
             .await
             .unwrap();

@@ -1,0 +1,81 @@
+//! The agent socket's call-control frames (docs/protocol.md, "Calls"): hold, mute, DTMF,
+//! transfers, consultation, conference, hang-up.
+
+use serde_json::{json, Value};
+
+use super::calls::TransferTarget;
+use super::CallOp;
+use crate::domain::User;
+use crate::server::AppState;
+
+fn error(code: &str, message: impl Into<String>) -> Value {
+    json!({"type": "error", "code": code, "message": message.into()})
+}
+
+/// Whether `kind` is a call-control frame.
+pub fn is_call_frame(kind: &str) -> bool {
+    kind.starts_with("call_")
+}
+
+fn target(v: &Value) -> Result<TransferTarget, Value> {
+    if let Some(q) = v.get("queue").and_then(Value::as_str) {
+        return Ok(TransferTarget::Queue(q.to_string()));
+    }
+    if let Some(a) = v.get("agent_id").and_then(Value::as_i64) {
+        return Ok(TransferTarget::Agent(a));
+    }
+    if let Some(n) = v.get("number").and_then(Value::as_str) {
+        return Ok(TransferTarget::Number(n.to_string()));
+    }
+    Err(error(
+        "invalid_message",
+        "give a queue, an agent_id or a number",
+    ))
+}
+
+pub async fn frame(
+    state: &AppState,
+    agent: &User,
+    kind: &str,
+    v: &Value,
+) -> Result<Option<Value>, Value> {
+    let Some(voice) = &state.voice else {
+        return Err(error(
+            "unavailable",
+            "the voice channel is not running (sip.listen is empty)",
+        ));
+    };
+    let contact = v
+        .get("contact_id")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| error("invalid_message", "contact_id (a number) is required"))?;
+    let op = match kind {
+        "call_hold" => CallOp::Hold,
+        "call_unhold" => CallOp::Unhold,
+        "call_mute" => CallOp::Mute,
+        "call_unmute" => CallOp::Unmute,
+        "call_hangup" => CallOp::Hangup,
+        "call_dtmf" => CallOp::Dtmf(
+            v.get("digits")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error("invalid_message", "digits (a string) is required"))?
+                .to_string(),
+        ),
+        "call_transfer" => CallOp::Transfer(target(v)?),
+        "call_consult" => CallOp::Consult(target(v)?),
+        "call_complete_transfer" => CallOp::CompleteTransfer,
+        "call_cancel_consult" => CallOp::CancelConsult,
+        "call_conference" => CallOp::Conference,
+        other => {
+            return Err(error(
+                "unknown_type",
+                format!("unknown message type {other:?}"),
+            ))
+        }
+    };
+    // The new state reaches every socket of the agent as a `call_state` push.
+    match voice.control(agent.id, contact, op).await {
+        Ok(_) => Ok(None),
+        Err(message) => Err(error("call_refused", message)),
+    }
+}
