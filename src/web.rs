@@ -7,7 +7,9 @@ use axum::Router;
 
 use crate::server::AppState;
 
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+// Images may come from anywhere: an email's remote images, which its sanitized HTML holds back
+// until the agent asks to see them (nothing else the console shows points outside).
+const CSP: &str = "default-src 'self'; img-src 'self' data: blob: https: http:; style-src 'self'; script-src 'self'; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

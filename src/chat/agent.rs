@@ -292,7 +292,7 @@ async fn transfer(
             priority,
             &skills,
             "transfer",
-            contact,
+            json!({ "transferred_from": contact }),
             now,
         )
         .await

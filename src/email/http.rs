@@ -417,7 +417,55 @@ pub async fn split(
         agent_id = user.user.id,
         "conversation split"
     );
-    Ok((StatusCode::CREATED, Json(json!({"conversation_id": new}))))
+    // The split-off thread needs someone to answer it: a contact of its own, in line where the
+    // original's is (or where the routing rules send mail).
+    let old = state.store.latest_contact(id).await?;
+    let conv = state.store.conversation_row(new).await?;
+    let rules = state.routing.rules();
+    let route = rules.route(
+        &crate::acd::rules::ContactAttributes::new(Channel::Email),
+        now_ms(),
+    );
+    let queue = old
+        .as_ref()
+        .and_then(|c| c.queue.clone())
+        .filter(|q| rules.queue(q).is_some())
+        .unwrap_or(route.queue);
+    let priority = old.as_ref().map_or(route.priority, |c| c.priority);
+    let contact = state
+        .store
+        .create_follow_up_contact(
+            new,
+            Channel::Email,
+            conv.as_ref().and_then(|c| c.customer_id),
+            conv.as_ref().and_then(|c| c.subject.as_deref()),
+            &queue,
+            priority,
+            &crate::acd::types::SkillSet::default(),
+            "split",
+            json!({ "split_from": id, "seq": s.seq }),
+            now_ms(),
+        )
+        .await?;
+    state
+        .hub
+        .route(
+            crate::acd::types::ContactSpec {
+                id: contact.id,
+                channel: Channel::Email,
+                queue,
+                priority,
+                enqueued_at: now_ms(),
+                extra_skills: crate::acd::types::SkillSet::default(),
+                last_agent: Some(user.user.id),
+            },
+            None,
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"conversation_id": new, "contact_id": contact.id})),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

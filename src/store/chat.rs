@@ -215,7 +215,7 @@ const COLS_PER_MESSAGE: usize = 11;
 impl Store {
     /// Stores a new chat in one transaction and returns its conversation and contact.
     pub async fn create_chat(&self, c: &NewChat, now: i64) -> StoreResult<(i64, Contact)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let conv = insert_conversation(
             &mut tx,
             Channel::Chat,
@@ -274,7 +274,7 @@ impl Store {
 
     /// Stores a web message or callback request: its conversation, contact and message.
     pub async fn create_inbound(&self, c: &NewInbound, now: i64) -> StoreResult<(i64, Contact)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let conv = insert_conversation(
             &mut tx,
             c.channel,
@@ -320,7 +320,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in rows.chunks(MESSAGES_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO messages ({MESSAGE_COLS}) VALUES {}",
@@ -470,7 +470,7 @@ impl Store {
         conversation: i64,
         customer: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE conversations SET customer_id = $1 WHERE id = $2")
             .bind(customer)
             .bind(conversation)
@@ -485,7 +485,8 @@ impl Store {
         Ok(())
     }
 
-    /// A further contact of an existing conversation (a transfer), queued and routed.
+    /// A further contact of an existing conversation (a transfer, a split thread), queued;
+    /// `origin` says where it came from (stored with its `created` event).
     #[allow(clippy::too_many_arguments)]
     pub async fn create_follow_up_contact(
         &self,
@@ -497,10 +498,10 @@ impl Store {
         priority: i64,
         skills: &SkillSet,
         routed_by: &str,
-        transferred_from: i64,
+        origin: serde_json::Value,
         now: i64,
     ) -> StoreResult<Contact> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let contact = insert_contact(
             &mut tx,
             Routed {
@@ -513,7 +514,11 @@ impl Store {
                 routed_by,
                 overflow: None,
                 conversation,
-                event: serde_json::json!({ "conversation_id": conversation, "transferred_from": transferred_from }),
+                event: {
+                    let mut e = origin;
+                    e["conversation_id"] = serde_json::json!(conversation);
+                    e
+                },
             },
             now,
         )

@@ -31,7 +31,8 @@ pub struct ContactFilter {
     pub before_id: Option<i64>,
 }
 
-pub(crate) const CONTACT_COLS: &str = "id, channel, direction, customer_id, case_id, queue, state, priority, \
+pub(crate) const CONTACT_COLS: &str =
+    "id, channel, direction, customer_id, case_id, queue, state, priority, \
      subject, agent_id, created_at, connected_at, ended_at, conversation_id";
 
 pub(crate) fn contact_from_row(row: &AnyRow) -> StoreResult<Contact> {
@@ -74,7 +75,7 @@ pub struct AgentEventRow {
 impl Store {
     /// Stores a contact and its first event in one transaction.
     pub async fn create_contact(&self, c: &NewContact, now: i64) -> StoreResult<Contact> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO contacts (channel, direction, customer_id, case_id, queue, state, priority, subject, \
              agent_id, created_at, connected_at, ended_at, updated_at, conversation_id) \
@@ -120,7 +121,7 @@ impl Store {
         now: i64,
         data: &serde_json::Value,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE contacts SET state = $1, agent_id = COALESCE($2, agent_id), updated_at = $3, \
              connected_at = CASE WHEN $1 = 'connected' AND connected_at IS NULL THEN $3 ELSE connected_at END, \
@@ -282,7 +283,7 @@ impl Store {
 
     /// Appends agent events in one transaction (the writer task batches them).
     pub async fn append_agent_events(&self, events: &[AgentEventRow]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for e in events {
             sqlx::query(
                 "INSERT INTO agent_events (agent_id, at, kind, state, reason, data) VALUES ($1, $2, $3, $4, $5, $6)",

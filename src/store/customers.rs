@@ -95,7 +95,7 @@ fn case_from_row(row: &AnyRow) -> StoreResult<Case> {
 
 impl Store {
     pub async fn create_customer(&self, c: &NormalizedCustomer, now: i64) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO customers (kind, name, name_search, tier, tags, preferred_channel, language, \
              do_not_call, do_not_email, notes, external_ref, created_at, updated_at) \
@@ -137,7 +137,7 @@ impl Store {
         c: &NormalizedCustomer,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE customers SET kind = $1, name = $2, name_search = $3, tier = $4, tags = $5, \
              preferred_channel = $6, language = $7, do_not_call = $8, do_not_email = $9, notes = $10, \

@@ -234,7 +234,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<i64> {
         for _ in 0..3 {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let seq: i64 = sqlx::query(
                 "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM messages WHERE conversation_id = $1",
             )
@@ -315,7 +315,7 @@ impl Store {
         if let Some((conversation, seq)) = self.email_by_message_id(&e.message_id).await? {
             return Ok(EmailStored::Duplicate { conversation, seq });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let conversation = match e.conversation {
             Some(c) => c,
             None => {
@@ -651,7 +651,7 @@ impl Store {
         from_seq: i64,
         now: i64,
     ) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT channel, customer_id, language, thread_key FROM conversations WHERE id = $1",
         )
@@ -722,7 +722,7 @@ impl Store {
                 "a conversation cannot be merged into itself".into(),
             ));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let base: i64 = sqlx::query(
             "SELECT COALESCE(MAX(seq), 0) AS last FROM messages WHERE conversation_id = $1",
         )

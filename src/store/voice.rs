@@ -187,7 +187,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in rows.chunks(200) {
             let sql = format!(
                 "INSERT INTO contact_events (contact_id, at, kind, data) VALUES {}",
