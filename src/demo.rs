@@ -19,7 +19,17 @@ pub struct DemoAccount {
     pub display_name: String,
     pub role: Role,
     pub password: String,
+    /// The desk-phone account (SIP username, password) of an agent.
+    pub phone: Option<(String, String)>,
 }
+
+/// Desk-phone usernames of the demo agents.
+const PHONES: &[(&str, &str)] = &[
+    ("alice", "1001"),
+    ("bob", "1002"),
+    ("lina", "1003"),
+    ("sophie", "1009"),
+];
 
 const QUEUES: &[(&str, &str, &str)] = &[
     (
@@ -199,6 +209,17 @@ fn record(
 /// Seeds (or refreshes) the sample company and returns the accounts with fresh passwords.
 pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAccount>> {
     let now = now_ms();
+    // Calls from this machine count as a trunk, so a softphone here can call the hotline.
+    let sip = config.data_dir.join("sip.toml");
+    if config.sip.file.is_empty() && !sip.exists() {
+        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::write(
+            &sip,
+            "# Written by `contact-hub demo`: calls from this machine count as calls from a carrier.\n\
+             # Trunks, registrar and TLS: see channels/sip/README.md.\n\
+             [[inbound_trunk]]\nname = \"local\"\nallow = [\"127.0.0.1\", \"::1\"]\n",
+        )?;
+    }
     let today = chrono::Utc::now().date_naive();
     for (name, display, desc) in QUEUES {
         store.upsert_queue(name, display, desc, now).await?;
@@ -227,11 +248,36 @@ pub async fn seed(store: &Store, config: &Config) -> anyhow::Result<Vec<DemoAcco
             };
             store.set_agent_profile(user.id, &profile, now).await?;
         }
+        let phone = match PHONES.iter().find(|(u, _)| u == username) {
+            Some((_, sip_user)) => {
+                let pw = Alphanumeric.sample_string(&mut rand::rng(), 12);
+                let realm = "contact-hub";
+                store
+                    .set_sip_account(
+                        &crate::store::SipAccount {
+                            user_id: user.id,
+                            username: sip_user.to_string(),
+                            realm: realm.into(),
+                            ha1: channel_sip::digest::ha1(
+                                channel_sip::digest::Algorithm::Md5,
+                                sip_user,
+                                realm,
+                                &pw,
+                            ),
+                        },
+                        now,
+                    )
+                    .await?;
+                Some((sip_user.to_string(), pw))
+            }
+            None => None,
+        };
         accounts.push(DemoAccount {
             username: username.to_string(),
             display_name: display.to_string(),
             role: *role,
             password,
+            phone,
         });
     }
     let mut rows = Vec::new();

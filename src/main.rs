@@ -51,10 +51,11 @@ enum Command {
         command: ImportCommand,
     },
     /// Seed a sample company (queues, agents, customers, history), print the logins, and serve.
+    /// Scripted customers open web chats while agents are available.
     Demo {
-        /// Also run the scripted customers (sample chats) while agents are available.
+        /// Serve the sample company without the scripted customers (for tests).
         #[arg(long)]
-        sample_traffic: bool,
+        no_sample_traffic: bool,
     },
 }
 
@@ -134,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import {
             command: ImportCommand::Customers { file, encoding },
         } => import_customers(config, file, encoding).await,
-        Command::Demo { sample_traffic } => {
+        Command::Demo { no_sample_traffic } => {
             let store = server::open_store(&config).await?;
             let accounts = demo::seed(&store, &config).await?;
             let url = format!("http://{}", config.http.listen);
@@ -149,11 +150,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     a.password
                 );
             }
+            println!(
+                "\n  Desk phones register to sip:{} with digest:",
+                config.sip.listen
+            );
+            for a in &accounts {
+                if let Some((sip_user, pw)) = &a.phone {
+                    println!("  sip:{sip_user:<6} for {:<14} {pw}", a.username);
+                }
+            }
             println!("\n(Passwords are new each time `contact-hub demo` runs.)");
-            println!("The sample shop with the chat widget: {url}/chat/example\n");
+            println!("The sample shop with the chat widget: {url}/chat/example");
+            println!(
+                "Call the hotline from a softphone on this machine: sip:+864008001234@{}\n",
+                config.sip.listen.replace("0.0.0.0", "127.0.0.1")
+            );
             store.close().await;
             server::serve_with(config, move |running| {
-                if sample_traffic {
+                if !no_sample_traffic {
                     tokio::spawn(demo::sample_chats(running.addr, running.state.hub.clone()));
                 }
             })

@@ -73,6 +73,8 @@ pub async fn store(db: &TestDb) -> Store {
 pub fn config_for(db: &TestDb) -> Config {
     let mut config = Config::from_parts(None, &[]).unwrap();
     config.database_url = db.url.clone();
+    // Files a hub writes (recordings, the demo's sip.toml) go to a directory of the test's own.
+    config.data_dir = tempfile::tempdir().expect("temp dir").keep();
     config.http.listen = "127.0.0.1:0".into();
     config.smtp.listen = "127.0.0.1:0".into();
     config.sip.listen = "127.0.0.1:0".into();
