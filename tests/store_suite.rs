@@ -53,7 +53,7 @@ fn contact(customer: i64, channel: Channel) -> NewContact {
         priority: 0,
         subject: Some("主题 subject".into()),
         agent_id: None,
-                conversation_id: None,
+        conversation_id: None,
     }
 }
 
