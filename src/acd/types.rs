@@ -239,44 +239,6 @@ impl BusinessHours {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_next_opening_is_found_across_nights_weekends_and_holidays() {
-        // Beijing time, Monday to Friday 09:00–18:00; 2026-12-04 is a Friday.
-        let mut week: [Vec<(u16, u16)>; 7] = Default::default();
-        for d in week.iter_mut().take(5) {
-            d.push((9 * 60, 18 * 60));
-        }
-        let h = BusinessHours {
-            utc_offset_minutes: 480,
-            week,
-            holidays: vec!["2026-12-07".into()],
-        };
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .timestamp_millis()
-        };
-        // Friday 20:00 local: closed until Tuesday 09:00 (Monday is a holiday).
-        let open = h.next_open(at("2026-12-04T20:00:00+08:00")).unwrap();
-        assert_eq!(open, at("2026-12-08T09:00:00+08:00"));
-        assert!(h.is_open(open) && !h.is_open(open - 60_000));
-        // Already open: now.
-        let t = at("2026-12-08T10:30:15+08:00");
-        assert_eq!(h.next_open(t), Some(t));
-        // Never open: none.
-        let never = BusinessHours {
-            utc_offset_minutes: 0,
-            week: Default::default(),
-            holidays: (0..30).map(|d| format!("2026-12-{:02}", d + 1)).collect(),
-        };
-        assert_eq!(never.next_open(at("2026-12-01T00:00:00Z")), None);
-    }
-}
-
 impl SkillSet {
     /// Whether an agent with `skills` (name → level) meets every requirement.
     pub fn met_by(&self, skills: &std::collections::HashMap<String, u8>) -> bool {
@@ -339,5 +301,43 @@ impl AgentStateKind {
             AgentStateKind::Busy => "busy",
             AgentStateKind::WrapUp => "wrap_up",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_opening_is_found_across_nights_weekends_and_holidays() {
+        // Beijing time, Monday to Friday 09:00–18:00; 2026-12-04 is a Friday.
+        let mut week: [Vec<(u16, u16)>; 7] = Default::default();
+        for d in week.iter_mut().take(5) {
+            d.push((9 * 60, 18 * 60));
+        }
+        let h = BusinessHours {
+            utc_offset_minutes: 480,
+            week,
+            holidays: vec!["2026-12-07".into()],
+        };
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Friday 20:00 local: closed until Tuesday 09:00 (Monday is a holiday).
+        let open = h.next_open(at("2026-12-04T20:00:00+08:00")).unwrap();
+        assert_eq!(open, at("2026-12-08T09:00:00+08:00"));
+        assert!(h.is_open(open) && !h.is_open(open - 60_000));
+        // Already open: now.
+        let t = at("2026-12-08T10:30:15+08:00");
+        assert_eq!(h.next_open(t), Some(t));
+        // Never open: none.
+        let never = BusinessHours {
+            utc_offset_minutes: 0,
+            week: Default::default(),
+            holidays: (0..30).map(|d| format!("2026-12-{:02}", d + 1)).collect(),
+        };
+        assert_eq!(never.next_open(at("2026-12-01T00:00:00Z")), None);
     }
 }
