@@ -264,6 +264,12 @@ async fn agent_session(state: AppState, agent: User, mut socket: WebSocket) {
         }
     }
     state.push.unregister(agent.id, push_id);
+    if let Some(v) = &state.voice {
+        if !state.push.is_connected(agent.id) {
+            // No console left: a softphone cannot ring.
+            v.set_endpoint(agent.id, None, false).await;
+        }
+    }
     state.hub.disconnect(agent.id).await;
     metrics.agent_sockets.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(agent_id = agent.id, "agent socket closed");

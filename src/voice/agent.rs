@@ -12,9 +12,9 @@ fn error(code: &str, message: impl Into<String>) -> Value {
     json!({"type": "error", "code": code, "message": message.into()})
 }
 
-/// Whether `kind` is a call-control frame.
+/// Whether `kind` is a call-control or softphone frame.
 pub fn is_call_frame(kind: &str) -> bool {
-    kind.starts_with("call_")
+    kind.starts_with("call_") || kind.starts_with("webrtc_") || kind == "set_endpoint"
 }
 
 fn target(v: &Value) -> Result<TransferTarget, Value> {
@@ -45,10 +45,73 @@ pub async fn frame(
             "the voice channel is not running (sip.listen is empty)",
         ));
     };
+    match kind {
+        "set_endpoint" => {
+            let endpoint = match v.get("endpoint").and_then(Value::as_str) {
+                Some("browser") => super::Endpoint::Browser,
+                Some("phone") => super::Endpoint::Phone,
+                _ => return Err(error("invalid_message", "endpoint: browser or phone")),
+            };
+            let (endpoint, ready) = voice
+                .set_endpoint(agent.id, Some(endpoint), true)
+                .await
+                .ok_or_else(|| error("unavailable", "the voice channel has stopped"))?;
+            return Ok(Some(
+                json!({"type": "endpoint", "endpoint": endpoint, "ready": ready}),
+            ));
+        }
+        "call_dial" => {
+            let number = v
+                .get("number")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error("invalid_message", "number (a string) is required"))?
+                .to_string();
+            let customer = v.get("customer_id").and_then(Value::as_i64);
+            let sdp = v.get("sdp").and_then(Value::as_str).map(String::from);
+            return match voice.dial(agent.id, number, customer, sdp).await {
+                Ok(mut r) => {
+                    r["type"] = json!("call_dialing");
+                    Ok(Some(r))
+                }
+                Err(m) => Err(error("call_refused", m)),
+            };
+        }
+        _ => {}
+    }
     let contact = v
         .get("contact_id")
         .and_then(Value::as_i64)
         .ok_or_else(|| error("invalid_message", "contact_id (a number) is required"))?;
+    match kind {
+        "webrtc_offer" => {
+            let sdp = v
+                .get("sdp")
+                .and_then(Value::as_str)
+                .filter(|s| s.len() <= 64 * 1024)
+                .ok_or_else(|| error("invalid_message", "sdp (a string) is required"))?
+                .to_string();
+            return match voice.webrtc_offer(agent.id, contact, sdp).await {
+                Ok(answer) => Ok(Some(
+                    json!({"type": "webrtc_answer", "contact_id": contact, "sdp": answer}),
+                )),
+                Err(m) => Err(
+                    json!({"type": "error", "code": "webrtc_refused", "message": m, "contact_id": contact}),
+                ),
+            };
+        }
+        "webrtc_candidate" => {
+            let candidate = v
+                .get("candidate")
+                .and_then(Value::as_str)
+                .filter(|c| c.len() <= 1024)
+                .ok_or_else(|| error("invalid_message", "candidate (a string) is required"))?
+                .to_string();
+            let ufrag = v.get("ufrag").and_then(Value::as_str).map(String::from);
+            voice.webrtc_candidate(agent.id, contact, candidate, ufrag);
+            return Ok(None);
+        }
+        _ => {}
+    }
     let op = match kind {
         "call_hold" => CallOp::Hold,
         "call_unhold" => CallOp::Unhold,

@@ -118,9 +118,11 @@ enum LegRole {
     Consult,
 }
 
+/// One side of a call: its media leg, and its SIP leg (none for a browser's WebRTC leg, and
+/// none yet for a customer we have not dialled yet).
 #[derive(Debug, Clone, Copy)]
 struct Party {
-    sip: SipLeg,
+    sip: Option<SipLeg>,
     media: MediaLeg,
 }
 
@@ -147,6 +149,10 @@ enum Stage {
     External,
     /// A last prompt plays; then the call is hung up.
     Leaving,
+    /// Click-to-dial: the agent's leg first, then the customer's number.
+    Dialing {
+        number: String,
+    },
 }
 
 struct Call {
@@ -180,7 +186,23 @@ pub(crate) struct Manager {
     deadlines: HashMap<CallId, Millis>,
     /// Agents' desk-phone usernames.
     phones: HashMap<i64, String>,
+    /// The endpoint each agent chose, whose desk phone is registered, whose console is open.
+    endpoints: HashMap<i64, Endpoint>,
+    registered: std::collections::HashSet<i64>,
+    online: std::collections::HashSet<i64>,
+    /// WebRTC legs whose ICE and DTLS are up.
+    webrtc_up: std::collections::HashSet<MediaLeg>,
     events: mpsc::UnboundedSender<ContactEventRow>,
+}
+
+/// Where an agent takes calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// The registered desk phone rings.
+    Phone,
+    /// The console's softphone (WebRTC) rings.
+    Browser,
 }
 
 async fn event_writer(store: Store, mut rx: mpsc::UnboundedReceiver<ContactEventRow>) {
@@ -215,6 +237,10 @@ impl Manager {
             timers: BTreeSet::new(),
             deadlines: HashMap::new(),
             phones: HashMap::new(),
+            endpoints: HashMap::new(),
+            registered: Default::default(),
+            online: Default::default(),
+            webrtc_up: Default::default(),
             events,
         }
     }
@@ -383,12 +409,14 @@ impl Manager {
             }
             SipEvent::Registered { agent_id, .. } => {
                 if let Ok(a) = agent_id.parse::<i64>() {
-                    self.d.hub.voice_endpoint(a, true).await;
+                    self.registered.insert(a);
+                    self.update_ready(a).await;
                 }
             }
             SipEvent::Unregistered { agent_id, .. } => {
                 if let Ok(a) = agent_id.parse::<i64>() {
-                    self.d.hub.voice_endpoint(a, false).await;
+                    self.registered.remove(&a);
+                    self.update_ready(a).await;
                 }
             }
             _ => {}
@@ -397,7 +425,7 @@ impl Manager {
 
     fn media_of(&self, id: CallId, leg: SipLeg) -> Option<MediaLeg> {
         let c = self.calls.get(&id)?;
-        if c.customer.sip == leg {
+        if c.customer.sip == Some(leg) {
             return Some(c.customer.media);
         }
         for p in [
@@ -408,7 +436,7 @@ impl Manager {
         .into_iter()
         .flatten()
         {
-            if p.sip == leg {
+            if p.sip == Some(leg) {
                 return Some(p.media);
             }
         }
@@ -536,7 +564,10 @@ impl Manager {
             id,
             Call {
                 contact,
-                customer: Party { sip: leg, media },
+                customer: Party {
+                    sip: Some(leg),
+                    media,
+                },
                 caller: caller.clone(),
                 called: called.clone(),
                 language: Language::ZhCn,
@@ -1076,7 +1107,10 @@ impl Manager {
         if let Some(c) = self.calls.get_mut(&id) {
             c.consult = Some(Consult {
                 target,
-                party: Party { sip: leg, media },
+                party: Party {
+                    sip: Some(leg),
+                    media,
+                },
                 answered: false,
                 blind,
             });
@@ -1168,7 +1202,9 @@ impl Manager {
                 c.consult = None;
                 c.agent = Some((agent, p));
             }
-            self.sip_legs.insert(p.sip, (id, LegRole::Agent));
+            if let Some(s) = p.sip {
+                self.sip_legs.insert(s, (id, LegRole::Agent));
+            }
             if let Ok(Ok(())) = self
                 .d
                 .hub
@@ -1177,6 +1213,17 @@ impl Manager {
             {
                 self.connect(id).await;
             }
+            return;
+        }
+        if matches!(
+            self.calls.get(&id).map(|c| &c.stage),
+            Some(Stage::Dialing { .. })
+        ) {
+            self.dial_accepted(id, contact, agent).await;
+            return;
+        }
+        if self.endpoint(agent) == Endpoint::Browser {
+            self.ring_browser(id, contact, agent).await;
             return;
         }
         let Some(username) = self.phones.get(&agent).cloned() else {
@@ -1214,7 +1261,13 @@ impl Manager {
                 self.sip_legs.insert(leg, (id, LegRole::Ringing));
                 self.media_legs.insert(media, id);
                 if let Some(c) = self.calls.get_mut(&id) {
-                    c.ringing = Some((agent, Party { sip: leg, media }));
+                    c.ringing = Some((
+                        agent,
+                        Party {
+                            sip: Some(leg),
+                            media,
+                        },
+                    ));
                 }
                 self.event(contact, "agent_ringing", json!({"agent": agent}));
             }
@@ -1244,6 +1297,28 @@ impl Manager {
             }
         }
         match role {
+            LegRole::Customer => {
+                // The customer we dialled answered.
+                if matches!(
+                    self.calls.get(&id).map(|c| &c.stage),
+                    Some(Stage::Dialing { .. })
+                ) {
+                    self.connect(id).await;
+                }
+            }
+            LegRole::Ringing
+                if matches!(
+                    self.calls.get(&id).map(|c| &c.stage),
+                    Some(Stage::Dialing { .. })
+                ) =>
+            {
+                // The agent's desk phone answered a click-to-dial: now the customer.
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.agent = c.ringing.take();
+                }
+                self.sip_legs.insert(leg, (id, LegRole::Agent));
+                self.dial_customer(id).await;
+            }
             LegRole::Ringing => {
                 let Some(call) = self.calls.get_mut(&id) else {
                     return;
@@ -1372,6 +1447,19 @@ impl Manager {
             return;
         };
         match role {
+            LegRole::Customer => {
+                // A click-to-dial nobody answered (busy, no answer, refused).
+                let Some(c) = self.calls.get(&id) else {
+                    return;
+                };
+                let contact = c.contact;
+                let agent = c.agent.map(|a| a.0);
+                self.event(contact, "customer_not_reached", json!({"code": code}));
+                if let Some(agent) = agent {
+                    self.complete(id, contact, agent, "not_reached").await;
+                }
+                self.forget(id).await;
+            }
             LegRole::Ringing => {
                 let Some(c) = self.calls.get_mut(&id) else {
                     return;
@@ -1532,6 +1620,12 @@ impl Manager {
                 }
             }
             Stage::Voicemail { .. } => self.finish_voicemail(id).await,
+            Stage::Dialing { .. } => {
+                if let Some((agent, _)) = c.agent {
+                    self.event(contact, "ended", json!({"by": "customer", "cause": cause}));
+                    self.complete(id, contact, agent, "customer").await;
+                }
+            }
             Stage::External | Stage::Leaving => {
                 self.event(contact, "ended", json!({"by": "customer", "cause": cause}));
             }
@@ -1584,9 +1678,11 @@ impl Manager {
     }
 
     async fn drop_party(&mut self, p: Party) {
-        self.sip_legs.remove(&p.sip);
         self.media_legs.remove(&p.media);
-        let _ = self.d.sip.hangup(p.sip).await;
+        if let Some(sip) = p.sip {
+            self.sip_legs.remove(&sip);
+            let _ = self.d.sip.hangup(sip).await;
+        }
         let _ = self.d.media.remove_leg(p.media).await;
     }
 
@@ -1594,8 +1690,9 @@ impl Manager {
         let Some(c) = self.calls.get(&id) else {
             return;
         };
-        let leg = c.customer.sip;
-        let _ = self.d.sip.hangup(leg).await;
+        if let Some(leg) = c.customer.sip {
+            let _ = self.d.sip.hangup(leg).await;
+        }
     }
 
     /// The customer's leg is gone: drop every other leg and the call.
@@ -1669,6 +1766,8 @@ impl Manager {
             }
             // (An RTCP BYE only ends an RTP stream — phones send one when a re-INVITE restarts
             // their media — never the call.)
+            MediaEvent::WebRtc { leg, state } => self.webrtc_state(leg, state).await,
+            MediaEvent::Stats { leg, stats } => self.quality_frame(leg, &stats),
             MediaEvent::MediaTimeout { leg } => {
                 // The peer vanished without a SIP BYE: end its leg as if it had hung up.
                 let Some(&id) = self.media_legs.get(&leg) else {
@@ -1683,7 +1782,7 @@ impl Manager {
                     .into_iter()
                     .flatten()
                     .find(|p| p.media == leg)
-                    .map(|p| p.sip)
+                    .and_then(|p| p.sip)
                 });
                 if let Some(sip) = sip {
                     tracing::info!(leg = %sip, "no media from a call leg; hanging it up");
@@ -1697,6 +1796,529 @@ impl Manager {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Live media quality for the agent's console (loss, jitter, round trip).
+    fn quality_frame(&self, leg: MediaLeg, stats: &channel_media::LegStats) {
+        let Some(c) = self.media_legs.get(&leg).and_then(|id| self.calls.get(id)) else {
+            return;
+        };
+        let Some((agent, p)) = c.agent else {
+            return;
+        };
+        let which = if p.media == leg {
+            "agent"
+        } else if c.customer.media == leg {
+            "customer"
+        } else {
+            return;
+        };
+        self.d.push.send(
+            agent,
+            json!({
+                "type": "call_quality", "contact_id": c.contact, "leg": which,
+                "packets_received": stats.packets_received, "packets_lost": stats.packets_lost,
+                "fraction_lost": stats.fraction_lost, "jitter_ms": stats.jitter.as_secs_f64() * 1000.0,
+                "rtt_ms": stats.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                "remote_fraction_lost": stats.remote_fraction_lost,
+                "remote_jitter_ms": stats.remote_jitter.as_secs_f64() * 1000.0,
+                "ice_restarts": stats.ice_restarts,
+            }),
+        );
+    }
+
+    // ---- the browser softphone and click-to-dial ----------------------------------------
+
+    /// An offer to an agent whose console is their phone: a WebRTC leg waits for the
+    /// browser's SDP offer; the console rings (it has the ACD's offer with the screen-pop).
+    async fn ring_browser(&mut self, id: CallId, contact: i64, agent: i64) {
+        let Ok((media, _)) = self.d.media.create_webrtc_leg(LegConfig::default()).await else {
+            let _ = self
+                .d
+                .hub
+                .contact_op(agent, contact, ContactOp::Reject)
+                .await;
+            return;
+        };
+        self.media_legs.insert(media, id);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.ringing = Some((agent, Party { sip: None, media }));
+        let caller = c.caller.clone();
+        let customer_id = c.customer_id;
+        self.event(
+            contact,
+            "agent_ringing",
+            json!({"agent": agent, "endpoint": "browser"}),
+        );
+        self.d.push.send(
+            agent,
+            json!({"type": "call_state", "contact_id": contact, "state": "ringing", "caller": caller, "customer_id": customer_id}),
+        );
+    }
+
+    /// The browser leg of `agent` in the call of `contact`: ringing, connected, consulted or
+    /// dialling.
+    fn browser_leg(&self, agent: i64, contact: i64) -> Option<MediaLeg> {
+        let c = self.calls.get(self.by_contact.get(&contact)?)?;
+        let mine = |p: &(i64, Party)| (p.0 == agent && p.1.sip.is_none()).then_some(p.1.media);
+        c.ringing
+            .as_ref()
+            .and_then(mine)
+            .or_else(|| c.agent.as_ref().and_then(mine))
+            .or_else(|| {
+                c.consult.as_ref().and_then(|x| {
+                    (x.target == TransferTarget::Agent(agent) && x.party.sip.is_none())
+                        .then_some(x.party.media)
+                })
+            })
+    }
+
+    /// The browser's SDP offer (first, or an ICE restart): our answer.
+    async fn webrtc_offer(
+        &mut self,
+        agent: i64,
+        contact: i64,
+        sdp: String,
+    ) -> Result<String, String> {
+        let leg = self
+            .browser_leg(agent, contact)
+            .ok_or("this call is not ringing in your console")?;
+        self.d
+            .media
+            .webrtc_answer(leg, sdp)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn webrtc_state(&mut self, leg: MediaLeg, state: channel_media::WebRtcState) {
+        use channel_media::WebRtcState;
+        let Some(&id) = self.media_legs.get(&leg) else {
+            return;
+        };
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let contact = c.contact;
+        let ringing = c.ringing.filter(|r| r.1.media == leg);
+        let connected = c.agent.filter(|a| a.1.media == leg);
+        let consult = c.consult.as_ref().filter(|x| x.party.media == leg).cloned();
+        let dialing = matches!(c.stage, Stage::Dialing { .. });
+        match state {
+            WebRtcState::Connected => {
+                self.webrtc_up.insert(leg);
+                if let Some((agent, party)) = ringing {
+                    if dialing {
+                        return;
+                    }
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.ringing = None;
+                    }
+                    match self
+                        .d
+                        .hub
+                        .contact_op(agent, contact, ContactOp::Accept)
+                        .await
+                    {
+                        Ok(Ok(())) => {
+                            if let Some(c) = self.calls.get_mut(&id) {
+                                c.agent = Some((agent, party));
+                            }
+                            self.connect(id).await;
+                        }
+                        _ => self.drop_party(party).await,
+                    }
+                } else if let Some(x) = consult {
+                    let agent = self.calls.get_mut(&id).and_then(|c| {
+                        if let Some(cx) = c.consult.as_mut() {
+                            cx.answered = true;
+                        }
+                        c.agent
+                    });
+                    self.event(
+                        contact,
+                        "consult_answered",
+                        json!({"target": target_json(&x.target)}),
+                    );
+                    if let Some((a, p)) = agent {
+                        let _ = self.d.media.bridge(p.media, leg).await;
+                        self.push_state(id, a);
+                    }
+                } else if dialing && connected.is_some() {
+                    self.dial_customer(id).await;
+                } else if let Some((agent, _)) = connected {
+                    // Back after an ICE restart.
+                    self.push_state(id, agent);
+                }
+            }
+            WebRtcState::Disconnected => {
+                if let Some((agent, _)) = connected.or(ringing) {
+                    self.d.push.send(
+                        agent,
+                        json!({"type": "call_state", "contact_id": contact, "state": "reconnecting"}),
+                    );
+                }
+            }
+            WebRtcState::Failed => {
+                self.webrtc_up.remove(&leg);
+                if let Some((agent, party)) = ringing {
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.ringing = None;
+                    }
+                    self.drop_party(party).await;
+                    if !dialing {
+                        let _ = self
+                            .d
+                            .hub
+                            .contact_op(agent, contact, ContactOp::Reject)
+                            .await;
+                    }
+                } else if let Some((agent, _)) = connected {
+                    // The agent's browser is gone for good: the customer is not dropped but
+                    // goes back in line.
+                    self.event(contact, "agent_media_failed", json!({"agent": agent}));
+                    let queue = self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| c.spec.as_ref().map(|s| s.queue.clone()));
+                    match queue {
+                        Some(q) if !dialing => {
+                            let _ = self
+                                .blind_transfer(id, agent, TransferTarget::Queue(q))
+                                .await;
+                        }
+                        _ => {
+                            self.complete(id, contact, agent, "agent_media_failed")
+                                .await;
+                            self.hang_up_customer(id).await;
+                            if dialing {
+                                self.forget(id).await;
+                            }
+                        }
+                    }
+                } else if consult.is_some() {
+                    let consult = self.calls.get_mut(&id).and_then(|c| c.consult.take());
+                    if let Some(x) = consult {
+                        self.drop_party(x.party).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Click-to-dial: checks, a contact (outbound), the agent's leg (browser: answered here;
+    /// desk phone: rung once the ACD gives the agent the contact), then the customer.
+    async fn dial(
+        &mut self,
+        agent: i64,
+        number: String,
+        customer_id: Option<i64>,
+        sdp: Option<String>,
+    ) -> Result<Value, String> {
+        if !self.ready(agent) {
+            return Err(
+                "your phone is not ready: choose the browser or register your desk phone".into(),
+            );
+        }
+        let state = self
+            .d
+            .hub
+            .agents()
+            .await
+            .map_err(|_| "the hub is stopping".to_string())?
+            .into_iter()
+            .find(|(a, _)| *a == agent)
+            .map(|(_, v)| v.state);
+        if state != Some(crate::acd::types::AgentStateKind::Available) {
+            return Err("set yourself available to place a call".into());
+        }
+        let region = &self.d.config.archive.default_region;
+        let e164 = crate::identity::normalize_phone(&number, region)
+            .map_err(|_| format!("not a phone number: {number:?}"))?;
+        let store = &self.d.store;
+        let customer_id = match customer_id {
+            Some(c) => Some(c),
+            None => store
+                .customer_by_identity(IdentityKind::Phone, &e164)
+                .await
+                .ok()
+                .flatten(),
+        };
+        if let Some(c) = customer_id {
+            let customer = store
+                .get_customer(c)
+                .await
+                .map_err(|_| "no such customer".to_string())?;
+            if customer.do_not_call {
+                return Err(format!(
+                    "{} asked not to be called (do-not-call): the call is not placed",
+                    customer.name
+                ));
+            }
+        }
+        if self.d.trunk.is_none() {
+            return Err("no outbound trunk is configured (sip.toml [[outbound_trunk]])".into());
+        }
+        let browser = self.endpoint(agent) == Endpoint::Browser;
+        if browser && sdp.is_none() {
+            return Err("sdp: the softphone's offer is required".into());
+        }
+        let now = now_ms();
+        let rules = self.d.routing.rules();
+        let d = rules.route(
+            &crate::acd::rules::ContactAttributes::new(Channel::Outbound),
+            now,
+        );
+        let contact = store
+            .create_contact(
+                &NewContact {
+                    channel: Channel::Outbound,
+                    direction: ContactDirection::Outbound,
+                    customer_id,
+                    case_id: None,
+                    queue: Some(d.queue.clone()),
+                    state: ContactState::Queued,
+                    priority: d.priority,
+                    subject: None,
+                    agent_id: None,
+                    conversation_id: None,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .id;
+        let _ = store
+            .set_contact_routing(
+                contact,
+                &d.queue,
+                d.priority,
+                &SkillSet::default(),
+                "click_to_dial",
+                None,
+            )
+            .await;
+        let (customer_media, _) = self
+            .d
+            .media
+            .create_leg(LegConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = None;
+        let mut ringing = None;
+        if let (true, Some(offer)) = (browser, sdp) {
+            let (leg, _) = self
+                .d
+                .media
+                .create_webrtc_leg(LegConfig::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            match self.d.media.webrtc_answer(leg, offer).await {
+                Ok(a) => answer = Some(a),
+                Err(e) => {
+                    let _ = self.d.media.remove_leg(leg).await;
+                    let _ = self.d.media.remove_leg(customer_media).await;
+                    self.close_contact(contact, json!({"outcome": "softphone_refused"}))
+                        .await;
+                    return Err(e.to_string());
+                }
+            }
+            ringing = Some((
+                agent,
+                Party {
+                    sip: None,
+                    media: leg,
+                },
+            ));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let spec = ContactSpec {
+            id: contact,
+            channel: Channel::Outbound,
+            queue: d.queue.clone(),
+            priority: d.priority,
+            enqueued_at: now,
+            extra_skills: SkillSet::default(),
+            last_agent: None,
+        };
+        self.calls.insert(
+            id,
+            Call {
+                contact,
+                customer: Party {
+                    sip: None,
+                    media: customer_media,
+                },
+                caller: e164.clone(),
+                called: e164.clone(),
+                language: Language::ZhCn,
+                customer_id,
+                stage: Stage::Dialing {
+                    number: e164.clone(),
+                },
+                spec: Some(spec.clone()),
+                ringing,
+                agent: None,
+                consult: None,
+                held_since: None,
+                hold_ms: 0,
+                muted: false,
+                recording: None,
+                conference: false,
+            },
+        );
+        self.media_legs.insert(customer_media, id);
+        if let Some((_, p)) = ringing {
+            self.media_legs.insert(p.media, id);
+        }
+        self.by_contact.insert(contact, id);
+        self.event(contact, "dial", json!({"number": e164, "agent": agent}));
+        match self.d.hub.route_to_agent(spec, agent, 10).await {
+            Ok(Ok(())) => {}
+            _ => {
+                self.forget(id).await;
+                self.close_contact(contact, json!({"outcome": "not_placed"}))
+                    .await;
+                return Err("you cannot take a call now".into());
+            }
+        }
+        Ok(json!({"contact_id": contact, "number": e164, "sdp": answer}))
+    }
+
+    /// The ACD gave the agent their own outbound contact: take it and go on dialling.
+    async fn dial_accepted(&mut self, id: CallId, contact: i64, agent: i64) {
+        if !matches!(
+            self.d
+                .hub
+                .contact_op(agent, contact, ContactOp::Accept)
+                .await,
+            Ok(Ok(()))
+        ) {
+            self.forget(id).await;
+            return;
+        }
+        let browser = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.ringing)
+            .filter(|r| r.1.sip.is_none());
+        match browser {
+            Some((a, p)) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.ringing = None;
+                    c.agent = Some((a, p));
+                }
+                self.push_dialing(id, agent);
+                if self.webrtc_up.contains(&p.media) {
+                    self.dial_customer(id).await;
+                }
+            }
+            None => {
+                // The desk phone rings first; the customer is dialled when it answers.
+                let Some(username) = self.phones.get(&agent).cloned() else {
+                    self.complete(id, contact, agent, "no_phone").await;
+                    self.forget(id).await;
+                    return;
+                };
+                let Ok((media, _)) = self.d.media.create_leg(LegConfig::default()).await else {
+                    return;
+                };
+                let Ok(offer) = self.d.media.local_offer(media).await else {
+                    return;
+                };
+                let number = self
+                    .calls
+                    .get(&id)
+                    .map(|c| c.caller.clone())
+                    .unwrap_or_default();
+                let caller = Caller {
+                    display: None,
+                    user: number,
+                };
+                match self
+                    .d
+                    .sip
+                    .originate(Target::UserAll(username), caller, offer)
+                    .await
+                {
+                    Ok(leg) => {
+                        self.sip_legs.insert(leg, (id, LegRole::Ringing));
+                        self.media_legs.insert(media, id);
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.ringing = Some((
+                                agent,
+                                Party {
+                                    sip: Some(leg),
+                                    media,
+                                },
+                            ));
+                        }
+                        self.push_dialing(id, agent);
+                    }
+                    Err(_) => {
+                        let _ = self.d.media.remove_leg(media).await;
+                        self.complete(id, contact, agent, "phone_failed").await;
+                        self.forget(id).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn push_dialing(&self, id: CallId, agent: i64) {
+        if let Some(c) = self.calls.get(&id) {
+            self.d.push.send(
+                agent,
+                json!({"type": "call_state", "contact_id": c.contact, "state": "dialing", "number": c.caller}),
+            );
+        }
+    }
+
+    /// The agent's leg is up: call the customer's number through the trunk.
+    async fn dial_customer(&mut self, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.customer.sip.is_some() {
+            return;
+        }
+        let Stage::Dialing { number } = &c.stage else {
+            return;
+        };
+        let (number, media, contact) = (number.clone(), c.customer.media, c.contact);
+        let Some(trunk) = self.d.trunk.clone() else {
+            return;
+        };
+        let Ok(offer) = self.d.media.local_offer(media).await else {
+            return;
+        };
+        let caller = Caller {
+            display: None,
+            user: String::new(),
+        };
+        match self
+            .d
+            .sip
+            .originate(Target::Trunk { trunk, number }, caller, offer)
+            .await
+        {
+            Ok(leg) => {
+                self.sip_legs.insert(leg, (id, LegRole::Customer));
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.customer.sip = Some(leg);
+                }
+                self.event(contact, "customer_dialled", json!({}));
+            }
+            Err(e) => {
+                tracing::warn!(contact_id = contact, error = %e, "cannot dial the customer");
+                if let Some((agent, _)) = self.calls.get(&id).and_then(|c| c.agent) {
+                    self.complete(id, contact, agent, "not_reached").await;
+                }
+                self.forget(id).await;
+            }
         }
     }
 
@@ -1753,9 +2375,78 @@ impl Manager {
 
     // ---- call control ---------------------------------------------------------------------
 
+    fn endpoint(&self, agent: i64) -> Endpoint {
+        self.endpoints
+            .get(&agent)
+            .copied()
+            .unwrap_or(Endpoint::Phone)
+    }
+
+    fn ready(&self, agent: i64) -> bool {
+        match self.endpoint(agent) {
+            Endpoint::Browser => self.online.contains(&agent),
+            Endpoint::Phone => self.registered.contains(&agent),
+        }
+    }
+
+    /// Tells the ACD whether calls can reach the agent now.
+    async fn update_ready(&self, agent: i64) {
+        self.d.hub.voice_endpoint(agent, self.ready(agent)).await;
+    }
+
     async fn on_request(&mut self, r: Request) {
         match r {
             Request::Accounts => self.load_phones().await,
+            Request::Endpoint {
+                agent,
+                endpoint,
+                online,
+                reply,
+            } => {
+                if let Some(e) = endpoint {
+                    self.endpoints.insert(agent, e);
+                }
+                if online {
+                    self.online.insert(agent);
+                } else {
+                    self.online.remove(&agent);
+                }
+                self.update_ready(agent).await;
+                let _ = reply.send((self.endpoint(agent), self.ready(agent)));
+            }
+            Request::WebRtcOffer {
+                agent,
+                contact,
+                sdp,
+                reply,
+            } => {
+                let r = self.webrtc_offer(agent, contact, sdp).await;
+                let _ = reply.send(r);
+            }
+            Request::WebRtcCandidate {
+                agent,
+                contact,
+                candidate,
+                ufrag,
+            } => {
+                if let Some(leg) = self.browser_leg(agent, contact) {
+                    let _ = self
+                        .d
+                        .media
+                        .webrtc_add_candidate(leg, candidate, ufrag)
+                        .await;
+                }
+            }
+            Request::Dial {
+                agent,
+                number,
+                customer_id,
+                sdp,
+                reply,
+            } => {
+                let r = self.dial(agent, number, customer_id, sdp).await;
+                let _ = reply.send(r);
+            }
             Request::Control {
                 agent,
                 contact,
@@ -1880,10 +2571,7 @@ impl Manager {
                         if let Some(c) = self.calls.get_mut(&id) {
                             c.agent = None;
                         }
-                        self.sip_legs.remove(&agent_party.sip);
-                        self.media_legs.remove(&agent_party.media);
-                        let _ = self.d.sip.hangup(agent_party.sip).await;
-                        let _ = self.d.media.remove_leg(agent_party.media).await;
+                        self.drop_party(agent_party).await;
                         self.stop_recording(id).await;
                         self.complete_transferred(id, contact, agent).await;
                         let new = self
@@ -1967,7 +2655,9 @@ impl Manager {
             .local_offer(customer.media)
             .await
             .map_err(|e| e.to_string())?;
-        let _ = self.d.sip.reinvite(customer.sip, offer).await;
+        if let Some(sip) = customer.sip {
+            let _ = self.d.sip.reinvite(sip, offer).await;
+        }
         if hold {
             let music = specs(&self.d.prompts, language, &[PromptRef::MusicOnHold]);
             let _ = self.d.media.play(customer.media, music, true).await;
@@ -1994,7 +2684,9 @@ impl Manager {
             .set_direction(customer.media, Direction::SendRecv)
             .await;
         if let Ok(offer) = self.d.media.local_offer(customer.media).await {
-            let _ = self.d.sip.reinvite(customer.sip, offer).await;
+            if let Some(sip) = customer.sip {
+                let _ = self.d.sip.reinvite(sip, offer).await;
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use crate::push::AgentPush;
 use crate::server::Routing;
 use crate::store::Store;
 
-pub use calls::CallOp;
+pub use calls::{CallOp, Endpoint};
 
 /// The voice channel's configuration (`[voice]`; the SIP listener and trunks are `[sip]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +127,34 @@ pub(crate) enum Request {
     },
     /// A desk-phone account changed (set or removed).
     Accounts,
+    /// An agent chose where calls ring (`None`: unchanged) and whether a console is open.
+    Endpoint {
+        agent: i64,
+        endpoint: Option<Endpoint>,
+        online: bool,
+        reply: oneshot::Sender<(Endpoint, bool)>,
+    },
+    /// The softphone's SDP offer for a call in the agent's console.
+    WebRtcOffer {
+        agent: i64,
+        contact: i64,
+        sdp: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    WebRtcCandidate {
+        agent: i64,
+        contact: i64,
+        candidate: String,
+        ufrag: Option<String>,
+    },
+    /// Click-to-dial.
+    Dial {
+        agent: i64,
+        number: String,
+        customer_id: Option<i64>,
+        sdp: Option<String>,
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
 }
 
 pub struct VoiceService {
@@ -245,6 +273,77 @@ impl VoiceService {
             .map_err(|_| "the voice channel has stopped".to_string())?;
         rx.await
             .map_err(|_| "the voice channel has stopped".to_string())?
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.requests.send(make(reply)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Where the agent takes calls, and whether calls can reach them now.
+    pub async fn set_endpoint(
+        &self,
+        agent: i64,
+        endpoint: Option<Endpoint>,
+        online: bool,
+    ) -> Option<(Endpoint, bool)> {
+        self.ask(|reply| Request::Endpoint {
+            agent,
+            endpoint,
+            online,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn webrtc_offer(
+        &self,
+        agent: i64,
+        contact: i64,
+        sdp: String,
+    ) -> Result<String, String> {
+        self.ask(|reply| Request::WebRtcOffer {
+            agent,
+            contact,
+            sdp,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the voice channel has stopped".into()))
+    }
+
+    pub fn webrtc_candidate(
+        &self,
+        agent: i64,
+        contact: i64,
+        candidate: String,
+        ufrag: Option<String>,
+    ) {
+        let _ = self.requests.send(Request::WebRtcCandidate {
+            agent,
+            contact,
+            candidate,
+            ufrag,
+        });
+    }
+
+    pub async fn dial(
+        &self,
+        agent: i64,
+        number: String,
+        customer_id: Option<i64>,
+        sdp: Option<String>,
+    ) -> Result<serde_json::Value, String> {
+        self.ask(|reply| Request::Dial {
+            agent,
+            number,
+            customer_id,
+            sdp,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the voice channel has stopped".into()))
     }
 
     /// Sets a user's desk-phone account; the registrar takes it at once.
