@@ -13,9 +13,11 @@
 //! do). With `BENCH_DATABASE_URL=postgres://…` the same runs on PostgreSQL, in a throwaway
 //! database `bench_import_<pid>` created beside the one in the URL and dropped afterwards.
 //!
-//! Then a breakdown of where the time goes: reading/decoding, CSV parsing alone, parsing plus
-//! validation/phone normalization (`import::parse`), `normalize_phone` alone, and the SQL alone
-//! (`Store::import_customers` on pre-parsed batches of `import::BATCH_ROWS`).
+//! Then (unless `BENCH_BREAKDOWN=0`) a breakdown of where the time goes: reading/decoding, CSV
+//! parsing alone, parsing plus validation/phone normalization on one thread (`import::parse`)
+//! and on the parallel parser (`import::parse_parallel`), `normalize_phone` alone, and the SQL
+//! alone (`CustomerImporter::import` on pre-parsed batches of `import::BATCH_ROWS`), with the
+//! SQLite plans of the import's lookups.
 
 use std::path::Path;
 use std::time::Instant;
@@ -37,6 +39,24 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
+}
+
+/// CPU seconds this process has used (all threads, user + system): on a shared machine the
+/// wall time says how long it took, this says how much work it was.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime in USER_HZ (100 on Linux)
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -216,10 +236,10 @@ async fn counts(store: &Store) -> BoxResult<(i64, i64)> {
     Ok((c, i))
 }
 
-fn print_report(label: &str, r: &ImportReport) {
+fn print_report(label: &str, r: &ImportReport, cpu: f64) {
     let rows = r.rows();
     println!(
-        "  {label:<28} {rows:>9} rows {:>8.2} s {:>10.0} rows/s   created {:>8}  updated {:>8}  rejected {:>5}",
+        "  {label:<28} {rows:>9} rows {:>8.2} s {:>10.0} rows/s  (CPU {cpu:.2} s)   created {:>8}  updated {:>8}  rejected {:>5}",
         r.seconds,
         rows as f64 / r.seconds,
         r.created,
@@ -238,11 +258,13 @@ async fn run_import(store: &Store, csv: &Path, rows: u64) -> BoxResult<RunResult
     if c0 != 0 {
         return Err(format!("the database is not empty ({c0} customers)").into());
     }
+    let cpu = cpu_seconds();
     let first = import::import_file(store, &cfg, csv, Encoding::Auto, |_, _| {}).await?;
-    print_report("first import (all new)", &first);
+    print_report("first import (all new)", &first, cpu_seconds() - cpu);
     let (c1, i1) = counts(store).await?;
+    let cpu = cpu_seconds();
     let second = import::import_file(store, &cfg, csv, Encoding::Auto, |_, _| {}).await?;
-    print_report("re-import (same file)", &second);
+    print_report("re-import (same file)", &second, cpu_seconds() - cpu);
     let (c2, i2) = counts(store).await?;
     println!("  customers after 1st/2nd import: {c1} / {c2}; identities: {i1} / {i2}");
     let mut ok = true;
@@ -268,11 +290,11 @@ async fn run_import(store: &Store, csv: &Path, rows: u64) -> BoxResult<RunResult
     Ok(RunResult { first, second, ok })
 }
 
-/// Where the time goes: each stage alone, single-threaded.
+/// Where the time goes: each stage alone.
 async fn breakdown(csv: &Path, dir: &Path, rows: u64) -> BoxResult<()> {
     let url = format!("sqlite://{}?mode=rwc", dir.join("breakdown.db").display());
     let cfg = ArchiveConfig::default();
-    println!("\nbreakdown (each stage alone, one thread; import_file overlaps parsing with SQL):");
+    println!("\nbreakdown (each stage alone; import_file overlaps parsing with SQL):");
     let t = Instant::now();
     let bytes = std::fs::read(csv)?;
     let text = import::decode(&bytes, Encoding::Auto)?;
@@ -285,9 +307,7 @@ async fn breakdown(csv: &Path, dir: &Path, rows: u64) -> BoxResult<()> {
         .from_reader(text.as_bytes());
     let mut rec = csv::StringRecord::new();
     let mut phones: Vec<(String, String)> = Vec::new();
-    let mut n = 0u64;
     while reader.read_record(&mut rec)? {
-        n += 1;
         let region = rec.get(7).unwrap_or("").trim();
         for p in rec.get(5).unwrap_or("").split([';', '|']) {
             if !p.trim().is_empty() {
@@ -303,7 +323,6 @@ async fn breakdown(csv: &Path, dir: &Path, rows: u64) -> BoxResult<()> {
         }
     }
     let csv_s = t.elapsed().as_secs_f64();
-    let _ = n;
 
     let t = Instant::now();
     let mut parsed: Vec<ImportRow> = Vec::with_capacity(rows as usize);
@@ -314,6 +333,25 @@ async fn breakdown(csv: &Path, dir: &Path, rows: u64) -> BoxResult<()> {
     })?;
     let parse_s = t.elapsed().as_secs_f64();
 
+    // The parallel parser as import_file runs it, with 1 and 2 validation threads; it must
+    // hand over the same rows in the same order.
+    let mut parallel_s = Vec::new();
+    for workers in [1, 2] {
+        let t = Instant::now();
+        let mut n = 0usize;
+        let mut in_order = true;
+        import::parse_parallel(&text, &cfg, workers, |r, _| {
+            if let Ok(row) = r {
+                in_order &= parsed.get(n).map(|p| p.line) == Some(row.line);
+                n += 1;
+            }
+        })?;
+        parallel_s.push(t.elapsed().as_secs_f64());
+        if !in_order || n != parsed.len() {
+            return Err(format!("parse_parallel({workers}) gave other rows than parse").into());
+        }
+    }
+
     let t = Instant::now();
     let mut ok = 0;
     for (p, region) in &phones {
@@ -323,85 +361,93 @@ async fn breakdown(csv: &Path, dir: &Path, rows: u64) -> BoxResult<()> {
     }
     let phone_s = t.elapsed().as_secs_f64();
 
-    // SQL alone, in import_file's batch size, on a fresh database.
+    // SQL alone, in import_file's batch size, on a fresh database, through the importer
+    // import_file uses.
     let store = Store::connect(&url).await?;
     store.migrate().await?;
     let now = contact_hub::domain::now_ms();
+    let mut importer = store.customer_importer().await?;
+    let mut insert_batches = Vec::new();
+    let cpu = cpu_seconds();
     let t = Instant::now();
     for batch in parsed.chunks(import::BATCH_ROWS) {
-        store.import_customers(batch, now).await?;
+        let tb = Instant::now();
+        importer.import(batch, now).await?;
+        insert_batches.push(tb.elapsed().as_secs_f64() * 1000.0);
     }
     let insert_s = t.elapsed().as_secs_f64();
+    let insert_cpu = cpu_seconds() - cpu;
+    let mut update_batches = Vec::new();
+    let cpu = cpu_seconds();
     let t = Instant::now();
     for batch in parsed.chunks(import::BATCH_ROWS) {
-        store.import_customers(batch, now).await?;
+        let tb = Instant::now();
+        importer.import(batch, now).await?;
+        update_batches.push(tb.elapsed().as_secs_f64() * 1000.0);
     }
     let update_s = t.elapsed().as_secs_f64();
-    store.close().await;
+    let update_cpu = cpu_seconds() - cpu;
+    importer.close().await;
 
-    // The same multi-row customer INSERT the import uses (500 rows x 13 columns per statement,
-    // 2000 rows per transaction), once with `$n` and once with `?` placeholders.
-    let mut placeholder_s = Vec::new();
-    for (i, numbered) in [true, false].into_iter().enumerate() {
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.join(format!("placeholders{i}.db")).display()
-        );
-        let store = Store::connect(&url).await?;
-        store.migrate().await?;
-        let t = Instant::now();
-        for batch in parsed.chunks(import::BATCH_ROWS) {
-            let mut tx = store.pool().begin().await?;
-            for chunk in batch.chunks(500) {
-                let groups: Vec<String> = (0..chunk.len())
-                    .map(|r| {
-                        let ps: Vec<String> = (0..13)
-                            .map(|c| {
-                                if numbered {
-                                    format!("${}", r * 13 + c + 1)
-                                } else {
-                                    "?".into()
-                                }
-                            })
-                            .collect();
-                        format!("({})", ps.join(", "))
-                    })
-                    .collect();
-                let sql = format!(
-                    "INSERT INTO customers (kind, name, name_search, tier, tags, preferred_channel, \
-                     language, do_not_call, do_not_email, notes, external_ref, created_at, updated_at) \
-                     VALUES {}",
-                    groups.join(", ")
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for r in chunk {
-                    let c = &r.customer;
-                    q = q
-                        .bind(c.kind.as_str())
-                        .bind(c.name.as_str())
-                        .bind(c.name_search.as_str())
-                        .bind(c.tier.as_str())
-                        .bind(c.tags.join(","))
-                        .bind(c.preferred_channel.map(|p| p.as_str()))
-                        .bind(c.language.as_deref())
-                        .bind(c.do_not_call as i64)
-                        .bind(c.do_not_email as i64)
-                        .bind(c.notes.as_str())
-                        .bind(c.external_ref.as_deref())
-                        .bind(now)
-                        .bind(now);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
+    // How SQLite plans the import's lookups and deletes on a table of this size.
+    println!(
+        "  SQLite plans of the import's statements ({} customers in the table):",
+        parsed.len()
+    );
+    let in_list = vec!["?"; 1000].join(", ");
+    let probes = [
+        (
+            "customers by external_ref",
+            format!("SELECT id, external_ref FROM customers WHERE external_ref IN ({in_list})"),
+        ),
+        (
+            "identities by value",
+            format!(
+                "SELECT customer_id, kind, value FROM customer_identities WHERE value IN ({in_list})"
+            ),
+        ),
+        (
+            "identities of customers",
+            format!(
+                "SELECT customer_id, kind, value FROM customer_identities \
+                 WHERE customer_id IN ({in_list}) ORDER BY customer_id, id"
+            ),
+        ),
+        (
+            "delete identities of a kind",
+            format!(
+                "DELETE FROM customer_identities WHERE kind || '' = 'phone' AND customer_id IN ({in_list})"
+            ),
+        ),
+    ];
+    for (label, sql) in &probes {
+        let mut q = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for i in 0..1000 {
+            q = q.bind(format!("C{i:08}"));
         }
-        placeholder_s.push(t.elapsed().as_secs_f64());
-        store.close().await;
+        let plan: Vec<String> = q
+            .fetch_all(store.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap_or_default())
+            .collect();
+        println!("    {label:<30} {}", plan.join(" | "));
     }
+    store.close().await;
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (k, n) = (5.min(insert_batches.len()), insert_batches.len());
+    println!(
+        "  ms per {}-row batch, first {k} / last {k} of {n}: new rows {:.1} / {:.1}, updates {:.1} / {:.1}",
+        import::BATCH_ROWS,
+        avg(&insert_batches[..k]),
+        avg(&insert_batches[n - k..]),
+        avg(&update_batches[..k]),
+        avg(&update_batches[n - k..]),
+    );
 
     let line = |label: &str, s: f64, items: u64, unit: &str| {
         println!(
-            "  {label:<52} {s:>7.2} s  {:>10.0} {unit}/s  {:>7.2} µs/row",
+            "  {label:<56} {s:>7.2} s  {:>10.0} {unit}/s  {:>7.2} µs/row",
             items as f64 / s,
             s * 1e6 / rows as f64
         );
@@ -429,26 +475,26 @@ async fn breakdown(csv: &Path, dir: &Path, rows: u64) -> BoxResult<()> {
         "numbers",
     );
     line(
-        "SQL: Store::import_customers, new rows",
+        "import::parse_parallel, 1 validation thread",
+        parallel_s[0],
+        rows,
+        "rows",
+    );
+    line(
+        "import::parse_parallel, 2 validation threads",
+        parallel_s[1],
+        rows,
+        "rows",
+    );
+    line(
+        &format!("SQL: CustomerImporter::import, new rows (CPU {insert_cpu:.2} s)"),
         insert_s,
         rows,
         "rows",
     );
     line(
-        "SQL: Store::import_customers, same rows again (updates)",
+        &format!("SQL: same rows again, updates (CPU {update_cpu:.2} s)"),
         update_s,
-        rows,
-        "rows",
-    );
-    line(
-        "experiment: customers rows only, 500-row INSERT with $n",
-        placeholder_s[0],
-        rows,
-        "rows",
-    );
-    line(
-        "experiment: customers rows only, 500-row INSERT with ?",
-        placeholder_s[1],
         rows,
         "rows",
     );
@@ -541,7 +587,9 @@ async fn main() -> BoxResult<()> {
         }
     }
 
-    breakdown(&csv_path, dir.path(), rows).await?;
+    if env_u64("BENCH_BREAKDOWN", 1) != 0 {
+        breakdown(&csv_path, dir.path(), rows).await?;
+    }
 
     println!("\nload average after: {}", loadavg());
     println!("\nresult (target >= {TARGET_ROWS_PER_SEC:.0} rows/s):");

@@ -46,16 +46,48 @@ pub fn normalize_phone(raw: &str, default_region: &str) -> Result<String, Identi
     };
     let number =
         phonenumber::parse(region, cleaned).map_err(|_| IdentityError::BadPhone(raw.into()))?;
-    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    let e164 = e164(&number);
     // The stored form must read back as itself; junk such as "+86 0138000" does not (the
     // crate drops the trunk 0 on the second pass), and would never match a caller again.
-    let stable = phonenumber::parse(None, &e164)
-        .map(|n| n.format().mode(phonenumber::Mode::E164).to_string() == e164)
-        .unwrap_or(false);
+    let stable = reads_back_unchanged(number.code().value(), &number.national().to_string())
+        || phonenumber::parse(None, &e164)
+            .map(|n| self::e164(&n) == e164)
+            .unwrap_or(false);
     if e164.len() < 6 || !stable {
         return Err(IdentityError::BadPhone(raw.into()));
     }
     Ok(e164)
+}
+
+/// The E.164 form, `+{country code}{national number}`: what the crate's `Mode::E164`
+/// formatting writes, without its formatter, which first searches the country's national
+/// format patterns (regexes) for every mode, E.164 included. That search was two thirds of the
+/// cost of a parse-and-format (benches/csv_import.rs, BENCHMARKS.md).
+fn e164(number: &phonenumber::PhoneNumber) -> String {
+    format!("+{}{}", number.code().value(), number.national())
+}
+
+/// True when `+{code}{national}` certainly parses back to itself, which spares the second
+/// parse for nearly every number (false: parse it again to know).
+///
+/// Reading `+{code}{national}` (digits only), the crate finds `code` again (country codes are
+/// prefix-free; a test checks its table), picks one of the code's regions, and changes the
+/// national number only when that region's national prefix (e.g. CN's trunk `0`) starts it or
+/// its `national_prefix_for_parsing` pattern matches at its start (parser/mod.rs, helper.rs
+/// `national_number`). Neither holding for any region of the code, nothing changes.
+fn reads_back_unchanged(code: u16, national: &str) -> bool {
+    let Some(regions) = phonenumber::metadata::DATABASE.by_code(&code) else {
+        return false;
+    };
+    regions.iter().all(|meta| {
+        !(meta
+            .national_prefix()
+            .is_some_and(|p| national.starts_with(p))
+            || meta
+                .national_prefix_for_parsing()
+                .and_then(|re| re.find(national))
+                .is_some_and(|m| m.start() == 0))
+    })
 }
 
 /// Lower-cases and checks an email address (`Wang.XM@Example.CN` → `wang.xm@example.cn`).
@@ -131,6 +163,118 @@ mod tests {
             normalize_phone("(415) 555-0100", "US").unwrap(),
             "+14155550100"
         );
+    }
+
+    /// `normalize_phone` as it was with the crate's `Mode::E164` formatter, for comparison.
+    fn normalize_phone_with_formatter(
+        raw: &str,
+        default_region: &str,
+    ) -> Result<String, IdentityError> {
+        let bad = || IdentityError::BadPhone(raw.into());
+        let region = region(default_region)
+            .ok_or_else(|| IdentityError::BadRegion(default_region.into()))?;
+        let cleaned = raw.trim();
+        let cleaned = cleaned
+            .strip_prefix("tel:")
+            .or_else(|| cleaned.strip_prefix("TEL:"))
+            .unwrap_or(cleaned);
+        let cleaned = cleaned.split(';').next().unwrap_or(cleaned).trim();
+        let digits = cleaned.chars().filter(|c| c.is_ascii_digit()).count();
+        if !(5..=18).contains(&digits) {
+            return Err(bad());
+        }
+        let region = (!cleaned.starts_with('+')).then_some(region);
+        let number = phonenumber::parse(region, cleaned).map_err(|_| bad())?;
+        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        let stable = phonenumber::parse(None, &e164)
+            .map(|n| n.format().mode(phonenumber::Mode::E164).to_string() == e164)
+            .unwrap_or(false);
+        if e164.len() < 6 || !stable {
+            return Err(bad());
+        }
+        Ok(e164)
+    }
+
+    #[test]
+    fn e164_without_the_formatter_is_what_the_formatter_wrote() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let regions = [
+            "CN", "TW", "HK", "MO", "SG", "US", "CA", "GB", "IT", "DE", "FR", "JP", "KR", "AU",
+            "RU", "KZ", "BR", "IN",
+        ];
+        let prefixes = [
+            "", "", "", "+", "00", "0", "+86 ", "0086", "+86 0", "+886 ", "+852 ", "+1 ", "+39 0",
+            "+44 0", "+7 ", "tel:+", "011", "(0",
+        ];
+        let separators = ["", "", "", " ", "-", ".", ") "];
+        let mut rng = StdRng::seed_from_u64(20261201);
+        let (mut valid, mut decided_at_once, mut parsed_again) = (0, 0, 0);
+        for i in 0..3000 {
+            let region = regions[rng.random_range(0..regions.len())];
+            let mut raw = prefixes[rng.random_range(0..prefixes.len())].to_string();
+            // Every third one a plausible mobile or landline head, the rest any digits.
+            if i % 3 == 0 {
+                raw.push_str(["13", "15", "18", "09", "2", "10", "415", "7", "3"][i % 9]);
+            }
+            for _ in 0..rng.random_range(3..14) {
+                raw.push(char::from(b'0' + rng.random_range(0..10u8)));
+                if rng.random_bool(0.15) {
+                    raw.push_str(separators[rng.random_range(0..separators.len())]);
+                }
+            }
+            let now = normalize_phone(&raw, region);
+            assert_eq!(
+                now,
+                normalize_phone_with_formatter(&raw, region),
+                "{raw:?} in {region}"
+            );
+            // Which way the read-back check went, so both ways are known to be compared.
+            let first = (!raw.trim_start().starts_with('+'))
+                .then(|| super::region(region))
+                .flatten();
+            if let Ok(n) = phonenumber::parse(first, raw.trim_start_matches("tel:")) {
+                if reads_back_unchanged(n.code().value(), &n.national().to_string()) {
+                    decided_at_once += 1;
+                } else {
+                    parsed_again += 1;
+                }
+            }
+            valid += now.is_ok() as u32;
+        }
+        assert!(valid > 800, "only {valid} of 3,000 numbers were valid");
+        assert!(
+            decided_at_once > 500 && parsed_again > 50,
+            "read-back decided at once {decided_at_once}, by parsing again {parsed_again}"
+        );
+    }
+
+    #[test]
+    fn country_codes_are_prefix_free_and_listed_with_their_regions() {
+        use phonenumber::metadata::DATABASE;
+        let codes: std::collections::BTreeSet<u16> =
+            DATABASE.iter().map(|m| m.country_code()).collect();
+        assert!(codes.len() > 200, "{} codes", codes.len());
+        for &code in &codes {
+            let digits = code.to_string();
+            for len in 1..digits.len() {
+                let head: u16 = digits[..len].parse().unwrap();
+                assert!(!codes.contains(&head), "{head} is a prefix of {code}");
+            }
+            // reads_back_unchanged looks at every region of a code: the parser picks one.
+            let of_code: Vec<&str> = DATABASE
+                .by_code(&code)
+                .unwrap()
+                .iter()
+                .map(|m| m.id())
+                .collect();
+            for region in DATABASE.region(&code).unwrap() {
+                assert!(
+                    of_code.contains(&region),
+                    "{region} missing from code {code}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -488,7 +488,7 @@ pub(super) async fn set_identities(
     for (kind, value) in identities {
         sqlx::query(
             "INSERT INTO customer_identities (customer_id, kind, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (kind, value) DO NOTHING",
+             ON CONFLICT (value, kind) DO NOTHING",
         )
         .bind(customer_id)
         .bind(kind.as_str())

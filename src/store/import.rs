@@ -1,11 +1,20 @@
 //! Bulk customer import: many rows per statement so a CSV of a million customers loads fast,
 //! with per-row outcomes so one bad row never stops the rest.
+//!
+//! One algorithm ([`import_batch`]) runs over a small statement runner ([`BatchDb`]) with two
+//! implementations: the pool's `Any` connection (PostgreSQL, and SQLite without a file), and
+//! for a SQLite file a connection of the import's own ([`CustomerImporter`]) with a page cache
+//! sized for bulk writes, typed binds and `BEGIN IMMEDIATE`. Both send the same statements.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
 
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteSynchronous};
+use sqlx::AnyConnection;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use super::{placeholders, Store, StoreError, StoreResult};
+use super::{Backend, Store, StoreError, StoreResult};
 use crate::domain::IdentityKind;
 use crate::store::NormalizedCustomer;
 
@@ -23,14 +32,66 @@ pub enum ImportOutcome {
     Rejected { line: u64, reason: String },
 }
 
-const CUSTOMER_INSERT_COLS: &str =
-    "kind, name, name_search, tier, tags, preferred_channel, language, \
-     do_not_call, do_not_email, notes, external_ref, created_at, updated_at";
-const COLS_PER_CUSTOMER: usize = 13;
-const ROWS_PER_STATEMENT: usize = 500;
+const CUSTOMER_COLS: &str = "id, kind, name, name_search, tier, tags, preferred_channel, \
+     language, do_not_call, do_not_email, notes, external_ref, created_at, updated_at";
+const COLS_PER_CUSTOMER: usize = 14;
+/// Rows per multi-row statement; full chunks repeat the same SQL, so its prepared statement is
+/// reused from the connection's cache. 500 x 14 and 2000 x 3 parameters stay below SQLite's
+/// limit of 32,766.
+const CUSTOMERS_PER_STATEMENT: usize = 500;
 const IDENTITIES_PER_STATEMENT: usize = 2000;
+const KEYS_PER_LOOKUP: usize = 1000;
+
+/// SQLite page cache of the import connection, in KiB: the indexes that take random inserts
+/// (`name_search`, identities by value) stay in memory instead of being re-read for every row;
+/// with the default 2 MB the import rate fell as the table grew (BENCHMARKS.md).
+const IMPORT_CACHE_KIB: i64 = 256 * 1024;
+
+/// Imports batches of customer rows. On a SQLite file it holds a connection of its own, so
+/// prepared bulk statements and the page cache last from batch to batch.
+pub struct CustomerImporter {
+    store: Store,
+    sqlite: Option<SqliteConnection>,
+    /// The WAL checkpoint running beside the import (SQLite file only).
+    checkpoint: Option<tokio::task::JoinHandle<()>>,
+}
 
 impl Store {
+    /// An importer for many batches (the CLI import); see [`CustomerImporter::import`].
+    pub async fn customer_importer(&self) -> StoreResult<CustomerImporter> {
+        let sqlite = match self.backend {
+            Backend::Sqlite => match sqlite_file(self).await? {
+                Some(path) => Some(
+                    SqliteConnectOptions::new()
+                        .filename(path)
+                        // As the pool's connections have them (Store::connect); the file is in
+                        // WAL mode already.
+                        .foreign_keys(true)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(5))
+                        .pragma("cache_size", (-IMPORT_CACHE_KIB).to_string())
+                        // Multi-row statements keep a statement journal (to undo one that
+                        // fails half-way); in memory rather than in a temp file.
+                        .pragma("temp_store", "MEMORY")
+                        // Checkpoints run beside the import (checkpoint_in_background).
+                        .pragma("wal_autocheckpoint", "0")
+                        // Lookups return thousands of rows; the default of 50 makes the worker
+                        // thread hand them over in dozens of wake-ups.
+                        .row_buffer_size(4096)
+                        .connect()
+                        .await?,
+                ),
+                None => None,
+            },
+            Backend::Postgres => None,
+        };
+        Ok(CustomerImporter {
+            store: self.clone(),
+            sqlite,
+            checkpoint: None,
+        })
+    }
+
     /// Imports a batch in one transaction. Rows are matched to existing customers by
     /// `external_ref`, else by any of their identities; matched customers are updated.
     pub async fn import_customers(
@@ -38,30 +99,42 @@ impl Store {
         rows: &[ImportRow],
         now: i64,
     ) -> StoreResult<Vec<ImportOutcome>> {
-        let mut tx = self.pool.begin().await?;
-        match import_batch(self, &mut tx, rows, now).await {
-            Ok(outcomes) => {
-                tx.commit().await?;
-                Ok(outcomes)
-            }
+        let mut importer = self.customer_importer().await?;
+        let outcomes = importer.import(rows, now).await;
+        importer.close().await;
+        outcomes
+    }
+}
+
+/// The SQLite database file behind the pool, if it is a file.
+async fn sqlite_file(store: &Store) -> StoreResult<Option<String>> {
+    let file: Option<String> =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_optional(&store.pool)
+            .await?;
+    Ok(file.filter(|f| !f.is_empty()))
+}
+
+impl CustomerImporter {
+    /// Imports a batch in one transaction; outcomes are in row order. A database error that
+    /// validation did not foresee is isolated by retrying the batch row by row, so it rejects
+    /// only its own row.
+    pub async fn import(
+        &mut self,
+        rows: &[ImportRow],
+        now: i64,
+    ) -> StoreResult<Vec<ImportOutcome>> {
+        match self.import_in_tx(rows, now).await? {
+            Ok(outcomes) => Ok(outcomes),
             Err(StoreError::Db(_)) if rows.len() > 1 => {
-                // Something the validation did not foresee: isolate the culprit row by row.
-                tx.rollback().await?;
                 let mut outcomes = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let mut tx = self.pool.begin().await?;
-                    match import_batch(self, &mut tx, std::slice::from_ref(row), now).await {
-                        Ok(mut o) => {
-                            tx.commit().await?;
-                            outcomes.append(&mut o);
-                        }
-                        Err(e) => {
-                            tx.rollback().await?;
-                            outcomes.push(ImportOutcome::Rejected {
-                                line: row.line,
-                                reason: e.to_string(),
-                            });
-                        }
+                    match self.import_in_tx(std::slice::from_ref(row), now).await? {
+                        Ok(mut o) => outcomes.append(&mut o),
+                        Err(e) => outcomes.push(ImportOutcome::Rejected {
+                            line: row.line,
+                            reason: e.to_string(),
+                        }),
                     }
                 }
                 Ok(outcomes)
@@ -69,55 +142,424 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+
+    /// Imports through the pool's generic connection even on SQLite (for comparing the paths).
+    #[cfg(test)]
+    fn generic(store: &Store) -> CustomerImporter {
+        CustomerImporter {
+            store: store.clone(),
+            sqlite: None,
+            checkpoint: None,
+        }
+    }
+
+    /// The outer error is the transaction's own (begin, commit); the inner one the batch's,
+    /// after which the transaction was rolled back.
+    async fn import_in_tx(
+        &mut self,
+        rows: &[ImportRow],
+        now: i64,
+    ) -> StoreResult<StoreResult<Vec<ImportOutcome>>> {
+        for assume_free in [true, false] {
+            let result = match &mut self.sqlite {
+                Some(conn) => {
+                    // IMMEDIATE: take the write lock before the lookups, so no other writer
+                    // can change what they found before this batch writes.
+                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                    let result = import_batch(&mut SqliteDb(&mut tx), rows, now, assume_free).await;
+                    finish(tx, result).await?
+                }
+                None => {
+                    let backend = self.store.backend;
+                    let mut tx = self.store.pool.begin().await?;
+                    let result =
+                        import_batch(&mut AnyDb(&mut tx, backend), rows, now, assume_free).await;
+                    finish(tx, result).await?
+                }
+            };
+            match result {
+                Ok(Some(outcomes)) => {
+                    self.checkpoint_in_background();
+                    return Ok(Ok(outcomes));
+                }
+                Ok(None) => continue, // rolled back: again, looking every identity up
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Err(StoreError::Invalid(
+            "import batch undecided with every identity looked up".into(),
+        )))
+    }
+
+    /// Copies the WAL into the database file on a pool connection while the import goes on:
+    /// the import's own connection never checkpoints, so its commits do not wait for the
+    /// copying and syncing (which took about a tenth of a first import's time).
+    fn checkpoint_in_background(&mut self) {
+        if self.sqlite.is_none() || self.checkpoint.as_ref().is_some_and(|c| !c.is_finished()) {
+            return;
+        }
+        let pool = self.store.pool.clone();
+        self.checkpoint = Some(tokio::spawn(async move {
+            // PASSIVE: copies what it can without waiting for, or blocking, the import.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!("import checkpoint: {e}");
+            }
+        }));
+    }
+
+    /// Waits for the last checkpoint and closes the import's connection.
+    pub async fn close(mut self) {
+        if let Some(running) = self.checkpoint.take() {
+            let _ = running.await;
+        }
+        if let Some(conn) = self.sqlite.take() {
+            let _ = conn.close().await;
+            // What the last batches wrote, into the database file before the import returns.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.store.pool)
+                .await
+            {
+                tracing::debug!("import checkpoint: {e}");
+            }
+        }
+    }
 }
 
+/// Commits a batch that was decided, rolls back one that failed or must run again.
+async fn finish<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    result: StoreResult<Option<Vec<ImportOutcome>>>,
+) -> StoreResult<StoreResult<Option<Vec<ImportOutcome>>>> {
+    match result {
+        Ok(Some(outcomes)) => {
+            tx.commit().await?;
+            Ok(Ok(Some(outcomes)))
+        }
+        other => {
+            tx.rollback().await?;
+            Ok(other)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The statement runner
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
+    Null,
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(s: Option<&'a str>) -> Self {
+        s.map_or(Param::Null, Param::Text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Col {
+    Int,
+    Text,
+    /// An identity kind, decoded without allocating.
+    Kind,
+}
+
+#[derive(Debug)]
+enum Value {
+    Int(i64),
+    Text(String),
+    Kind(IdentityKind),
+}
+
+impl Value {
+    fn int(&self) -> i64 {
+        match self {
+            Value::Int(i) => *i,
+            _ => unreachable!("declared as an integer column"),
+        }
+    }
+
+    fn into_text(self) -> String {
+        match self {
+            Value::Text(s) => s,
+            _ => unreachable!("declared as a text column"),
+        }
+    }
+
+    fn kind(&self) -> IdentityKind {
+        match self {
+            Value::Kind(k) => *k,
+            _ => unreachable!("declared as a kind column"),
+        }
+    }
+}
+
+/// What [`import_batch`] needs from a connection inside a transaction.
+trait BatchDb {
+    fn backend(&self) -> Backend;
+    /// Returns the number of rows changed.
+    async fn execute(&mut self, sql: String, params: &[Param<'_>]) -> StoreResult<u64>;
+    /// Rows of `cols.len()` values, decoded as `cols` says.
+    async fn fetch(
+        &mut self,
+        sql: String,
+        params: &[Param<'_>],
+        cols: &[Col],
+    ) -> StoreResult<Vec<Vec<Value>>>;
+}
+
+/// Runs statements through the pool's `Any` connection (the generic path).
+struct AnyDb<'c>(&'c mut AnyConnection, Backend);
+
+/// Runs statements through the import's own SQLite connection.
+struct SqliteDb<'c>(&'c mut SqliteConnection);
+
+/// The arguments of one statement, sized up front: bound one by one, thousands of them
+/// regrew and copied their vector a dozen times per statement.
+fn arguments<A: sqlx::Arguments>(
+    params: &[Param<'_>],
+    text: impl Fn(&mut A, &str) -> Result<(), sqlx::error::BoxDynError>,
+) -> StoreResult<A>
+where
+    i64: for<'q> sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    Option<i64>: for<'q> sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+{
+    let mut args = A::default();
+    args.reserve(params.len(), 0);
+    for p in params {
+        match *p {
+            Param::Int(i) => args.add(i),
+            Param::Text(s) => text(&mut args, s),
+            Param::Null => args.add(None::<i64>),
+        }
+        .map_err(|e| StoreError::Db(sqlx::Error::Encode(e)))?;
+    }
+    Ok(args)
+}
+
+/// The two runners differ only in the database type, so one body serves both.
+macro_rules! batch_db_body {
+    ($db:ty, $args:expr) => {
+        async fn execute(&mut self, sql: String, params: &[Param<'_>]) -> StoreResult<u64> {
+            let q = sqlx::query_with::<$db, _>(AssertSqlSafe(sql), $args(params)?);
+            Ok(q.execute(&mut *self.0).await?.rows_affected())
+        }
+
+        async fn fetch(
+            &mut self,
+            sql: String,
+            params: &[Param<'_>],
+            cols: &[Col],
+        ) -> StoreResult<Vec<Vec<Value>>> {
+            let q = sqlx::query_with::<$db, _>(AssertSqlSafe(sql), $args(params)?);
+            let rows = q.fetch_all(&mut *self.0).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut values = Vec::with_capacity(cols.len());
+                for (i, col) in cols.iter().enumerate() {
+                    values.push(match col {
+                        Col::Int => Value::Int(row.try_get(i)?),
+                        Col::Text => Value::Text(row.try_get(i)?),
+                        Col::Kind => Value::Kind(parse_kind(row.try_get(i)?)?),
+                    });
+                }
+                out.push(values);
+            }
+            Ok(out)
+        }
+    };
+}
+
+impl BatchDb for AnyDb<'_> {
+    fn backend(&self) -> Backend {
+        self.1
+    }
+    batch_db_body!(sqlx::Any, |params| arguments::<sqlx::any::AnyArguments>(
+        params,
+        |args, s| sqlx::Arguments::add(args, s)
+    ));
+}
+
+impl BatchDb for SqliteDb<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+    // Text as `Arc<str>`: one allocation per value, where `&str` costs two.
+    batch_db_body!(sqlx::Sqlite, |params| arguments::<
+        sqlx::sqlite::SqliteArguments,
+    >(params, |args, s| {
+        sqlx::Arguments::add(args, std::sync::Arc::<str>::from(s))
+    }));
+}
+
+/// SQL text with parameters written as this backend binds them fastest: `?` in order on
+/// SQLite (sqlx looks `$n` up by name, quadratic in bulk statements), `$n` on PostgreSQL.
+struct Sql {
+    text: String,
+    backend: Backend,
+    params: usize,
+}
+
+impl Sql {
+    fn new(backend: Backend, start: &str) -> Sql {
+        Sql {
+            text: start.to_string(),
+            backend,
+            params: 0,
+        }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// `n` parameters separated by commas.
+    fn params(&mut self, n: usize) -> &mut Self {
+        for i in 0..n {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.params += 1;
+            match self.backend {
+                Backend::Sqlite => self.text.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(self.text, "${}", self.params);
+                }
+            }
+        }
+        self
+    }
+
+    /// `(…), (…)` for `rows` groups of `cols` parameters.
+    fn groups(&mut self, rows: usize, cols: usize) -> &mut Self {
+        for r in 0..rows {
+            self.push(if r == 0 { "(" } else { ", (" });
+            self.params(cols).push(")");
+        }
+        self
+    }
+
+    fn done(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The algorithm
+// ---------------------------------------------------------------------------------------------
+
+fn kind_index(kind: IdentityKind) -> usize {
+    match kind {
+        IdentityKind::Phone => 0,
+        IdentityKind::Email => 1,
+        IdentityKind::Fax => 2,
+        IdentityKind::Chat => 3,
+    }
+}
+
+fn parse_kind(s: &str) -> StoreResult<IdentityKind> {
+    s.parse().map_err(StoreError::Invalid)
+}
+
+/// One batch inside a transaction. With `assume_free`, identities that no customer of the
+/// batch holds are taken as free without a lookup; `None` says one was not, and the batch must
+/// be rolled back and run again without the assumption.
 async fn import_batch(
-    store: &Store,
-    tx: &mut Transaction<'_, Any>,
+    db: &mut impl BatchDb,
     rows: &[ImportRow],
     now: i64,
-) -> StoreResult<Vec<ImportOutcome>> {
-    let dialect = |sql: String| store.dialect(sql);
+    assume_free: bool,
+) -> StoreResult<Option<Vec<ImportOutcome>>> {
+    let backend = db.backend();
+
     // 1. Who exists already: by external reference and by identity.
     let refs: Vec<&str> = rows
         .iter()
         .filter_map(|r| r.customer.external_ref.as_deref())
         .collect();
-    let mut by_ref: HashMap<String, i64> = HashMap::new();
-    for chunk in refs.chunks(ROWS_PER_STATEMENT * 4) {
-        let sql = format!(
-            "SELECT id, external_ref FROM customers WHERE external_ref IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
-        for r in chunk {
-            q = q.bind(*r);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            by_ref.insert(row.try_get("external_ref")?, row.try_get("id")?);
+    let mut by_ref: HashMap<String, i64> = HashMap::with_capacity(refs.len());
+    for chunk in refs.chunks(KEYS_PER_LOOKUP) {
+        let sql = Sql::new(
+            backend,
+            "SELECT id, external_ref FROM customers WHERE external_ref IN (",
+        )
+        .params(chunk.len())
+        .push(")")
+        .done();
+        let params: Vec<Param> = chunk.iter().map(|r| Param::Text(r)).collect();
+        for row in db.fetch(sql, &params, &[Col::Int, Col::Text]).await? {
+            let mut row = row.into_iter();
+            let id = row.next().map(|v| v.int());
+            if let (Some(id), Some(r)) = (id, row.next()) {
+                by_ref.insert(r.into_text(), id);
+            }
         }
     }
-    let values: Vec<&str> = rows
+    // The stored identities of the customers found by reference: they tell who owns those
+    // values without looking them up again, and are compared with the rows' in step 5.
+    let found: Vec<i64> = by_ref.values().copied().collect();
+    let stored_by_ref = stored_identities(db, &found).await?;
+    // The owner of each (kind, value), one map per kind so lookups borrow the value.
+    let mut owner: [HashMap<&str, i64>; 4] = Default::default();
+    for (id, list) in &stored_by_ref {
+        for (k, v) in list {
+            owner[kind_index(*k)].insert(v, *id);
+        }
+    }
+    // Rows without a reference are matched by their identities: who owns those, and then all
+    // identities of the customers found so, as a row may replace them.
+    let unowned = |owner: &[HashMap<&str, i64>; 4], k: IdentityKind, v: &str| {
+        !owner[kind_index(k)].contains_key(v)
+    };
+    let of_unreferenced: Vec<&str> = rows
         .iter()
-        .flat_map(|r| r.customer.identities.iter().map(|(_, v)| v.as_str()))
+        .filter(|r| r.customer.external_ref.is_none())
+        .flat_map(|r| r.customer.identities.iter())
+        .filter(|(k, v)| unowned(&owner, *k, v))
+        .map(|(_, v)| v.as_str())
         .collect();
-    let mut owner: HashMap<(String, String), i64> = HashMap::new();
-    for chunk in values.chunks(ROWS_PER_STATEMENT * 4) {
-        let sql = format!(
-            "SELECT kind, value, customer_id FROM customer_identities WHERE value IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
-        for v in chunk {
-            q = q.bind(*v);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            owner.insert(
-                (row.try_get("kind")?, row.try_get("value")?),
-                row.try_get("customer_id")?,
-            );
+    let matched = identity_owners(db, &of_unreferenced).await?;
+    for (id, k, v) in &matched {
+        owner[kind_index(*k)].insert(v, *id);
+    }
+    let mut matched_ids: Vec<i64> = matched
+        .iter()
+        .map(|(id, _, _)| *id)
+        .filter(|id| !stored_by_ref.contains_key(id))
+        .collect();
+    matched_ids.sort_unstable();
+    matched_ids.dedup();
+    let stored_more = stored_identities(db, &matched_ids).await?;
+    for (id, list) in &stored_more {
+        for (k, v) in list {
+            owner[kind_index(*k)].insert(v, *id);
         }
     }
+    // Every customer this batch may write is now known with all its identities; any other
+    // value is someone else's or free. Unless `assume_free`, ask which; with it, take them as
+    // free and let the identity insert tell (step 5): on the first import, where they all are,
+    // this saves a lookup per identity.
+    let rest: Vec<&str> = if assume_free {
+        Vec::new()
+    } else {
+        rows.iter()
+            .flat_map(|r| r.customer.identities.iter())
+            .filter(|(k, v)| unowned(&owner, *k, v))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let others = identity_owners(db, &rest).await?;
+    for (id, k, v) in &others {
+        owner[kind_index(*k)].insert(v, *id);
+    }
+    let owner_of = |k: IdentityKind, v: &str| owner[kind_index(k)].get(v).copied();
 
     // 2. Decide each row: update, create, or reject (identity owned by someone else, or a
     //    reference/identity already used by an earlier row of the same batch).
@@ -129,10 +571,7 @@ async fn import_batch(
         let c = &row.customer;
         let mut id = c.external_ref.as_ref().and_then(|r| by_ref.get(r).copied());
         if id.is_none() && c.external_ref.is_none() {
-            id = c
-                .identities
-                .iter()
-                .find_map(|(k, v)| owner.get(&(k.as_str().to_string(), v.clone())).copied());
+            id = c.identities.iter().find_map(|(k, v)| owner_of(*k, v));
         }
         let mut reject = None;
         if let Some(r) = c.external_ref.as_deref() {
@@ -146,8 +585,8 @@ async fn import_batch(
             if reject.is_some() {
                 break;
             }
-            if let Some(o) = owner.get(&(k.as_str().to_string(), v.clone())) {
-                if Some(*o) != id {
+            if let Some(o) = owner_of(*k, v) {
+                if Some(o) != id {
                     reject = Some(format!("{k} {v} already belongs to customer {o}"));
                 }
             }
@@ -171,143 +610,471 @@ async fn import_batch(
         existing_id[i] = id;
     }
 
-    // 3. Write customers: updates by primary key, new rows with a reference in bulk, new rows
-    //    without one singly (their ids cannot be matched back from a bulk RETURNING).
+    // 3. Ids: existing ones, and new ones taken from the table's own sequence in row order, so
+    //    every accepted row, with or without a reference, is written in bulk.
+    let accepted: Vec<usize> = (0..rows.len()).filter(|&i| outcomes[i].is_none()).collect();
+    let new_count = accepted
+        .iter()
+        .filter(|&&i| existing_id[i].is_none())
+        .count();
+    let mut new_ids = next_ids(db, "customers", new_count).await?.into_iter();
     let mut ids: Vec<Option<i64>> = vec![None; rows.len()];
-    let updates: Vec<usize> = (0..rows.len())
-        .filter(|&i| outcomes[i].is_none() && existing_id[i].is_some())
-        .collect();
-    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO customers (id, {CUSTOMER_INSERT_COLS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-             kind = excluded.kind, name = excluded.name, name_search = excluded.name_search, tier = excluded.tier, \
-             tags = excluded.tags, preferred_channel = excluded.preferred_channel, language = excluded.language, \
-             do_not_call = excluded.do_not_call, do_not_email = excluded.do_not_email, notes = excluded.notes, \
-             external_ref = excluded.external_ref, updated_at = excluded.updated_at",
-            value_groups(chunk.len(), COLS_PER_CUSTOMER + 1)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
-        for &i in chunk {
-            q = bind_customer(q.bind(existing_id[i]), &rows[i].customer, now);
-        }
-        q.execute(&mut **tx).await?;
-        for &i in chunk {
-            ids[i] = existing_id[i];
-            outcomes[i] = existing_id[i].map(ImportOutcome::Updated);
-        }
-    }
-    let new_with_ref: Vec<usize> = (0..rows.len())
-        .filter(|&i| outcomes[i].is_none() && rows[i].customer.external_ref.is_some())
-        .collect();
-    for chunk in new_with_ref.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO customers ({CUSTOMER_INSERT_COLS}) VALUES {} RETURNING id, external_ref",
-            value_groups(chunk.len(), COLS_PER_CUSTOMER)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
-        for &i in chunk {
-            q = bind_customer(q, &rows[i].customer, now);
-        }
-        let mut new_ids: HashMap<String, i64> = HashMap::new();
-        for row in q.fetch_all(&mut **tx).await? {
-            new_ids.insert(row.try_get("external_ref")?, row.try_get("id")?);
-        }
-        for &i in chunk {
-            let id = rows[i]
-                .customer
-                .external_ref
-                .as_ref()
-                .and_then(|r| new_ids.get(r).copied());
-            ids[i] = id;
-            outcomes[i] = id.map(ImportOutcome::Created);
-        }
-    }
-    for i in 0..rows.len() {
-        if outcomes[i].is_some() {
-            continue;
-        }
-        let sql = format!(
-            "INSERT INTO customers ({CUSTOMER_INSERT_COLS}) VALUES {} RETURNING id",
-            value_groups(1, COLS_PER_CUSTOMER)
-        );
-        let row = bind_customer(
-            sqlx::query(AssertSqlSafe(dialect(sql))),
-            &rows[i].customer,
-            now,
-        )
-        .fetch_one(&mut **tx)
-        .await?;
-        let id: i64 = row.try_get("id")?;
-        ids[i] = Some(id);
-        outcomes[i] = Some(ImportOutcome::Created(id));
+    for &i in &accepted {
+        ids[i] = match existing_id[i] {
+            Some(id) => {
+                outcomes[i] = Some(ImportOutcome::Updated(id));
+                Some(id)
+            }
+            None => {
+                let id = new_ids
+                    .next()
+                    .ok_or_else(|| StoreError::Invalid("too few new customer ids".into()))?;
+                outcomes[i] = Some(ImportOutcome::Created(id));
+                Some(id)
+            }
+        };
     }
 
-    // 4. Identities: replace the kinds each row carries, then insert its values in bulk.
-    for kind in IdentityKind::ALL {
-        let owners: Vec<i64> = (0..rows.len())
-            .filter(|&i| rows[i].customer.replace_kinds.contains(kind))
-            .filter_map(|i| ids[i])
+    // 4. Customers: one upsert by id for new and existing rows (created_at is kept on update).
+    for chunk in accepted.chunks(CUSTOMERS_PER_STATEMENT) {
+        let sql = Sql::new(backend, "INSERT INTO customers (")
+            .push(CUSTOMER_COLS)
+            .push(") VALUES ")
+            .groups(chunk.len(), COLS_PER_CUSTOMER)
+            .push(
+                " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name, \
+                 name_search = excluded.name_search, tier = excluded.tier, tags = excluded.tags, \
+                 preferred_channel = excluded.preferred_channel, language = excluded.language, \
+                 do_not_call = excluded.do_not_call, do_not_email = excluded.do_not_email, \
+                 notes = excluded.notes, external_ref = excluded.external_ref, \
+                 updated_at = excluded.updated_at",
+            )
+            .done();
+        let tags: Vec<String> = chunk
+            .iter()
+            .map(|&i| rows[i].customer.tags.join(","))
             .collect();
-        for chunk in owners.chunks(ROWS_PER_STATEMENT * 4) {
-            let sql = format!(
-                // `kind || ''` keeps the planner off the (kind, value) index, which would scan
-                // every identity of that kind: the customer_id index finds the few rows.
-                "DELETE FROM customer_identities WHERE kind || '' = $1 AND customer_id IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(dialect(sql))).bind(kind.as_str());
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut **tx).await?;
+        let mut params = Vec::with_capacity(chunk.len() * COLS_PER_CUSTOMER);
+        for (&i, tags) in chunk.iter().zip(&tags) {
+            let c = &rows[i].customer;
+            params.extend([
+                Param::Int(ids[i].unwrap_or_default()),
+                Param::Text(c.kind.as_str()),
+                Param::Text(&c.name),
+                Param::Text(&c.name_search),
+                Param::Text(&c.tier),
+                Param::Text(tags),
+                c.preferred_channel.map(|p| p.as_str()).into(),
+                c.language.as_deref().into(),
+                Param::Int(c.do_not_call as i64),
+                Param::Int(c.do_not_email as i64),
+                Param::Text(&c.notes),
+                c.external_ref.as_deref().into(),
+                Param::Int(now),
+                Param::Int(now),
+            ]);
+        }
+        db.execute(sql, &params).await?;
+    }
+
+    // 5. Identities: each row replaces the kinds it carries. An existing customer whose stored
+    //    identities already read as the row's (same values, same order) is left alone; the
+    //    others lose the replaced kinds and get the row's values, in row order.
+    let mut times_updated: HashMap<i64, u32> = HashMap::new();
+    for &i in &accepted {
+        if let Some(id) = existing_id[i] {
+            *times_updated.entry(id).or_default() += 1;
         }
     }
-    let identities: Vec<(i64, IdentityKind, &str)> = (0..rows.len())
-        .filter_map(|i| ids[i].map(|id| (i, id)))
-        .flat_map(|(i, id)| {
-            rows[i]
-                .customer
-                .identities
+    // Compared only when the customer is updated once in this batch; twice, the rows' writes
+    // add up as they always did.
+    let compared = |i: usize| {
+        existing_id[i]
+            .filter(|id| times_updated[id] == 1 && !rows[i].customer.replace_kinds.is_empty())
+    };
+    let no_identities = Vec::new();
+    let stored_of = |id: i64| {
+        stored_by_ref
+            .get(&id)
+            .or_else(|| stored_more.get(&id))
+            .unwrap_or(&no_identities)
+    };
+    let mut rewrite: Vec<usize> = Vec::new();
+    for &i in &accepted {
+        let c = &rows[i].customer;
+        if c.replace_kinds.is_empty() {
+            continue; // no identity columns: nothing replaced, nothing added
+        }
+        let unchanged = compared(i).is_some_and(|id| {
+            let now = stored_of(id);
+            let kept = now.iter().filter(|(k, _)| !c.replace_kinds.contains(k));
+            kept.chain(c.identities.iter()).eq(now.iter())
+        });
+        if !unchanged {
+            rewrite.push(i);
+        }
+    }
+    for &kind in IdentityKind::ALL {
+        let mut owners: Vec<i64> = rewrite
+            .iter()
+            .filter(|&&i| rows[i].customer.replace_kinds.contains(&kind))
+            .filter_map(|&i| existing_id[i])
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        for chunk in owners.chunks(KEYS_PER_LOOKUP) {
+            // `kind || ''` keeps the planner off the (kind, value) index, which would scan
+            // every identity of that kind: the customer_id index finds the few rows.
+            let sql = Sql::new(
+                backend,
+                "DELETE FROM customer_identities WHERE kind || '' = ",
+            )
+            .params(1)
+            .push(" AND customer_id IN (")
+            .params(chunk.len())
+            .push(")")
+            .done();
+            let mut params = vec![Param::Text(kind.as_str())];
+            params.extend(chunk.iter().map(|&id| Param::Int(id)));
+            db.execute(sql, &params).await?;
+        }
+    }
+    // Ids in row order, as one insert after the other would number them; written in (kind,
+    // value) order, so the two indexes on the value take their new entries in sequence
+    // instead of each at a random page.
+    let mut identities: Vec<(i64, i64, IdentityKind, &str)> = Vec::new();
+    for &i in &rewrite {
+        let Some(customer) = ids[i] else { continue };
+        for (k, v) in &rows[i].customer.identities {
+            identities.push((0, customer, *k, v.as_str()));
+        }
+    }
+    let identity_ids = next_ids(db, "customer_identities", identities.len()).await?;
+    for (identity, id) in identities.iter_mut().zip(identity_ids) {
+        identity.0 = id;
+    }
+    identities.sort_unstable_by(|a, b| (a.2.as_str(), a.3).cmp(&(b.2.as_str(), b.3)));
+    let mut inserted = 0;
+    for chunk in identities.chunks(IDENTITIES_PER_STATEMENT) {
+        let sql = Sql::new(
+            backend,
+            "INSERT INTO customer_identities (id, customer_id, kind, value) VALUES ",
+        )
+        .groups(chunk.len(), 4)
+        .push(" ON CONFLICT (value, kind) DO NOTHING")
+        .done();
+        let mut params = Vec::with_capacity(chunk.len() * 4);
+        for (id, customer, k, v) in chunk {
+            params.extend([
+                Param::Int(*id),
+                Param::Int(*customer),
+                Param::Text(k.as_str()),
+                Param::Text(v),
+            ]);
+        }
+        inserted += db.execute(sql, &params).await?;
+    }
+    if assume_free && inserted != identities.len() as u64 {
+        return Ok(None); // a value taken as free was not: decide again with it looked up
+    }
+    Ok(Some(outcomes.into_iter().flatten().collect()))
+}
+
+/// Who owns each of `values` (of any kind), for those someone does.
+async fn identity_owners(
+    db: &mut impl BatchDb,
+    values: &[&str],
+) -> StoreResult<Vec<(i64, IdentityKind, String)>> {
+    let backend = db.backend();
+    let mut owners = Vec::new();
+    for chunk in values.chunks(KEYS_PER_LOOKUP) {
+        let sql = Sql::new(
+            backend,
+            "SELECT customer_id, kind, value FROM customer_identities WHERE value IN (",
+        )
+        .params(chunk.len())
+        .push(")")
+        .done();
+        let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
+        for row in db
+            .fetch(sql, &params, &[Col::Int, Col::Kind, Col::Text])
+            .await?
+        {
+            let [id, kind, value]: [Value; 3] = row
+                .try_into()
+                .map_err(|_| StoreError::Invalid("identity lookup: three columns".into()))?;
+            owners.push((id.int(), kind.kind(), value.into_text()));
+        }
+    }
+    Ok(owners)
+}
+
+/// `n` unused ids of `table`, ascending: what `n` inserts would have been numbered.
+async fn next_ids(db: &mut impl BatchDb, table: &'static str, n: usize) -> StoreResult<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    match db.backend() {
+        Backend::Sqlite => {
+            // AUTOINCREMENT's rule: above the largest id the table ever had. Inserting an
+            // explicit larger id moves sqlite_sequence on, as an automatic one does.
+            let sql = format!(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
+                 COALESCE((SELECT MAX(id) FROM {table}), 0))"
+            );
+            let rows = db.fetch(sql, &[], &[Col::Int]).await?;
+            let base = rows.first().and_then(|r| r.first()).map_or(0, Value::int);
+            Ok((1..=n as i64).map(|i| base + i).collect())
+        }
+        Backend::Postgres => {
+            let sql = format!(
+                "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1)"
+            );
+            let rows = db.fetch(sql, &[Param::Int(n as i64)], &[Col::Int]).await?;
+            let mut ids: Vec<i64> = rows
                 .iter()
-                .map(move |(k, v)| (id, *k, v.as_str()))
+                .filter_map(|r| r.first())
+                .map(Value::int)
+                .collect();
+            ids.sort_unstable();
+            Ok(ids)
+        }
+    }
+}
+
+/// The stored identities of `customers`, each customer's in id order.
+async fn stored_identities(
+    db: &mut impl BatchDb,
+    customers: &[i64],
+) -> StoreResult<HashMap<i64, Vec<(IdentityKind, String)>>> {
+    let backend = db.backend();
+    let mut stored: HashMap<i64, Vec<(IdentityKind, String)>> = HashMap::new();
+    for chunk in customers.chunks(KEYS_PER_LOOKUP) {
+        let sql = Sql::new(
+            backend,
+            "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN (",
+        )
+        .params(chunk.len())
+        .push(") ORDER BY customer_id, id")
+        .done();
+        let params: Vec<Param> = chunk.iter().map(|&id| Param::Int(id)).collect();
+        for row in db
+            .fetch(sql, &params, &[Col::Int, Col::Kind, Col::Text])
+            .await?
+        {
+            let [id, kind, value]: [Value; 3] = row
+                .try_into()
+                .map_err(|_| StoreError::Invalid("identity list: three columns".into()))?;
+            stored
+                .entry(id.int())
+                .or_default()
+                .push((kind.kind(), value.into_text()));
+        }
+    }
+    Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::normalize_customer;
+    use crate::config::ArchiveConfig;
+    use crate::domain::CustomerInput;
+
+    fn row(line: u64, r: Option<&str>, name: &str, phones: &[&str], emails: &[&str]) -> ImportRow {
+        let input = CustomerInput {
+            name: Some(name.into()),
+            external_ref: r.map(String::from),
+            phones: Some(phones.iter().map(|s| s.to_string()).collect()),
+            emails: (!emails.is_empty()).then(|| emails.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        ImportRow {
+            line,
+            customer: normalize_customer(&input, None, &ArchiveConfig::default()).unwrap(),
+        }
+    }
+
+    type Snapshot = (
+        Vec<(i64, String, String, Option<String>, i64, i64)>,
+        Vec<(i64, i64, String, String)>,
+    );
+
+    /// Every customer and identity, ids included.
+    async fn snapshot(store: &Store) -> Snapshot {
+        let customers = sqlx::query(
+            "SELECT id, name, tier || '|' || tags || '|' || name_search, external_ref, created_at, updated_at \
+             FROM customers ORDER BY id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            )
         })
         .collect();
-    for chunk in identities.chunks(IDENTITIES_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO customer_identities (customer_id, kind, value) VALUES {} ON CONFLICT (kind, value) DO NOTHING",
-            value_groups(chunk.len(), 3)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(dialect(sql)));
-        for (id, k, v) in chunk {
-            q = q.bind(*id).bind(k.as_str()).bind(*v);
-        }
-        q.execute(&mut **tx).await?;
+        let identities =
+            sqlx::query("SELECT id, customer_id, kind, value FROM customer_identities ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+        (customers, identities)
     }
-    Ok(outcomes.into_iter().flatten().collect())
-}
 
-type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+    async fn sqlite_file_store(dir: &std::path::Path, name: &str) -> Store {
+        let url = format!("sqlite://{}?mode=rwc", dir.join(name).display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
 
-fn bind_customer<'q>(q: AnyQuery<'q>, c: &'q NormalizedCustomer, now: i64) -> AnyQuery<'q> {
-    q.bind(c.kind.as_str())
-        .bind(c.name.as_str())
-        .bind(c.name_search.as_str())
-        .bind(c.tier.as_str())
-        .bind(c.tags.join(","))
-        .bind(c.preferred_channel.map(|p| p.as_str()))
-        .bind(c.language.as_deref())
-        .bind(c.do_not_call as i64)
-        .bind(c.do_not_email as i64)
-        .bind(c.notes.as_str())
-        .bind(c.external_ref.as_deref())
-        .bind(now)
-        .bind(now)
-}
+    #[tokio::test]
+    async fn the_sqlite_connection_and_the_generic_path_import_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let fast = sqlite_file_store(dir.path(), "fast.db").await;
+        let generic = sqlite_file_store(dir.path(), "generic.db").await;
+        let mut fast_importer = fast.customer_importer().await.unwrap();
+        assert!(
+            fast_importer.sqlite.is_some(),
+            "a SQLite file gets its own connection"
+        );
+        let mut generic_importer = CustomerImporter::generic(&generic);
 
-/// `($1, $2, $3), ($4, $5, $6)` for `rows` groups of `cols` parameters.
-fn value_groups(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", placeholders(r * cols + 1, cols)))
-        .collect::<Vec<_>>()
-        .join(", ")
+        let batches = [
+            // New rows: with and without a reference, a reference and a phone used twice.
+            vec![
+                row(
+                    2,
+                    Some("R1"),
+                    "张三",
+                    &["13800000001", "010-1234 5678"],
+                    &["a@x.cn"],
+                ),
+                row(3, Some("R2"), "李四", &["13800000002"], &[]),
+                row(4, None, "王五", &["13800000003"], &["w@x.cn"]),
+                row(5, Some("R3"), "趙六", &["13800000001"], &[]),
+                row(6, Some("R1"), "dup", &["13800000009"], &[]),
+                row(7, None, "Alice", &["+1 415 555 0100"], &[]),
+            ],
+            // Updates: a number replaced, emails added, the row without a reference found by
+            // its phone, a phone of someone else, the same customer twice (by ref and phone).
+            vec![
+                row(
+                    2,
+                    Some("R1"),
+                    "张三丰",
+                    &["13800000001", "13800000011"],
+                    &["a@x.cn"],
+                ),
+                row(3, Some("R2"), "李四", &["13800000012"], &["l@x.cn"]),
+                row(4, None, "王五五", &["13800000003"], &["w@x.cn"]),
+                row(5, Some("R4"), "新客户", &["13800000002"], &[]),
+                row(6, None, "Alice A.", &["+1 415 555 0100"], &[]),
+                row(7, Some("R5"), "又一个", &["13800000099"], &[]),
+                row(8, None, "R5 again", &["13800000099"], &[]),
+            ],
+            // The same again: nothing to change but names and times.
+            vec![
+                row(
+                    2,
+                    Some("R1"),
+                    "张三丰",
+                    &["13800000001", "13800000011"],
+                    &["a@x.cn"],
+                ),
+                row(3, Some("R2"), "李四", &["13800000012"], &["l@x.cn"]),
+                row(4, None, "王五五", &["13800000003"], &["w@x.cn"]),
+            ],
+            // A new reference with a number of a customer the batch does not touch: the
+            // number is taken as free, the insert finds it is not, the batch runs again.
+            vec![
+                row(2, Some("R7"), "抢号", &["13800000003"], &[]),
+                row(3, Some("R8"), "新", &["13800000077"], &[]),
+            ],
+            // The order of a customer's numbers swapped: rewritten in the new order.
+            vec![row(
+                2,
+                Some("R1"),
+                "张三丰",
+                &["13800000011", "13800000001"],
+                &[],
+            )],
+            // Two rows for one customer, by reference and by its other number.
+            vec![
+                row(2, Some("R1"), "张三", &["13800000001"], &[]),
+                row(3, None, "张三 too", &["13800000011"], &[]),
+            ],
+        ];
+        for (n, batch) in batches.iter().enumerate() {
+            let now = 1_000 + n as i64;
+            let a = fast_importer.import(batch, now).await.unwrap();
+            let b = generic_importer.import(batch, now).await.unwrap();
+            assert_eq!(a, b, "batch {n}");
+            if n == 3 {
+                assert!(
+                    matches!(&a[..], [ImportOutcome::Rejected { line: 2, reason }, ImportOutcome::Created(_)]
+                        if reason.contains("already belongs")),
+                    "{a:?}"
+                );
+            }
+            assert_eq!(snapshot(&fast).await, snapshot(&generic).await, "batch {n}");
+        }
+        fast_importer.close().await;
+
+        let (customers, identities) = snapshot(&fast).await;
+        assert_eq!(customers.len(), 6, "{customers:?}");
+        // Customer 1 (R1): the email its rows never replaced, then both numbers as the last
+        // two rows wrote them; its name from the last row.
+        let first: Vec<&str> = identities
+            .iter()
+            .filter(|i| i.1 == 1)
+            .map(|i| i.3.as_str())
+            .collect();
+        assert_eq!(first, ["a@x.cn", "+8613800000001", "+8613800000011"]);
+        assert_eq!(customers[0].1, "张三 too");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_re_import_leaves_identities_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_file_store(dir.path(), "same.db").await;
+        let batch = vec![
+            row(
+                2,
+                Some("R1"),
+                "张三",
+                &["13800000001", "13800000002"],
+                &["a@x.cn"],
+            ),
+            row(3, None, "李四", &["13800000003"], &[]),
+        ];
+        let first = store.import_customers(&batch, 1).await.unwrap();
+        assert!(matches!(
+            first[..],
+            [ImportOutcome::Created(_), ImportOutcome::Created(_)]
+        ));
+        let (_, before) = snapshot(&store).await;
+        let again = store.import_customers(&batch, 2).await.unwrap();
+        assert!(matches!(
+            again[..],
+            [ImportOutcome::Updated(_), ImportOutcome::Updated(_)]
+        ));
+        let (customers, after) = snapshot(&store).await;
+        assert_eq!(before, after, "same identities, same ids");
+        assert!(
+            customers.iter().all(|c| c.4 == 1 && c.5 == 2),
+            "{customers:?}"
+        );
+    }
 }

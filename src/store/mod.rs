@@ -21,7 +21,7 @@ pub use email::{
     ConversationRow, EmailFile, EmailRouting, EmailStored, EmailView, NewEmail, OutboxItem,
     OutboxStatus,
 };
-pub use import::{ImportOutcome, ImportRow};
+pub use import::{CustomerImporter, ImportOutcome, ImportRow};
 pub use users::FailedLogins;
 pub use voice::{ContactEventRow, Recording, SipAccount};
 
