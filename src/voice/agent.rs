@@ -99,6 +99,31 @@ pub async fn frame(
                 ),
             };
         }
+        "call_stats" => {
+            // Numbers only, and only the ones the console knows: this goes into the record.
+            let mut stats = serde_json::Map::new();
+            for key in [
+                "packets_received",
+                "packets_lost",
+                "jitter_ms",
+                "rtt_ms",
+                "fraction_lost",
+            ] {
+                match v.get(key) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Number(n))
+                        if n.as_f64().is_some_and(|f| f.is_finite() && f >= 0.0) =>
+                    {
+                        stats.insert(key.into(), Value::Number(n.clone()));
+                    }
+                    Some(_) => {
+                        return Err(error("invalid_message", format!("{key}: a number ≥ 0")))
+                    }
+                }
+            }
+            voice.browser_stats(agent.id, contact, Value::Object(stats));
+            return Ok(None);
+        }
         "webrtc_candidate" => {
             let candidate = v
                 .get("candidate")

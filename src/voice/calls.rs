@@ -173,6 +173,8 @@ struct Call {
     muted: bool,
     recording: Option<(RecordingId, i64)>,
     conference: bool,
+    /// The agent's browser's last view of its media (RTCPeerConnection stats), for the record.
+    browser_stats: Option<Value>,
 }
 
 pub(crate) struct Manager {
@@ -580,6 +582,7 @@ impl Manager {
                 held_since: None,
                 hold_ms: 0,
                 muted: false,
+                browser_stats: None,
                 recording: None,
                 conference: false,
             },
@@ -1062,6 +1065,12 @@ impl Manager {
             return Err("no such call".into());
         };
         let sip_target = match &target {
+            TransferTarget::Agent(a) if self.endpoint(*a) == Endpoint::Browser => {
+                if !self.ready(*a) {
+                    return Err("that agent's console is not online".into());
+                }
+                return self.consult_browser(id, *a, blind).await;
+            }
             TransferTarget::Agent(a) => match self.phones.get(a) {
                 Some(u) => Target::UserAll(u.clone()),
                 None => return Err("that agent has no desk phone".into()),
@@ -1116,6 +1125,86 @@ impl Manager {
             });
         }
         Ok(())
+    }
+
+    /// Rings a colleague's browser for a consultation: a WebRTC leg of its own, offered to
+    /// their console; it counts as answered once their media is up (webrtc_state).
+    async fn consult_browser(
+        &mut self,
+        id: CallId,
+        colleague: i64,
+        blind: bool,
+    ) -> Result<(), String> {
+        let (media, _) = self
+            .d
+            .media
+            .create_webrtc_leg(LegConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.media_legs.insert(media, id);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return Err("no such call".into());
+        };
+        c.consult = Some(Consult {
+            target: TransferTarget::Agent(colleague),
+            party: Party { sip: None, media },
+            answered: false,
+            blind,
+        });
+        let frame = json!({
+            "type": "call_state", "contact_id": c.contact, "state": "ringing", "consult": true,
+            "from_agent": c.agent.map(|a| a.0), "caller": c.caller, "customer_id": c.customer_id,
+        });
+        self.d.push.send(colleague, frame);
+        Ok(())
+    }
+
+    /// The consulted colleague's browser leg is gone (they declined, hung up, or their media
+    /// failed): the consulting agent is back with the customer, as when a desk phone hangs up.
+    async fn browser_consult_left(&mut self, id: CallId, code: u16) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(consult) = c.consult.take() else {
+            return;
+        };
+        let contact = c.contact;
+        let agent = c.agent;
+        let was_conference = std::mem::take(&mut c.conference);
+        let customer = c.customer.media;
+        let colleague = match consult.target {
+            TransferTarget::Agent(b) => Some(b),
+            _ => None,
+        };
+        self.drop_party(consult.party).await;
+        if let Some(b) = colleague {
+            self.d.push.send(
+                b,
+                json!({"type": "call_state", "contact_id": contact, "state": "ended"}),
+            );
+        }
+        let Some((a, p)) = agent else {
+            return;
+        };
+        if consult.answered {
+            if was_conference {
+                let _ = self.d.media.unmix(customer).await;
+                let _ = self.d.media.unmix(p.media).await;
+                let _ = self.d.media.bridge(customer, p.media).await;
+            }
+            self.event(contact, "consult_ended", json!({}));
+        } else {
+            self.event(
+                contact,
+                "consult_failed",
+                json!({"code": code, "target": target_json(&consult.target)}),
+            );
+            self.d.push.send(
+                a,
+                json!({"type": "call_consult_failed", "contact_id": contact, "code": code}),
+            );
+        }
+        self.push_state(id, a);
     }
 
     // ---- the ACD's offers -----------------------------------------------------------------
@@ -1674,6 +1763,9 @@ impl Manager {
                 }
             }
         }
+        if let Some(b) = &c.browser_stats {
+            q.insert("browser".into(), b.clone());
+        }
         self.event(c.contact, "media_quality", Value::Object(q));
     }
 
@@ -1707,6 +1799,14 @@ impl Manager {
         self.by_contact.remove(&c.contact);
         self.media_legs.remove(&c.customer.media);
         let _ = self.d.media.remove_leg(c.customer.media).await;
+        if let Some(x) = &c.consult {
+            if let (TransferTarget::Agent(b), None) = (&x.target, x.party.sip) {
+                self.d.push.send(
+                    *b,
+                    json!({"type": "call_state", "contact_id": c.contact, "state": "ended"}),
+                );
+            }
+        }
         for p in [
             c.ringing.map(|a| a.1),
             c.agent.map(|a| a.1),
@@ -1999,10 +2099,8 @@ impl Manager {
                         }
                     }
                 } else if consult.is_some() {
-                    let consult = self.calls.get_mut(&id).and_then(|c| c.consult.take());
-                    if let Some(x) = consult {
-                        self.drop_party(x.party).await;
-                    }
+                    // 480: the colleague's browser never got media up.
+                    self.browser_consult_left(id, 480).await;
                 }
             }
         }
@@ -2166,6 +2264,7 @@ impl Manager {
                 held_since: None,
                 hold_ms: 0,
                 muted: false,
+                browser_stats: None,
                 recording: None,
                 conference: false,
             },
@@ -2423,6 +2522,18 @@ impl Manager {
                 let r = self.webrtc_offer(agent, contact, sdp).await;
                 let _ = reply.send(r);
             }
+            Request::BrowserStats {
+                agent,
+                contact,
+                stats,
+            } => {
+                let id = self.by_contact.get(&contact).copied();
+                if let Some(c) = id.and_then(|id| self.calls.get_mut(&id)) {
+                    if c.agent.is_some_and(|a| a.0 == agent && a.1.sip.is_none()) {
+                        c.browser_stats = Some(stats);
+                    }
+                }
+            }
             Request::WebRtcCandidate {
                 agent,
                 contact,
@@ -2464,6 +2575,21 @@ impl Manager {
             return Err("no call for this contact".into());
         };
         let c = self.calls.get(&id).ok_or("no call for this contact")?;
+        let consulted_here = c.consult.as_ref().is_some_and(|x| {
+            x.target == TransferTarget::Agent(agent)
+                && x.party.sip.is_none()
+                && c.agent.is_some_and(|a| a.0 != agent)
+        });
+        if consulted_here {
+            if op != CallOp::Hangup {
+                return Err("you are consulted on this call: only hang up is yours".into());
+            }
+            // 603 Decline while it rang, else the colleague simply left.
+            let answered = c.consult.as_ref().is_some_and(|x| x.answered);
+            self.browser_consult_left(id, if answered { 200 } else { 603 })
+                .await;
+            return Ok(json!({}));
+        }
         let Some((a, agent_party)) = c.agent else {
             return Err("the call is not connected to you".into());
         };
@@ -2550,6 +2676,12 @@ impl Manager {
                     .and_then(|c| c.consult.take())
                     .ok_or("no consultation")?;
                 self.drop_party(consult.party).await;
+                if let (TransferTarget::Agent(b), None) = (&consult.target, consult.party.sip) {
+                    self.d.push.send(
+                        *b,
+                        json!({"type": "call_state", "contact_id": contact, "state": "ended"}),
+                    );
+                }
                 let _ = self.d.media.bridge(customer.media, agent_party.media).await;
                 self.hold_customer(id, false).await?;
                 self.event(contact, "consult_cancelled", json!({}));

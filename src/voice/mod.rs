@@ -141,6 +141,12 @@ pub(crate) enum Request {
         sdp: String,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// The browser's own media statistics for the call it is on.
+    BrowserStats {
+        agent: i64,
+        contact: i64,
+        stats: serde_json::Value,
+    },
     WebRtcCandidate {
         agent: i64,
         contact: i64,
@@ -311,6 +317,14 @@ impl VoiceService {
         })
         .await
         .unwrap_or_else(|| Err("the voice channel has stopped".into()))
+    }
+
+    pub fn browser_stats(&self, agent: i64, contact: i64, stats: serde_json::Value) {
+        let _ = self.requests.send(Request::BrowserStats {
+            agent,
+            contact,
+            stats,
+        });
     }
 
     pub fn webrtc_candidate(
