@@ -44,6 +44,15 @@ pub fn router() -> Router<AppState> {
             }),
         )
         .route(
+            "/softphone.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../web-agent/softphone.js"),
+                )
+            }),
+        )
+        .route(
             "/i18n.js",
             get(|| async {
                 asset(

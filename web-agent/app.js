@@ -278,6 +278,7 @@
       renderCustomer();
       rebuildChatPanes();
       rebuildEmailPanes();
+      if (window.Softphone) window.Softphone.render();
       updateTitleBadge();
     },
   });
@@ -463,6 +464,7 @@
     app.canned = { status: 'idle', items: [], promise: null, error: null };
     try { window.sessionStorage.removeItem(CHAT_STORE_KEY); } catch (err) { /* ignore */ }
     closeModal();
+    if (window.Softphone) window.Softphone.reset();
     renderWorkItems();
     if (app.search.abort) app.search.abort.abort();
     app.search = { q: '', status: 'idle', results: [], error: null, seq: app.search.seq + 1, abort: null };
@@ -650,6 +652,8 @@
         emailFrame(msg);
         break;
       case 'error':
+        // The softphone's own errors (a refused call, a refused SDP) show in its call pane.
+        if (window.Softphone && window.Softphone.ownsError(msg)) break;
         // A refused chat message names its client_id: that message shows it, with a retry.
         if (msg.client_id && chatSendFailed(msg)) break;
         if (msg.code === 'unknown_queue' || msg.code === 'agent_unavailable') {
@@ -954,6 +958,8 @@
   function acdAction(id, action) {
     const e = app.acd.contacts.get(id);
     if (!e || e.pending) return;
+    // A call offered to the browser is answered by the softphone (its media up = accepted).
+    if (action === 'accept' && e.contact.channel === 'voice' && window.Softphone && window.Softphone.answer(id)) return;
     let msg;
     switch (action) {
       case 'accept': msg = { type: 'accept', contact_id: id }; break;
@@ -1062,7 +1068,7 @@
     h('div', { class: 'acd-progress', 'aria-hidden': 'true' }, h('span', { class: 'acd-progress-bar', dataset: { role: 'bar' } })),
     h('div', { class: 'offer-actions' },
       h('button', { type: 'button', class: 'btn btn-accept', dataset: { action: 'accept' }, onclick: () => acdAction(e.id, 'accept') },
-        icon('check'), h('span', { text: t('offer.accept') })),
+        icon(c.channel === 'voice' ? 'phone' : 'check'), h('span', { text: t(c.channel === 'voice' ? 'phone.answer' : 'offer.accept') })),
       h('button', { type: 'button', class: 'btn btn-reject', dataset: { action: 'reject' }, onclick: () => acdAction(e.id, 'reject') },
         icon('x'), h('span', { text: t('offer.reject') }))));
   }
@@ -1703,7 +1709,8 @@
           h('span', { class: 'identity-kind', text: tOr('identity.', i.kind) }),
           h('span', { class: (i.kind === 'email' ? '' : 'mono ') + 'identity-value', text: formatIdentity(i.kind, i.value) }),
           blocked ? h('span', { class: 'identity-blocked', title: t(i.kind === 'phone' ? 'consent.do_not_call' : 'consent.do_not_email') },
-            icon('ban', 'icon-xs')) : null);
+            icon('ban', 'icon-xs')) : null,
+          i.kind === 'phone' && window.Softphone ? window.Softphone.dialButton(cust, i.value) : null);
       }))
       : h('span', { class: 'muted', text: t('customer.no_identities') });
 
@@ -4847,6 +4854,12 @@
     },
     openCustomer: (id) => openCustomer(id, true),
     agentState: () => app.agentState && Object.assign({}, app.agentState),
+    user: () => app.user,
+    // What the softphone (softphone.js) shares with the console.
+    ui: Object.freeze({
+      api, toast, openModal, closeModal, tierBadge, formatPhone, formatMoney, describeError, queueLabel,
+      stateLabel: (s) => stateLabel(stateValue(s) || 'logged_out'),
+    }),
   });
 
   // ------------------------------------------------------------------ boot

@@ -7,12 +7,14 @@ Commands on stdin (one per line):
   dtmf DIGITS                        send RFC 2833 digits on the call
   hangup                             hang up the call
   hold | unhold                      re-INVITE the call sendonly / sendrecv
+  rec WAV                            from now on record what the phone hears into WAV (the
+                                     previous recording is closed, complete on disk)
   quit
 Options: --play WAV (what the phone's microphone sends, looping), --record WAV (what it hears),
 --auto-answer (answer incoming calls), --rtp-port N (start of this process's RTP range).
 
 Events on stdout, one per line: READY, REGISTERED <code>, REGISTER_FAILED <code>, INCOMING,
-CONFIRMED, MEDIA <dir>, DISCONNECTED <code>, ERROR <text>, BYE.
+CONFIRMED, MEDIA <dir>, DISCONNECTED <code>, ERROR <text>, RECORDING <wav>, BYE.
 """
 import argparse
 import select
@@ -32,6 +34,21 @@ class Phone:
         self.call = None
         self.player = None
         self.recorder = None
+        self.media = None
+
+    def record(self, path):
+        """Closes the current recording (its WAV header is written) and starts one in `path`."""
+        if self.recorder is not None and self.media is not None:
+            try:
+                self.media.stopTransmit(self.recorder)
+            except pj.Error:
+                pass
+        self.recorder = None
+        self.args.record = path
+        self.recorder = pj.AudioMediaRecorder()
+        self.recorder.createRecorder(path)
+        if self.media is not None:
+            self.media.startTransmit(self.recorder)
 
 
 class Call(pj.Call):
@@ -51,10 +68,13 @@ class Call(pj.Call):
     def onCallMediaState(self, prm):
         ci = self.getInfo()
         for i, mi in enumerate(ci.media):
-            if mi.type != pj.PJMEDIA_TYPE_AUDIO or mi.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+            # Held by the other side (it sends only, e.g. music): still heard and recorded.
+            held = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+            if mi.type != pj.PJMEDIA_TYPE_AUDIO or (mi.status != pj.PJSUA_CALL_MEDIA_ACTIVE and not held):
                 continue
             media = self.getAudioMedia(i)
             phone = self.phone
+            phone.media = media
             if phone.args.play:
                 if phone.player is None:
                     phone.player = pj.AudioMediaPlayer()
@@ -65,7 +85,7 @@ class Call(pj.Call):
                     phone.recorder = pj.AudioMediaRecorder()
                     phone.recorder.createRecorder(phone.args.record)
                 media.startTransmit(phone.recorder)
-            say("MEDIA %s" % ("active"))
+            say("MEDIA %s" % ("remote_hold" if held else "active"))
 
 
 class Account(pj.Account):
@@ -184,6 +204,9 @@ def main():
                 op = pj.CallOpParam()
                 op.opt.flag = pj.PJSUA_CALL_UNHOLD
                 phone.call.reinvite(op)
+            elif cmd == "rec":
+                phone.record(words[1])
+                say("RECORDING %s" % words[1])
             elif cmd == "quit":
                 break
         except pj.Error as e:
@@ -197,6 +220,7 @@ def main():
         for _ in range(50):
             ep.libHandleEvents(10)
     phone.call = None
+    phone.media = None
     phone.player = None
     phone.recorder = None
     if acc is not None:
