@@ -63,8 +63,13 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
-    /// Mark the session cookie `Secure` (set when served over HTTPS, e.g. behind a proxy).
+    /// Mark the session cookie `Secure` (set when served over HTTPS, e.g. behind a proxy;
+    /// always on with `tls_cert`).
     pub cookie_secure: bool,
+    /// PEM certificate chain and private key: serve HTTPS (and WSS) instead of HTTP. A
+    /// self-signed pair is fine for development (`openssl req -x509 …`, README).
+    pub tls_cert: String,
+    pub tls_key: String,
     /// Bearer token a Prometheus scraper may use for `/metrics`; empty: admin/supervisor login only.
     pub metrics_token: String,
 }
@@ -153,6 +158,8 @@ impl Default for HttpConfig {
             body_limit_bytes: 1024 * 1024,
             cookie_secure: false,
             metrics_token: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod email;
 pub mod error;
+pub mod https;
 pub mod hub;
 pub mod identity;
 pub mod import;

@@ -69,6 +69,14 @@ const SHIPPED_RULES: &[(&str, &str)] = &[
         include_str!("../routing-rules/routing.cases.toml"),
     ),
     ("README.md", include_str!("../routing-rules/README.md")),
+    (
+        "ivr/ivr.toml",
+        include_str!("../routing-rules/ivr/ivr.toml"),
+    ),
+    (
+        "ivr/ivr.cases.toml",
+        include_str!("../routing-rules/ivr/ivr.cases.toml"),
+    ),
 ];
 
 /// Loads the routing rules, creating the directory from the shipped sample when it is missing.
@@ -77,6 +85,8 @@ pub fn load_rules(config: &Config) -> anyhow::Result<(std::path::PathBuf, RuleSe
     if !dir.exists() {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("ivr"))
+            .with_context(|| format!("cannot create {}", dir.join("ivr").display()))?;
         for (name, text) in SHIPPED_RULES {
             std::fs::write(dir.join(name), text)
                 .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
@@ -193,6 +203,18 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let addr = listener.local_addr()?;
+    let mut config = config;
+    let tls = match (config.http.tls_cert.as_str(), config.http.tls_key.as_str()) {
+        ("", "") => None,
+        ("", _) | (_, "") => anyhow::bail!("http.tls_cert and http.tls_key go together"),
+        (cert, key) => Some(crate::https::server_config(
+            std::path::Path::new(cert),
+            std::path::Path::new(key),
+        )?),
+    };
+    if tls.is_some() {
+        config.http.cookie_secure = true;
+    }
     let config = Arc::new(config);
     let push = Arc::new(AgentPush::default());
     let chat = ChatService::start(
@@ -233,16 +255,32 @@ pub async fn start_with_store(config: Config, store: Store) -> anyhow::Result<Ru
     };
     let app = crate::api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
+    let (tls, listener) = match tls {
+        Some(c) => (Some(crate::https::TlsListener::new(listener, c)?), None),
+        None => (None, Some(listener)),
+    };
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = rx.await;
         };
         // The peer address feeds per-address rate limits (chat, web requests).
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match tls {
+            // tap_io: axum gives connection info for TcpListener and tapped listeners only.
+            Some(tls) => {
+                use axum::serve::ListenerExt;
+                axum::serve(tls.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                let Some(listener) = listener else { return };
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
@@ -276,7 +314,8 @@ pub async fn serve_with(config: Config, started: impl FnOnce(&Running)) -> anyho
     let state = running.state.clone();
     tracing::info!(
         database = state.store.backend().name(),
-        "Contact Hub is serving the console at http://{} (API under /api/v1, docs at /api/v1/openapi.json)",
+        "Contact Hub is serving the console at {}://{} (API under /api/v1, docs at /api/v1/openapi.json)",
+        if state.config.http.tls_cert.is_empty() { "http" } else { "https" },
         running.addr
     );
     if state.store.count_users_with_role(Role::Admin).await? == 0 {

@@ -624,3 +624,142 @@ async fn the_openapi_document_lists_every_route_and_the_console_is_served() {
     }
     hub.stop().await;
 }
+
+/// Sends one HTTP/1.1 request over TLS (trusting only `cert`) and returns the whole response.
+async fn https_request(
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+    request: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = channel_email::tls::client_config(Some(cert)).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the hub's certificate");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("the response within 5 s")
+    .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// With `http.tls_cert`/`http.tls_key` the console, the API and the agent socket are served over
+/// TLS (browsers give the softphone a microphone on https:// pages), the session cookie is
+/// Secure, and plain HTTP on that port gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_certificate_serves_https_and_wss() {
+    let dbs = common::databases().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut config = common::config_for(&dbs[0]);
+    config.http.tls_cert = cert_path.display().to_string();
+    config.http.tls_key = key_path.display().to_string();
+    let hub = TestHub::start_with(config).await;
+    let addr = hub.running.addr;
+
+    let health = https_request(
+        addr,
+        &cert_path,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let console = https_request(
+        addr,
+        &cert_path,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        console.starts_with("HTTP/1.1 200") && console.contains("<html"),
+        "{}",
+        &console[..console.len().min(400)]
+    );
+
+    let body = r#"{"username":"agent1","password":"password-agent1"}"#;
+    let login = https_request(
+        addr,
+        &cert_path,
+        &format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let cookie = login
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let json = &login[login.find("\r\n\r\n").unwrap() + 4..];
+    let token = serde_json::from_str::<Value>(json.trim()).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The agent socket over WSS.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tls = channel_email::tls::client_config(Some(&cert_path)).unwrap();
+    let mut req = format!("wss://localhost:{}/api/v1/agent/ws", addr.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("a WSS agent socket");
+    let hello = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            use futures_util::StreamExt;
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "hello" {
+                        return v;
+                    }
+                }
+                other => panic!("no hello: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(hello["agent"].is_object(), "{hello}");
+
+    // Plain HTTP to the TLS port: no HTTP answer (the handshake fails).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        plain.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    hub.stop().await;
+}
