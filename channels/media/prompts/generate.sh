@@ -46,6 +46,9 @@ for t in 20:twenty 30:thirty 40:forty 50:fifty 60:sixty 70:seventy 80:eighty 90:
   en "${t%%:*}" "${t#*:}"
 done
 en hundred "hundred"
+en thousand "thousand"
+en million "million"
+en billion "billion"
 
 # ---- Chinese: Mandarin voice; zh-TW uses Traditional wording where it differs -----------
 zh_digits=(零 一 二 三 四 五 六 七 八 九)
@@ -56,6 +59,9 @@ for lang in zh-CN zh-TW; do
   for i in "${!zh_digits[@]}"; do zh "$lang" "$i" "${zh_digits[$i]}"; done
   zh "$lang" 10 "十"
   zh "$lang" hundred "百"
+  zh "$lang" thousand "千"
+  if [ "$lang" = zh-TW ]; then zh "$lang" ten_thousand "萬"; zh "$lang" hundred_million "億"
+  else zh "$lang" ten_thousand "万"; zh "$lang" hundred_million "亿"; fi
   zh "$lang" you_are_number "您排在第"
   zh "$lang" in_line "位"
   zh "$lang" yuan "元"
@@ -87,6 +93,21 @@ zh zh-TW closed "現在是非營業時間，請在營業時間再來電。"
 zh zh-TW goodbye "感謝您的來電，再見。"
 zh zh-TW balance_is "您的餘額為"
 zh zh-TW point "點"
+
+# ---- The sample company's IVR prompts: the texts in routing-rules/ivr/ivr.toml [prompts] -------
+# Each text in the voice of its script (the "other language" prompts are in the other one).
+ivr="$here/../../../routing-rules/ivr/ivr.toml"
+if [ -f "$ivr" ]; then
+  while IFS=$'\t' read -r lang name text; do
+    if printf '%s' "$text" | grep -qP '[\x{4e00}-\x{9fff}]'; then voice=cmn; else voice=en-us; fi
+    say "$lang" "$voice" "$name" "$text"
+  done < <(python3 -c '
+import sys, tomllib
+for name, texts in tomllib.load(open(sys.argv[1], "rb")).get("prompts", {}).items():
+    for lang, text in texts.items():
+        print(f"{lang}\t{name}\t{text}")
+' "$ivr")
+fi
 
 # ---- Music on hold: I–vi–IV–V in C, soft plucked chords with a bass, ~24 s ---------------
 chord() {  # chord FILE SECONDS NOTES...

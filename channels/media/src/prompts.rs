@@ -114,7 +114,7 @@ impl Prompts {
 
     /// "Your balance is Y yuan" (with jiao/fen when there are cents).
     pub fn balance(&self, lang: Language, fen_total: u64) -> Vec<PlaySpec> {
-        let yuan = (fen_total / 100).min(999) as u32;
+        let yuan = (fen_total / 100).min(u64::from(u32::MAX)) as u32;
         let jiao = ((fen_total / 10) % 10) as u32;
         let fen = (fen_total % 10) as u32;
         let mut names = vec!["balance_is".to_string()];
@@ -136,61 +136,100 @@ impl Prompts {
     }
 }
 
-/// Prompt file names that speak `n` (0..=999; larger numbers digit by digit).
+/// Prompt file names that speak `n`: English in thousands ("12 thousand 3 hundred 40 5"),
+/// Chinese in 万 and 亿 sections with 零 where a place is skipped ("1 ten_thousand 0 5" =
+/// 一万零五).
 pub fn number_names(lang: Language, n: u32) -> Vec<String> {
-    if n > 999 {
-        return n.to_string().chars().map(|c| c.to_string()).collect();
-    }
-    let s = |v: u32| v.to_string();
     let mut out = Vec::new();
     match lang {
         Language::En => {
-            let (h, rest) = (n / 100, n % 100);
-            if h > 0 {
-                out.push(s(h));
-                out.push("hundred".into());
-                if rest == 0 {
-                    return out;
+            let groups = [
+                (n / 1_000_000_000, Some("billion")),
+                ((n / 1_000_000) % 1000, Some("million")),
+                ((n / 1000) % 1000, Some("thousand")),
+                (n % 1000, None),
+            ];
+            for (g, unit) in groups {
+                if g > 0 {
+                    en_below_1000(g, &mut out);
+                    out.extend(unit.map(String::from));
                 }
             }
-            if rest < 20 {
-                out.push(s(rest));
-            } else {
-                out.push(s(rest / 10 * 10));
-                if rest % 10 > 0 {
-                    out.push(s(rest % 10));
-                }
+            if out.is_empty() {
+                out.push("0".into());
             }
         }
         Language::ZhCn | Language::ZhTw => {
-            let (h, t, o) = (n / 100, (n / 10) % 10, n % 10);
-            if h > 0 {
-                out.push(s(h));
-                out.push("hundred".into());
-                if t == 0 && o == 0 {
-                    return out;
+            let sections = [
+                (n / 100_000_000, Some("hundred_million")),
+                ((n / 10_000) % 10_000, Some("ten_thousand")),
+                (n % 10_000, None),
+            ];
+            let mut gap = false;
+            for (sec, unit) in sections {
+                if sec == 0 {
+                    gap = !out.is_empty();
+                    continue;
                 }
-                if t == 0 {
-                    out.push("0".into()); // 一百零五
-                    out.push(s(o));
-                    return out;
+                // 零 where places are skipped between sections: this one lacks its thousands
+                // (一万零五十) or a whole section was zero (二亿零一千).
+                if !out.is_empty() && (sec < 1000 || gap) {
+                    out.push("0".into());
                 }
+                gap = false;
+                zh_below_10000(sec, out.is_empty(), &mut out);
+                out.extend(unit.map(String::from));
             }
-            if t > 0 {
-                // 十 alone for 10..19 below a hundred, 一十 after it.
-                if t > 1 || h > 0 {
-                    out.push(s(t));
-                }
-                out.push("10".into());
-                if o > 0 {
-                    out.push(s(o));
-                }
-            } else {
-                out.push(s(o));
+            if out.is_empty() {
+                out.push("0".into());
             }
         }
     }
     out
+}
+
+fn en_below_1000(n: u32, out: &mut Vec<String>) {
+    let (h, rest) = (n / 100, n % 100);
+    if h > 0 {
+        out.push(h.to_string());
+        out.push("hundred".into());
+        if rest == 0 {
+            return;
+        }
+    }
+    if rest < 20 {
+        out.push(rest.to_string());
+    } else {
+        out.push((rest / 10 * 10).to_string());
+        if rest % 10 > 0 {
+            out.push((rest % 10).to_string());
+        }
+    }
+}
+
+/// 1..=9999 with 千 百 十; `leading`: the number's first section, where 10..19 say 十 alone.
+fn zh_below_10000(n: u32, leading: bool, out: &mut Vec<String>) {
+    let digits = [n / 1000, (n / 100) % 10, (n / 10) % 10, n % 10];
+    let units = [Some("thousand"), Some("hundred"), Some("10"), None];
+    let mut spoken = false;
+    let mut zero = false;
+    for (d, unit) in digits.into_iter().zip(units) {
+        if d == 0 {
+            zero = spoken;
+            continue;
+        }
+        if zero {
+            out.push("0".into());
+            zero = false;
+        }
+        // 十五, not 一十五, when ten is the number's first place.
+        let ten_alone = d == 1 && unit == Some("10") && !spoken && leading;
+        if !ten_alone {
+            out.push(d.to_string());
+        }
+        out.extend(unit.map(String::from));
+        spoken = true;
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +245,10 @@ mod tests {
         assert_eq!(en(42), "40 2");
         assert_eq!(en(300), "3 hundred");
         assert_eq!(en(305), "3 hundred 5");
-        assert_eq!(en(1234), "1 2 3 4");
+        assert_eq!(en(1234), "1 thousand 2 hundred 30 4");
+        assert_eq!(en(12_000), "12 thousand");
+        assert_eq!(en(2_000_017), "2 million 17");
+        assert_eq!(en(u32::MAX), "4 billion 2 hundred 90 4 million 9 hundred 60 7 thousand 2 hundred 90 5");
         let zh = |n| number_names(Language::ZhCn, n).join(" ");
         assert_eq!(zh(7), "7");
         assert_eq!(zh(10), "10");
@@ -215,6 +257,16 @@ mod tests {
         assert_eq!(zh(105), "1 hundred 0 5");
         assert_eq!(zh(115), "1 hundred 1 10 5");
         assert_eq!(zh(200), "2 hundred");
+        assert_eq!(zh(1005), "1 thousand 0 5");
+        assert_eq!(zh(1050), "1 thousand 0 5 10");
+        assert_eq!(zh(1234), "1 thousand 2 hundred 3 10 4");
+        assert_eq!(zh(10_005), "1 ten_thousand 0 5");
+        assert_eq!(zh(10_050), "1 ten_thousand 0 5 10");
+        assert_eq!(zh(12_345), "1 ten_thousand 2 thousand 3 hundred 4 10 5");
+        assert_eq!(zh(150_000), "10 5 ten_thousand");
+        assert_eq!(zh(100_010), "10 ten_thousand 0 1 10");
+        assert_eq!(zh(300_000_000), "3 hundred_million");
+        assert_eq!(zh(200_001_000), "2 hundred_million 0 1 thousand");
     }
 
     #[test]
@@ -234,7 +286,11 @@ mod tests {
                     assert!(f.exists(), "{lang:?} {n}: {}", f.display());
                 }
             }
-            for spec in p.balance(lang, 12_345) {
+            for spec in p
+                .balance(lang, 12_345)
+                .into_iter()
+                .chain(p.balance(lang, 123_456_789_012))
+            {
                 let PlaySpec::File(f) = spec else { panic!() };
                 assert!(f.exists(), "{}", f.display());
             }
