@@ -1173,7 +1173,8 @@
       h('div', { class: 'acd-row' },
         h('span', { class: 'chip chip-state cs-connected', text: tOr('cstate.', 'connected') }),
         h('span', { class: 'acd-timer', title: t('work.handling_time') }, icon('clock', 'icon-xs'), h('span', { class: 'mono', dataset: { role: 'elapsed' } })),
-        h('button', {
+        // A call in the browser ends with its hang-up (softphone), not with Complete.
+        c.channel === 'voice' && window.Softphone && window.Softphone.handlesAnswer() ? null : h('button', {
           type: 'button', class: 'btn btn-sm btn-complete', title: t('work.complete_title'),
           dataset: { action: 'complete' }, onclick: () => acdAction(e.id, 'complete'),
         }, icon('check-circle', 'icon-xs'), h('span', { text: t('work.complete') }))));
