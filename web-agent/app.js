@@ -844,7 +844,18 @@
     }
     if (c.channel === 'email') upsertEmail(c.id, msg.email, c);
     renderWorkItems();
-    showContactCustomer(e, true);
+    // An agent writing in a chat or an email keeps their pane: the offer rings in the list
+    // (its card carries the screen-pop) instead of taking the screen away mid-sentence.
+    if (!workingInPane()) showContactCustomer(e, true);
+  }
+
+  function workingInPane() {
+    const active = (id) => {
+      const w = id != null && app.acd.contacts.get(id);
+      return !!w && w.state !== 'offered';
+    };
+    return (app.view === 'chat' && app.chats.has(app.activeChat) && active(app.activeChat))
+      || (app.view === 'email' && app.emails.has(app.activeEmail) && active(app.activeEmail));
   }
 
   function onOfferCancelled(msg) {
