@@ -138,7 +138,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { no_sample_traffic } => {
             let store = server::open_store(&config).await?;
             let accounts = demo::seed(&store, &config).await?;
-            let scheme = if config.http.tls_cert.is_empty() { "http" } else { "https" };
+            let scheme = if config.http.tls_cert.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
             let url = format!("{scheme}://{}", config.http.listen);
             println!("\nContact Hub demo: a sample company is ready at {url}\n");
             println!("  {:<8} {:<12} {:<24} password", "login", "role", "name");

@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(en(1234), "1 thousand 2 hundred 30 4");
         assert_eq!(en(12_000), "12 thousand");
         assert_eq!(en(2_000_017), "2 million 17");
-        assert_eq!(en(u32::MAX), "4 billion 2 hundred 90 4 million 9 hundred 60 7 thousand 2 hundred 90 5");
+        assert_eq!(
+            en(u32::MAX),
+            "4 billion 2 hundred 90 4 million 9 hundred 60 7 thousand 2 hundred 90 5"
+        );
         let zh = |n| number_names(Language::ZhCn, n).join(" ");
         assert_eq!(zh(7), "7");
         assert_eq!(zh(10), "10");
