@@ -441,6 +441,14 @@ fn stats_carry_loss_jitter_and_rtt() {
     s.connect();
     s.core.bridge(s.web, s.trunk).unwrap();
     s.talk(150, 0x33, 0x55);
+    // RTCP intervals are randomised (RFC 3550 §6.3.1): talk on, within a bound, until the
+    // browser's receiver report has come back.
+    for _ in 0..10 {
+        if s.core.stats(s.web).unwrap().rtt.is_some() && s.peer.egress_rtt.is_some() {
+            break;
+        }
+        s.talk(50, 0x33, 0x55);
+    }
     let st = s.core.stats(s.web).unwrap();
     assert!(
         st.packets_received >= 140 && st.packets_sent >= 140,
