@@ -1159,9 +1159,36 @@ impl Manager {
         Ok(())
     }
 
-    /// The consulted colleague's browser leg is gone (they declined, hung up, or their media
-    /// failed): the consulting agent is back with the customer, as when a desk phone hangs up.
-    async fn browser_consult_left(&mut self, id: CallId, code: u16) {
+    /// The consulted party answered (`media` is their leg): the agent talks to them while the
+    /// customer waits with music; a blind transfer to a number connects the customer instead.
+    async fn consult_answered(&mut self, id: CallId, media: MediaLeg) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(consult) = c.consult.as_mut() else {
+            return;
+        };
+        consult.answered = true;
+        let (blind, target) = (consult.blind, consult.target.clone());
+        let (contact, agent) = (c.contact, c.agent);
+        self.event(
+            contact,
+            "consult_answered",
+            json!({"target": target_json(&target)}),
+        );
+        if blind {
+            self.connect_customer_to_consult(id).await;
+        } else if let Some((agent, p)) = agent {
+            let _ = self.d.media.bridge(p.media, media).await;
+            self.push_state(id, agent);
+        }
+    }
+
+    /// The consulted party is gone — hung up, declined, never answered (`code`), or their
+    /// browser's media failed. After an answer the agent is back with the held customer,
+    /// bridged again so that unhold reconnects them; a transfer to a number that ends takes the
+    /// customer along.
+    async fn consult_left(&mut self, id: CallId, code: u16) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1170,41 +1197,50 @@ impl Manager {
         };
         let contact = c.contact;
         let agent = c.agent;
+        let external = matches!(c.stage, Stage::External);
         let was_conference = std::mem::take(&mut c.conference);
         let customer = c.customer.media;
-        let colleague = match consult.target {
-            TransferTarget::Agent(b) => Some(b),
-            _ => None,
-        };
-        self.drop_party(consult.party).await;
-        if let Some(b) = colleague {
+        // A SIP leg is already gone (its end brought us here); a browser leg is dropped now.
+        self.media_legs.remove(&consult.party.media);
+        let _ = self.d.media.remove_leg(consult.party.media).await;
+        if let (TransferTarget::Agent(b), None) = (&consult.target, consult.party.sip) {
             self.d.push.send(
-                b,
+                *b,
                 json!({"type": "call_state", "contact_id": contact, "state": "ended"}),
             );
         }
-        let Some((a, p)) = agent else {
-            return;
-        };
-        if consult.answered {
-            if was_conference {
-                let _ = self.d.media.unmix(customer).await;
-                let _ = self.d.media.unmix(p.media).await;
-                let _ = self.d.media.bridge(customer, p.media).await;
-            }
-            self.event(contact, "consult_ended", json!({}));
-        } else {
+        if !consult.answered {
             self.event(
                 contact,
                 "consult_failed",
                 json!({"code": code, "target": target_json(&consult.target)}),
             );
-            self.d.push.send(
-                a,
-                json!({"type": "call_consult_failed", "contact_id": contact, "code": code}),
-            );
         }
-        self.push_state(id, a);
+        match agent {
+            None if external && consult.answered => {
+                self.event(contact, "ended", json!({"by": "transfer_target"}));
+                self.hang_up_customer(id).await;
+            }
+            // A transfer to a number from the IVR that nobody answered.
+            None if consult.blind => self.hang_up_customer(id).await,
+            None => {}
+            Some((a, p)) if consult.answered => {
+                if was_conference {
+                    let _ = self.d.media.unmix(customer).await;
+                    let _ = self.d.media.unmix(p.media).await;
+                }
+                let _ = self.d.media.bridge(customer, p.media).await;
+                self.event(contact, "consult_ended", json!({}));
+                self.push_state(id, a);
+            }
+            Some((a, _)) => {
+                self.d.push.send(
+                    a,
+                    json!({"type": "call_consult_failed", "contact_id": contact, "code": code}),
+                );
+                self.push_state(id, a);
+            }
+        }
     }
 
     // ---- the ACD's offers -----------------------------------------------------------------
@@ -1323,46 +1359,10 @@ impl Manager {
                 .await;
             return;
         };
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        let caller = Caller {
-            display: None,
-            user: call.caller.clone(),
-        };
-        let Ok((media, _)) = self.d.media.create_leg(LegConfig::default()).await else {
-            return;
-        };
-        let offer = match self.d.media.local_offer(media).await {
-            Ok(o) => o,
-            Err(_) => {
-                let _ = self.d.media.remove_leg(media).await;
-                return;
-            }
-        };
-        match self
-            .d
-            .sip
-            .originate(Target::UserAll(username), caller, offer)
-            .await
-        {
-            Ok(leg) => {
-                self.sip_legs.insert(leg, (id, LegRole::Ringing));
-                self.media_legs.insert(media, id);
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.ringing = Some((
-                        agent,
-                        Party {
-                            sip: Some(leg),
-                            media,
-                        },
-                    ));
-                }
-                self.event(contact, "agent_ringing", json!({"agent": agent}));
-            }
+        match self.ring_desk_phone(id, agent, username).await {
+            Ok(()) => self.event(contact, "agent_ringing", json!({"agent": agent})),
             Err(e) => {
                 tracing::info!(agent_id = agent, error = %e, "cannot ring the agent's phone");
-                let _ = self.d.media.remove_leg(media).await;
                 let _ = self
                     .d
                     .hub
@@ -1370,6 +1370,54 @@ impl Manager {
                     .await;
             }
         }
+    }
+
+    /// Rings `agent`'s desk phone (every registered contact of `username`) for call `id`,
+    /// showing the customer's number; the leg is the call's `ringing` party until it answers.
+    async fn ring_desk_phone(
+        &mut self,
+        id: CallId,
+        agent: i64,
+        username: String,
+    ) -> Result<(), String> {
+        let caller = Caller {
+            display: None,
+            user: self.calls.get(&id).ok_or("no such call")?.caller.clone(),
+        };
+        let (media, _) = self
+            .d
+            .media
+            .create_leg(LegConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let originated = match self.d.media.local_offer(media).await {
+            Ok(offer) => self
+                .d
+                .sip
+                .originate(Target::UserAll(username), caller, offer)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let leg = match originated {
+            Ok(leg) => leg,
+            Err(e) => {
+                let _ = self.d.media.remove_leg(media).await;
+                return Err(e);
+            }
+        };
+        self.sip_legs.insert(leg, (id, LegRole::Ringing));
+        self.media_legs.insert(media, id);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.ringing = Some((
+                agent,
+                Party {
+                    sip: Some(leg),
+                    media,
+                },
+            ));
+        }
+        Ok(())
     }
 
     async fn answered(&mut self, leg: SipLeg, remote_sdp: Option<String>) {
@@ -1435,32 +1483,7 @@ impl Manager {
                     }
                 }
             }
-            LegRole::Consult => {
-                let Some(c) = self.calls.get_mut(&id) else {
-                    return;
-                };
-                let Some(consult) = c.consult.as_mut() else {
-                    return;
-                };
-                consult.answered = true;
-                let blind = consult.blind;
-                let target = consult.target.clone();
-                let contact = c.contact;
-                let agent = c.agent;
-                self.event(
-                    contact,
-                    "consult_answered",
-                    json!({"target": target_json(&target)}),
-                );
-                if blind {
-                    self.connect_customer_to_consult(id).await;
-                } else if let Some((agent, p)) = agent {
-                    // The agent talks to the consulted party; the customer waits with music.
-                    let consult_media = media;
-                    let _ = self.d.media.bridge(p.media, consult_media).await;
-                    self.push_state(id, agent);
-                }
-            }
+            LegRole::Consult => self.consult_answered(id, media).await,
             _ => {}
         }
     }
@@ -1571,33 +1594,7 @@ impl Manager {
                     .contact_op(agent, contact, ContactOp::Reject)
                     .await;
             }
-            LegRole::Consult => {
-                let Some(c) = self.calls.get_mut(&id) else {
-                    return;
-                };
-                let Some(consult) = c.consult.take() else {
-                    return;
-                };
-                self.media_legs.remove(&consult.party.media);
-                let _ = self.d.media.remove_leg(consult.party.media).await;
-                let contact = c.contact;
-                let agent = c.agent.map(|a| a.0);
-                self.event(
-                    contact,
-                    "consult_failed",
-                    json!({"code": code, "target": target_json(&consult.target)}),
-                );
-                if consult.blind && agent.is_none() {
-                    // A transfer to a number from the IVR that nobody answered.
-                    self.hang_up_customer(id).await;
-                } else if let Some(a) = agent {
-                    self.d.push.send(
-                        a,
-                        json!({"type": "call_consult_failed", "contact_id": contact, "code": code}),
-                    );
-                    self.push_state(id, a);
-                }
-            }
+            LegRole::Consult => self.consult_left(id, code).await,
             _ => {}
         }
     }
@@ -1634,37 +1631,8 @@ impl Manager {
                 self.complete(id, contact, agent, "agent").await;
                 self.hang_up_customer(id).await;
             }
-            LegRole::Consult if by_remote => {
-                let Some(c) = self.calls.get_mut(&id) else {
-                    return;
-                };
-                let Some(consult) = c.consult.take() else {
-                    return;
-                };
-                self.media_legs.remove(&consult.party.media);
-                let _ = self.d.media.remove_leg(consult.party.media).await;
-                let contact = c.contact;
-                match (&c.stage, c.agent) {
-                    (Stage::External, _) => {
-                        self.event(contact, "ended", json!({"by": "transfer_target"}));
-                        self.hang_up_customer(id).await;
-                    }
-                    (_, Some((agent, p))) => {
-                        // Back to the customer.
-                        let customer = c.customer.media;
-                        let was_conference = c.conference;
-                        c.conference = false;
-                        if was_conference {
-                            let _ = self.d.media.unmix(customer).await;
-                            let _ = self.d.media.unmix(p.media).await;
-                        }
-                        let _ = self.d.media.bridge(customer, p.media).await;
-                        self.event(contact, "consult_ended", json!({}));
-                        self.push_state(id, agent);
-                    }
-                    _ => {}
-                }
-            }
+            // Its SIP leg has ended: the code only matters for one that never answered.
+            LegRole::Consult if by_remote => self.consult_left(id, 200).await,
             _ => {}
         }
     }
@@ -2030,22 +1998,8 @@ impl Manager {
                         }
                         _ => self.drop_party(party).await,
                     }
-                } else if let Some(x) = consult {
-                    let agent = self.calls.get_mut(&id).and_then(|c| {
-                        if let Some(cx) = c.consult.as_mut() {
-                            cx.answered = true;
-                        }
-                        c.agent
-                    });
-                    self.event(
-                        contact,
-                        "consult_answered",
-                        json!({"target": target_json(&x.target)}),
-                    );
-                    if let Some((a, p)) = agent {
-                        let _ = self.d.media.bridge(p.media, leg).await;
-                        self.push_state(id, a);
-                    }
+                } else if consult.is_some() {
+                    self.consult_answered(id, leg).await;
                 } else if dialing && connected.is_some() {
                     self.dial_customer(id).await;
                 } else if let Some((agent, _)) = connected {
@@ -2100,7 +2054,7 @@ impl Manager {
                     }
                 } else if consult.is_some() {
                     // 480: the colleague's browser never got media up.
-                    self.browser_consult_left(id, 480).await;
+                    self.consult_left(id, 480).await;
                 }
             }
         }
@@ -2322,43 +2276,9 @@ impl Manager {
                     self.forget(id).await;
                     return;
                 };
-                let Ok((media, _)) = self.d.media.create_leg(LegConfig::default()).await else {
-                    return;
-                };
-                let Ok(offer) = self.d.media.local_offer(media).await else {
-                    return;
-                };
-                let number = self
-                    .calls
-                    .get(&id)
-                    .map(|c| c.caller.clone())
-                    .unwrap_or_default();
-                let caller = Caller {
-                    display: None,
-                    user: number,
-                };
-                match self
-                    .d
-                    .sip
-                    .originate(Target::UserAll(username), caller, offer)
-                    .await
-                {
-                    Ok(leg) => {
-                        self.sip_legs.insert(leg, (id, LegRole::Ringing));
-                        self.media_legs.insert(media, id);
-                        if let Some(c) = self.calls.get_mut(&id) {
-                            c.ringing = Some((
-                                agent,
-                                Party {
-                                    sip: Some(leg),
-                                    media,
-                                },
-                            ));
-                        }
-                        self.push_dialing(id, agent);
-                    }
+                match self.ring_desk_phone(id, agent, username).await {
+                    Ok(()) => self.push_dialing(id, agent),
                     Err(_) => {
-                        let _ = self.d.media.remove_leg(media).await;
                         self.complete(id, contact, agent, "phone_failed").await;
                         self.forget(id).await;
                     }
@@ -2586,7 +2506,7 @@ impl Manager {
             }
             // 603 Decline while it rang, else the colleague simply left.
             let answered = c.consult.as_ref().is_some_and(|x| x.answered);
-            self.browser_consult_left(id, if answered { 200 } else { 603 })
+            self.consult_left(id, if answered { 200 } else { 603 })
                 .await;
             return Ok(json!({}));
         }
