@@ -936,21 +936,17 @@ impl MediaCore {
             return;
         }
         let mut transcoded;
-        let payload = match (frame.kind, dst.media.codec()) {
+        let (kind, payload) = match (frame.kind, dst.media.codec()) {
             (FrameKind::Audio(src), Some(dst_codec)) if src != dst_codec => {
                 transcoded = frame.payload.to_vec();
                 src.transcode_in_place(dst_codec, &mut transcoded);
-                &transcoded[..]
+                (FrameKind::Audio(dst_codec), &transcoded[..])
             }
-            (FrameKind::Audio(_), Some(_)) => frame.payload,
+            (FrameKind::Audio(_), Some(dst_codec)) => (FrameKind::Audio(dst_codec), frame.payload),
             (FrameKind::TelephoneEvent, _) if dst.media.telephone_event_pt().is_some() => {
-                frame.payload
+                (FrameKind::TelephoneEvent, frame.payload)
             }
             _ => return,
-        };
-        let kind = match frame.kind {
-            FrameKind::Audio(_) => FrameKind::Audio(dst.media.codec().expect("checked")),
-            k => k,
         };
         let tx = TxFrame {
             kind,

@@ -423,7 +423,9 @@ impl WebRtcTransport {
         let fingerprint = fingerprint(sdp);
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| WebRtcError::Malformed(e.to_string()))?;
-        let pending = self.pending.take().expect("checked above");
+        let Some(pending) = self.pending.take() else {
+            return Err(WebRtcError::NoPendingOffer);
+        };
         let r = self.rtc.sdp_api().accept_answer(pending, answer);
         self.settle(now, sink);
         r.map_err(refused)?;
