@@ -42,10 +42,12 @@
 //! a freed agent scans all waiting contacts for the best one it qualifies for; an arriving
 //! contact scans all agents for the longest-idle free qualified one.
 
+mod support;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Instant;
+use support::env_u64;
 
 use contact_hub::acd::engine::{Acd, AgentSpec, CancelReason, Input, Output};
 use contact_hub::acd::types::{Capacity, ContactSpec, OverflowStep, QueueConfig, Skill, SkillSet};
@@ -128,16 +130,6 @@ const MAXLEN_QUEUES: std::ops::Range<usize> = 440..450;
 /// 2026-11-23 00:00 UTC.
 const T0: i64 = 1_795_392_000_000;
 const OVERFLOW_AFTER_SECS: u32 = 60;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .replace(['_', ','], "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 fn maxlen_on() -> bool {
     env_u64("ACD_BENCH_MAXLEN", 1) != 0

@@ -35,6 +35,7 @@
 //!
 //! Every loop is bounded by a deadline; the hub is killed when the program ends (also on panic).
 
+mod support;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use support::env_u64;
 
 use contact_hub::acd::types::Capacity;
 use contact_hub::domain::{now_ms, Role};
@@ -61,16 +63,6 @@ type Ws = WebSocketStream<TcpStream>;
 // ---------------------------------------------------------------------------------------------
 // Settings
 // ---------------------------------------------------------------------------------------------
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .replace(['_', ','], "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 #[derive(Clone)]
 struct Settings {

@@ -19,8 +19,10 @@
 //! alone (`CustomerImporter::import` on pre-parsed batches of `import::BATCH_ROWS`), with the
 //! SQLite plans of the import's lookups.
 
+mod support;
 use std::path::Path;
 use std::time::Instant;
+use support::env_u64;
 
 use contact_hub::config::ArchiveConfig;
 use contact_hub::identity::normalize_phone;
@@ -57,16 +59,6 @@ fn cpu_seconds() -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0 // utime, stime in USER_HZ (100 on Linux)
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .replace(['_', ','], "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

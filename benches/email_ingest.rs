@@ -28,9 +28,11 @@
 //! whole path with acknowledgements off, and with them on (the default). CPU is this process's
 //! user + system time (`/proc/self/stat`).
 
+mod support;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::env_usize;
 
 use channel_email::parse::{parse, ParseOptions};
 use channel_email::{Envelope, InboundMail, Recipient, Source};
@@ -49,17 +51,6 @@ const MAILBOXES: [&str; 3] = [
     "sales@bluebird.example",
     "billing@bluebird.example",
 ];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.replace(['_', ','], "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
-        })
-        .unwrap_or(default)
-}
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

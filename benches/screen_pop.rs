@@ -16,9 +16,11 @@
 //! library's own `Store::screen_pop` on a pool opened by `Store::connect`, exactly as the server
 //! opens it.
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use support::env_u64;
 
 use chrono::NaiveDate;
 use contact_hub::config::ArchiveConfig;
@@ -35,16 +37,6 @@ type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 // ---------------------------------------------------------------------------------------------
 // Settings
 // ---------------------------------------------------------------------------------------------
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .replace(['_', ','], "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 struct Settings {
     db: PathBuf,
