@@ -438,6 +438,8 @@ test('browser softphone: IVR → queue → answer, hold, attended transfer, wrap
   await wrapUp(bob.page, 'bob');
   verified('bob wrapped up the call with a disposition');
   await customer.quit();
+  // Signed out, so the next test (the widget's) finds nobody available and its customer waits.
+  for (const a of [alice, bob]) await setState(a.page, 'logged_out');
 
   for (const a of [alice, bob]) assert.deepEqual(a.errors, [], `${a.name}: no page errors`);
 });
