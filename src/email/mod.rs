@@ -41,7 +41,9 @@ use crate::domain::{now_ms, Channel, Contact, CustomerInput, IdentityKind};
 use crate::hub::HubHandle;
 use crate::push::AgentPush;
 use crate::server::Routing;
-use crate::store::{EmailFile, EmailRouting, EmailStored, NewEmail, Store, StoreError};
+use crate::store::{
+    EmailFile, EmailRouting, EmailStored, NewEmail, OutboxEntry, Store, StoreError,
+};
 
 /// One address the hub accepts mail for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -436,13 +438,13 @@ impl EmailService {
             return Ok(None);
         };
         let address = from.address.to_lowercase();
-        if let Some(id) = self
+        if let Some(c) = self
             .store
-            .customer_by_identity(IdentityKind::Email, &address)
+            .customer_owning(IdentityKind::Email, &address)
             .await
             .map_err(temporary)?
         {
-            return Ok(Some(self.store.get_customer(id).await.map_err(temporary)?));
+            return Ok(Some(c));
         }
         let ours = address.ends_with(&format!("@{}", self.config.email.domain.to_lowercase()));
         if parsed.is_bounce || ours || channel_email::autoack::is_no_reply(&address) {
@@ -496,36 +498,38 @@ impl EmailService {
         normalized: &str,
     ) -> Result<KnownFacts<i64>, SinkError> {
         let mut facts = KnownFacts::default();
-        for id in parsed.in_reply_to.iter().chain(parsed.references.iter()) {
-            if let Some((c, _)) = self
-                .store
-                .email_by_message_id(id)
-                .await
-                .map_err(temporary)?
-            {
-                facts.by_message_id.insert(id.clone(), c);
-            }
+        let ids: Vec<String> = parsed
+            .in_reply_to
+            .iter()
+            .chain(parsed.references.iter())
+            .cloned()
+            .collect();
+        let ticket = self
+            .tickets
+            .find(&parsed.subject)
+            .and_then(|t| Some((t.to_string(), t.parse::<i64>().ok()?)));
+        let since = now_ms() - self.config.email.thread_window_days.max(0) * 86_400_000;
+        let recent = match (customer, parsed.from.as_ref()) {
+            (Some(c), Some(sender)) => Some((c, sender.address.clone())),
+            _ => None,
+        };
+        let found = self
+            .store
+            .email_thread_facts(
+                &ids,
+                ticket.as_ref().map(|t| t.1),
+                recent.as_ref().map(|(c, _)| (*c, normalized, since)),
+            )
+            .await
+            .map_err(temporary)?;
+        facts.by_message_id = found.by_message_id;
+        if let (Some((t, _)), Some(c)) = (ticket, found.ticket) {
+            facts.by_ticket.insert(t, c);
         }
-        if let Some(t) = self.tickets.find(&parsed.subject) {
-            if let Ok(n) = t.parse::<i64>() {
-                if let Some(c) = self.store.email_conversation(n).await.map_err(temporary)? {
-                    facts.by_ticket.insert(t.to_string(), c);
-                }
-            }
-        }
-        if let (Some(customer), Some(sender)) = (customer, parsed.from.as_ref()) {
-            let since = now_ms() - self.config.email.thread_window_days.max(0) * 86_400_000;
-            if let Some(c) = self
-                .store
-                .recent_email_conversation(customer, normalized, since)
-                .await
-                .map_err(temporary)?
-            {
-                facts.recent.insert(
-                    (sender.address.clone(), normalized.to_string()),
-                    (c, Utc::now()),
-                );
-            }
+        if let (Some((_, sender)), Some(c)) = (recent, found.recent) {
+            facts
+                .recent
+                .insert((sender, normalized.to_string()), (c, Utc::now()));
         }
         Ok(facts)
     }
@@ -658,6 +662,7 @@ impl EmailService {
                         routed_by: route.rule.clone(),
                         overflow: route.overflow.clone(),
                     }),
+                    outbox: None,
                 },
                 now,
             )
@@ -828,30 +833,26 @@ impl EmailService {
                     raw: composed.raw.clone(),
                     files: files.unwrap_or_default(),
                     routing: None,
+                    outbox: Some(OutboxEntry {
+                        contact,
+                        kind: kind.to_string(),
+                        envelope_from: composed.envelope_from.clone(),
+                        recipients: composed.recipients.clone(),
+                    }),
                 },
                 now,
             )
             .await
             .map_err(|e| e.to_string())?;
-        let seq = match stored {
-            EmailStored::Stored { seq, .. } => seq,
-            EmailStored::Duplicate { seq, .. } => seq,
+        let (seq, outbox) = match stored {
+            EmailStored::Stored {
+                seq,
+                outbox: Some(outbox),
+                ..
+            } => (seq, outbox),
+            // A fresh Message-ID is never a duplicate.
+            _ => return Err("the outgoing mail was not queued".into()),
         };
-        let outbox = self
-            .store
-            .enqueue_email(
-                Some(conversation),
-                contact,
-                Some(seq),
-                kind,
-                &composed.message_id,
-                &composed.envelope_from,
-                &composed.recipients,
-                &composed.raw,
-                now,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
         self.outbox_wake.notify_one();
         Ok((seq, outbox, composed.message_id))
     }

@@ -152,7 +152,7 @@ pub(super) struct Routed<'a> {
 
 /// Inserts a queued inbound contact of a conversation and its `created` event.
 pub(super) async fn insert_contact(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut super::WriteTx,
     c: Routed<'_>,
     now: i64,
 ) -> StoreResult<Contact> {
@@ -188,7 +188,7 @@ pub(super) async fn insert_contact(
 }
 
 pub(super) async fn insert_conversation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut super::WriteTx,
     channel: Channel,
     customer_id: Option<i64>,
     subject: Option<&str>,

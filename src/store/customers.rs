@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{
     get_enum, get_opt_enum, is_unique_violation, like_escape, placeholders, Store, StoreError,
@@ -238,6 +238,40 @@ impl Store {
         Ok(customers)
     }
 
+    /// The customer owning an identity (already normalized), with their identities: one query
+    /// fewer than looking the id up first.
+    pub async fn customer_owning(
+        &self,
+        kind: IdentityKind,
+        value: &str,
+    ) -> StoreResult<Option<Customer>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CUSTOMER_COLS} FROM customers WHERE id = \
+             (SELECT customer_id FROM customer_identities WHERE kind = $1 AND value = $2)"
+        )))
+        .bind(kind.as_str())
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut customer = customer_from_row(&row)?;
+        for row in sqlx::query(
+            "SELECT kind, value FROM customer_identities WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(customer.id)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            customer.identities.push(Identity {
+                kind: get_enum(&row, "kind")?,
+                value: row.try_get("value")?,
+            });
+        }
+        Ok(Some(customer))
+    }
+
     /// The customer owning an identity (already normalized).
     pub async fn customer_by_identity(
         &self,
@@ -456,7 +490,7 @@ impl Store {
 /// Replaces the identities of `kinds` for a customer; an identity owned by another customer is a
 /// conflict (identities are never silently moved between customers).
 pub(super) async fn set_identities(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut super::WriteTx,
     customer_id: i64,
     identities: &[(IdentityKind, String)],
     kinds: &[IdentityKind],

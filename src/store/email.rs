@@ -4,11 +4,19 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::chat::{insert_contact, insert_conversation, Routed};
+use super::chat::{insert_contact, Routed};
 use super::contacts::{contact_from_row, CONTACT_COLS};
 use super::{is_unique_violation, Store, StoreError, StoreResult};
 use crate::acd::types::{OverflowStep, SkillSet};
 use crate::domain::{Channel, Contact};
+
+/// The conversations an incoming email may belong to (see [`Store::email_thread_facts`]).
+#[derive(Debug, Default)]
+pub struct ThreadFacts {
+    pub by_message_id: std::collections::HashMap<String, i64>,
+    pub ticket: Option<i64>,
+    pub recent: Option<i64>,
+}
 
 /// A file of an email, to store with it.
 #[derive(Debug, Clone)]
@@ -60,6 +68,18 @@ pub struct NewEmail {
     pub files: Vec<EmailFile>,
     /// For inbound mail: route a new contact when the conversation has none open.
     pub routing: Option<EmailRouting>,
+    /// For outgoing mail: queue it for sending in the same transaction (the raw bytes and
+    /// Message-ID are the stored ones).
+    pub outbox: Option<OutboxEntry>,
+}
+
+/// How a stored outgoing email is to be sent.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub contact: Option<i64>,
+    pub kind: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
 }
 
 /// What storing an email did.
@@ -73,6 +93,8 @@ pub enum EmailStored {
         new_contact: Option<Box<Contact>>,
         /// The conversation's contact still open (queued, offered, in hand), if any.
         open_contact: Option<Box<Contact>>,
+        /// The outbox row, when the email was queued for sending.
+        outbox: Option<i64>,
     },
     /// That Message-ID is stored already (the same mail delivered twice).
     Duplicate { conversation: i64, seq: i64 },
@@ -280,84 +302,111 @@ impl Store {
             .transpose()
     }
 
-    /// An email conversation by its ticket number (the conversation id).
-    pub async fn email_conversation(&self, id: i64) -> StoreResult<Option<i64>> {
-        let row = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND channel = 'email'")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
-    }
-
-    /// The customer's latest email conversation on the same (normalized) subject since `since`.
-    pub async fn recent_email_conversation(
+    /// What threading needs to know, in one round trip: the conversations of the Message-IDs an
+    /// email refers to, of its ticket number, and the customer's latest conversation on the
+    /// same subject since `since`.
+    pub async fn email_thread_facts(
         &self,
-        customer_id: i64,
-        thread_key: &str,
-        since: i64,
-    ) -> StoreResult<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT id FROM conversations WHERE customer_id = $1 AND thread_key = $2 AND channel = 'email' \
-             AND updated_at >= $3 ORDER BY updated_at DESC LIMIT 1",
-        )
-        .bind(customer_id)
-        .bind(thread_key)
-        .bind(since)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+        message_ids: &[String],
+        ticket: Option<i64>,
+        recent: Option<(i64, &str, i64)>,
+    ) -> StoreResult<ThreadFacts> {
+        let mut parts = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if !message_ids.is_empty() {
+            let list: Vec<String> = message_ids.iter().map(|_| next()).collect();
+            parts.push(format!(
+                "SELECT 'm' AS fact, message_id AS mid, conversation_id AS conv FROM email_messages \
+                 WHERE message_id IN ({})",
+                list.join(", ")
+            ));
+        }
+        if ticket.is_some() {
+            parts.push(format!(
+                "SELECT 't' AS fact, '' AS mid, id AS conv FROM conversations WHERE id = {} AND channel = 'email'",
+                next()
+            ));
+        }
+        if recent.is_some() {
+            let (c, k, t) = (next(), next(), next());
+            parts.push(format!(
+                "SELECT 'r' AS fact, '' AS mid, conv FROM (SELECT id AS conv FROM conversations \
+                 WHERE customer_id = {c} AND thread_key = {k} AND channel = 'email' AND updated_at >= {t} \
+                 ORDER BY updated_at DESC LIMIT 1) AS recent"
+            ));
+        }
+        let mut facts = ThreadFacts::default();
+        if parts.is_empty() {
+            return Ok(facts);
+        }
+        let sql = parts.join(" UNION ALL ");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in message_ids {
+            q = q.bind(id.as_str());
+        }
+        if let Some(t) = ticket {
+            q = q.bind(t);
+        }
+        if let Some((customer, key, since)) = recent {
+            q = q.bind(customer).bind(key).bind(since);
+        }
+        for r in q.fetch_all(&self.pool).await? {
+            let kind: String = r.try_get("fact")?;
+            let conv: i64 = r.try_get("conv")?;
+            match kind.as_str() {
+                "m" => {
+                    facts.by_message_id.insert(r.try_get("mid")?, conv);
+                }
+                "t" => facts.ticket = Some(conv),
+                _ => facts.recent = Some(conv),
+            }
+        }
+        Ok(facts)
     }
 
     /// Stores an email with everything that belongs to it in one transaction: the conversation
     /// (new or existing), the message, its headers and raw bytes, its files, and — for inbound
     /// mail whose conversation has no open contact — a new queued contact.
     pub async fn store_email(&self, e: &NewEmail, now: i64) -> StoreResult<EmailStored> {
-        if let Some((conversation, seq)) = self.email_by_message_id(&e.message_id).await? {
-            return Ok(EmailStored::Duplicate { conversation, seq });
-        }
+        // No duplicate lookup first: callers check before parsing work, and a copy delivered at
+        // the same moment is refused by the UNIQUE Message-ID below.
         let mut tx = self.begin_write().await?;
         let conversation = match e.conversation {
             Some(c) => c,
-            None => {
-                let c = insert_conversation(
-                    &mut tx,
-                    Channel::Email,
-                    e.customer_id,
-                    e.subject.as_deref(),
-                    &e.language,
-                    now,
-                )
-                .await?;
-                sqlx::query("UPDATE conversations SET thread_key = $1 WHERE id = $2")
-                    .bind(e.thread_key.as_deref())
-                    .bind(c)
-                    .execute(&mut *tx)
-                    .await?;
-                c
-            }
+            None => sqlx::query(
+                "INSERT INTO conversations (channel, customer_id, subject, language, status, created_at, \
+                 updated_at, thread_key) VALUES ('email', $1, $2, $3, 'open', $4, $4, $5) RETURNING id",
+            )
+            .bind(e.customer_id)
+            .bind(e.subject.as_deref())
+            .bind(e.language.as_str())
+            .bind(now)
+            .bind(e.thread_key.as_deref())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?,
         };
-        let seq: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM messages WHERE conversation_id = $1",
-        )
-        .bind(conversation)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("next")?;
         let meta = serde_json::json!({ "subject": e.subject, "email": true });
-        sqlx::query(
+        // The next seq is taken inside the insert: the write transaction holds the lock.
+        let seq: i64 = sqlx::query(
             "INSERT INTO messages (conversation_id, seq, sender, agent_id, name, body, event, meta, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'email', $7, $8)",
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = $1), \
+             $2, $3, $4, $5, 'email', $6, $7) RETURNING seq",
         )
         .bind(conversation)
-        .bind(seq)
         .bind(e.sender)
         .bind(e.agent_id)
         .bind(e.name.as_deref())
         .bind(e.body.as_str())
         .bind(meta.to_string())
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("seq")?;
         let inserted = sqlx::query(
             "INSERT INTO email_messages (conversation_id, seq, direction, message_id, in_reply_to, refs, from_addr, \
              from_name, to_addrs, cc_addrs, subject, html, flags, raw, created_at) \
@@ -410,20 +459,28 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE conversations SET updated_at = $1, status = 'open', closed_at = NULL WHERE id = $2")
-            .bind(now)
-            .bind(conversation)
-            .execute(&mut *tx)
-            .await?;
-        let open_contact = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLS} FROM contacts WHERE conversation_id = $1 AND state NOT IN {FINAL_STATES} \
-             ORDER BY id DESC LIMIT 1"
-        )))
-        .bind(conversation)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| contact_from_row(&r))
-        .transpose()?;
+        // A new conversation is open and has no contact yet.
+        let open_contact = match e.conversation {
+            None => None,
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE conversations SET updated_at = $1, status = 'open', closed_at = NULL WHERE id = $2",
+                )
+                .bind(now)
+                .bind(conversation)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLS} FROM contacts WHERE conversation_id = $1 AND state NOT IN {FINAL_STATES} \
+                     ORDER BY id DESC LIMIT 1"
+                )))
+                .bind(conversation)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| contact_from_row(&r))
+                .transpose()?
+            }
+        };
         let mut new_contact = None;
         if let (None, Some(r)) = (&open_contact, &e.routing) {
             new_contact = Some(Box::new(
@@ -446,6 +503,24 @@ impl Store {
                 .await?,
             ));
         }
+        let outbox = match &e.outbox {
+            Some(o) => Some(
+                insert_outbox(
+                    &mut tx,
+                    Some(conversation),
+                    o.contact,
+                    Some(seq),
+                    &o.kind,
+                    &e.message_id,
+                    &o.envelope_from,
+                    &o.recipients,
+                    &e.raw,
+                    now,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         tx.commit().await?;
         let open_contact = open_contact.map(Box::new);
         Ok(EmailStored::Stored {
@@ -454,6 +529,7 @@ impl Store {
             email_id,
             new_contact,
             open_contact,
+            outbox,
         })
     }
 
@@ -523,39 +599,6 @@ impl Store {
                 ))
             })
             .collect()
-    }
-
-    /// Queues a mail for the relay.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn enqueue_email(
-        &self,
-        conversation: Option<i64>,
-        contact: Option<i64>,
-        seq: Option<i64>,
-        kind: &str,
-        message_id: &str,
-        envelope_from: &str,
-        recipients: &[String],
-        raw: &[u8],
-        now: i64,
-    ) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, recipients, \
-             raw, status, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
-        )
-        .bind(conversation)
-        .bind(contact)
-        .bind(seq)
-        .bind(kind)
-        .bind(message_id)
-        .bind(envelope_from)
-        .bind(serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into()))
-        .bind(raw.to_vec())
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("id")?)
     }
 
     /// Pending mail whose next attempt is due.
@@ -801,4 +844,36 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_outbox(
+    conn: &mut sqlx::AnyConnection,
+    conversation: Option<i64>,
+    contact: Option<i64>,
+    seq: Option<i64>,
+    kind: &str,
+    message_id: &str,
+    envelope_from: &str,
+    recipients: &[String],
+    raw: &[u8],
+    now: i64,
+) -> StoreResult<i64> {
+    let row = sqlx::query(
+        "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, recipients, \
+         raw, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
+    )
+    .bind(conversation)
+    .bind(contact)
+    .bind(seq)
+    .bind(kind)
+    .bind(message_id)
+    .bind(envelope_from)
+    .bind(serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into()))
+    .bind(raw.to_vec())
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get("id")?)
 }

@@ -18,8 +18,8 @@ pub use chat::{AttachmentRow, CannedResponse, ChatRow, MessageRow, NewChat, NewI
 pub use contacts::{AgentEventRow, ContactFilter, NewContact};
 pub use customers::{CustomerSearch, NormalizedCustomer};
 pub use email::{
-    ConversationRow, EmailFile, EmailRouting, EmailStored, EmailView, NewEmail, OutboxItem,
-    OutboxStatus,
+    ConversationRow, EmailFile, EmailRouting, EmailStored, EmailView, NewEmail, OutboxEntry,
+    OutboxItem, OutboxStatus, ThreadFacts,
 };
 pub use import::{CustomerImporter, ImportOutcome, ImportRow};
 pub use users::FailedLogins;
@@ -69,6 +69,38 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer: write transactions queue here instead of in SQLite's busy
+    /// handler, which sleeps 1–100 ms between retries while the lock is taken.
+    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds the process's write turn until it ends.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -104,12 +136,23 @@ impl Store {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        // Checkpoints copy each changed page once however often it changed:
+                        // a 64 MiB WAL instead of the 4 MiB default copies the hot index and
+                        // table-tail pages far fewer times and fsyncs 16x less often.
+                        conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
+                        // Every commit by another connection empties this one's page cache;
+                        // mapped pages are re-read without a syscall and a copy.
+                        conn.execute("PRAGMA mmap_size = 268435456").await?;
                     }
                     Ok(())
                 })
             });
         let pool = options.connect(url).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            write_turn: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -132,10 +175,19 @@ impl Store {
     /// A transaction that will write after reading. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`): a deferred one that reads first fails with SQLITE_BUSY_SNAPSHOT
     /// when another writer commits in between, which the busy timeout does not cover.
-    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         })
     }
 
