@@ -3,10 +3,12 @@
 // tests/peers/pjsua_voice.py) calling through the trunk, the IVR and the queue.
 //
 //   customer → IVR (2 = support) → queue → alice's console rings with the screen-pop → answer
-//   → audio both ways (tones) → hold (the customer hears music, not alice) → resume
+//   → audio both ways (tones) → mute (the customer hears nothing of alice) → keypad digits
+//   reach the customer's phone → hold (the customer hears music, not alice) → resume
 //   → consult bob (by agent id) → bob answers in his browser → complete the transfer
 //   → customer and bob hear each other → bob hangs up → wrap-up with a disposition (both)
-// and, before the call, click-to-dial refused for a do-not-call customer, with the message.
+// and, before the call, click-to-dial refused for a do-not-call customer, with the message;
+// then, in a Chromium that denies the microphone, the console explains the denial.
 //
 // Needs: HUB_URL, HUB_SIP_PORT, AGENT_USER/AGENT_PASS (alice) and AGENT2_USER/AGENT2_PASS (bob)
 // of `contact-hub demo` (scripts/test passes them); python3 with pjsua2 (pip install
@@ -371,6 +373,34 @@ test('browser softphone: IVR → queue → answer, hold, attended transfer, wrap
   await shot(alice.page, 'connected');
   verified(`answered in the browser; alice hears the customer's ${TONE.customer} Hz (WebAudio Goertzel); quality shown: ${await live.locator('.sp-quality-label').innerText()}`);
 
+  // ---- mute / unmute, and the keypad's digits reach the customer ----
+  await live.locator('[data-action="phone-mute"]').click();
+  await alice.page.locator(`#softphone .sp-call[data-contact-id="${contactId}"][data-muted="true"]`).waitFor({ timeout: 10000 });
+  customer.send(`rec ${wav('muted.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  await sleep(3000);
+  await shot(alice.page, 'muted');
+  customer.send(`rec ${wav('unmuted.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  await live.locator('[data-action="phone-mute"]').click();
+  await alice.page.locator(`#softphone .sp-call[data-contact-id="${contactId}"][data-muted="false"]`).waitFor({ timeout: 10000 });
+  await sleep(3000);
+  const muted = analyse(wav('muted.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  const unmuted = analyse(wav('unmuted.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  assert.equal(toneSeconds(muted, TONE.alice), 0, `muted, the customer does not hear alice: ${JSON.stringify(muted)}`);
+  assert.ok(secondsOf(unmuted, TONE.alice) >= 1, `unmuted, the customer hears alice again: ${JSON.stringify(unmuted)}`);
+  verified(`mute: the customer heard nothing of alice's ${TONE.alice} Hz for 3 s; after unmute again (${secondsOf(unmuted, TONE.alice)} s)`);
+
+  await live.locator('[data-action="phone-keypad"]').click();
+  for (const d of ['5', '#']) {
+    await live.locator(`[data-role="keypad"] [data-digit="${d}"]`).click();
+    const got = await customer.expect('DTMF', 10000);
+    assert.equal(got, `DTMF ${d}`, `the customer's phone received ${d}`);
+  }
+  await shot(alice.page, 'keypad');
+  await live.locator('[data-action="phone-keypad"]').click();
+  verified('keypad: the digits 5 and # pressed in the console reached the customer\'s phone as RFC 4733 events');
+
   // ---- hold / resume ----
   await live.locator('[data-action="phone-hold"]').click();
   await alice.page.locator(`#softphone .sp-call[data-contact-id="${contactId}"][data-held="true"]`).waitFor({ timeout: 10000 });
@@ -442,4 +472,35 @@ test('browser softphone: IVR → queue → answer, hold, attended transfer, wrap
   for (const a of [alice, bob]) await setState(a.page, 'logged_out');
 
   for (const a of [alice, bob]) assert.deepEqual(a.errors, [], `${a.name}: no page errors`);
+});
+
+test('browser softphone: a denied microphone is explained to the agent', { timeout: 60_000 }, async (t) => {
+  assert.ok(HUB_URL && BOB.pass, 'HUB_URL and AGENT2_PASS must be set (scripts/test passes them)');
+  // A (fake) microphone exists, but without the fake permission UI Chromium asks for it and
+  // the prompt is denied: the same NotAllowedError an agent gets by blocking the permission.
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--deny-permission-prompts'],
+  });
+  t.after(() => browser.close().catch(() => {}));
+  const context = await browser.newContext({ viewport: { width: 1360, height: 920 }, locale: 'en-US', permissions: [] });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  const denied = await page.goto(HUB_URL + '/').then(() => page.evaluate(async () => {
+    try { (await navigator.mediaDevices.getUserMedia({ audio: true })).getTracks().forEach((x) => x.stop()); return 'granted'; } catch (e) { return e.name; }
+  }));
+  assert.equal(denied, 'NotAllowedError', 'this browser is set up to deny the microphone');
+  await login({ page }, BOB);
+  await page.locator('[data-action="phone-settings"]').click();
+  await page.locator('[data-role="phone-settings"] [data-action="phone-check-mic"]').click();
+  const banner = page.locator('#softphone [data-role="mic-problem"]');
+  await banner.waitFor({ timeout: 10000 });
+  const text = (await banner.innerText()).replace(/\s+/g, ' ');
+  assert.match(text, /Microphone blocked/, text);
+  assert.ok(await banner.locator('[data-action="phone-check-mic"]').count(), 'the banner offers to try again');
+  await shot(page, 'mic-denied');
+  verified(`a denied microphone: the console says "${text.slice(0, 160)}"`);
+  await setState(page, 'logged_out');
 });

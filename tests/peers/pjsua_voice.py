@@ -14,7 +14,7 @@ Options: --play WAV (what the phone's microphone sends, looping), --record WAV (
 --auto-answer (answer incoming calls), --rtp-port N (start of this process's RTP range).
 
 Events on stdout, one per line: READY, REGISTERED <code>, REGISTER_FAILED <code>, INCOMING,
-CONFIRMED, MEDIA <dir>, DISCONNECTED <code>, ERROR <text>, RECORDING <wav>, BYE.
+CONFIRMED, MEDIA <dir>, DTMF <digit> (received), DISCONNECTED <code>, ERROR <text>, RECORDING <wav>, BYE.
 """
 import argparse
 import select
@@ -64,6 +64,10 @@ class Call(pj.Call):
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.done = True
             say("DISCONNECTED %d" % ci.lastStatusCode)
+
+    def onDtmfDigit(self, prm):
+        # Digits the hub sends us (RFC 4733 telephone-event), e.g. from the agent's keypad.
+        say("DTMF %s" % prm.digit)
 
     def onCallMediaState(self, prm):
         ci = self.getInfo()
