@@ -2675,7 +2675,15 @@ impl Manager {
                 );
             }
         }
-        self.push_state(id, agent);
+        // An agent who handed the call on (transfer) or left it has had their `ended`; the
+        // call's new state (now a colleague's contact) is not theirs to show.
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.agent.is_some_and(|a| a.0 == agent))
+        {
+            self.push_state(id, agent);
+        }
         Ok(self.state_json(id))
     }
 

@@ -6,7 +6,8 @@
 //   → audio both ways (tones) → mute (the customer hears nothing of alice) → keypad digits
 //   reach the customer's phone → hold (the customer hears music, not alice) → resume
 //   → consult bob (by agent id) → bob answers in his browser → complete the transfer
-//   → customer and bob hear each other → bob hangs up → wrap-up with a disposition (both)
+//   → customer and bob hear each other → bob blind-transfers the call back to alice → she
+//   answers and they hear each other → alice hangs up → wrap-up with a disposition (both)
 // and, before the call, click-to-dial refused for a do-not-call customer, with the message;
 // then, in a Chromium that denies the microphone, the console explains the denial.
 //
@@ -269,7 +270,7 @@ async function clearWork(page) {
 
 // ---- the test ---------------------------------------------------------------------------------
 
-test('browser softphone: IVR → queue → answer, hold, attended transfer, wrap-up', { timeout: 300_000 }, async (t) => {
+test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended and blind transfer, wrap-up', { timeout: 300_000 }, async (t) => {
   assert.ok(HUB_URL, 'HUB_URL is not set (start `contact-hub demo` and pass its address; scripts/test does)');
   assert.ok(SIP_PORT, 'HUB_SIP_PORT is not set: the SIP port of the hub (scripts/test passes it)');
   assert.ok(ALICE.user && ALICE.pass, 'AGENT_USER/AGENT_PASS must name the first agent (alice of `contact-hub demo`)');
@@ -455,18 +456,49 @@ test('browser softphone: IVR → queue → answer, hold, attended transfer, wrap
   assert.equal(bobHears.dominant, TONE.customer, `bob hears the customer: ${JSON.stringify(bobHears)}`);
   await shot(bob.page, 'connected');
 
+  customer.send(`rec ${wav('before-blind.wav')}`); // closes bob.wav
+  await customer.expect('RECORDING', 5000);
+  const withBob = analyse(wav('bob.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  assert.ok(secondsOf(withBob, TONE.bob) >= 1, `the customer heard bob's ${TONE.bob} Hz: ${JSON.stringify(withBob)}`);
+  verified(`after the transfer the customer heard bob's ${TONE.bob} Hz (${secondsOf(withBob, TONE.bob)} s) and bob hears the customer's ${TONE.customer} Hz`);
+
+  // ---- blind transfer from bob back to alice ----
+  await setState(alice.page, 'available');
+  await bobLive.locator('[data-action="phone-transfer"]').click();
+  const toAlice = bob.page.locator(`#modal-root label[data-agent-id="${aliceId}"] input`);
+  await toAlice.waitFor();
+  await toAlice.check();
+  await bob.page.click('#modal-root [data-action="phone-blind-go"]');
+  await callCard(bob.page, '[data-state="ended"]').waitFor({ timeout: 15000 });
+  const aliceRing = callCard(alice.page, '[data-state="ringing"]');
+  await aliceRing.waitFor({ timeout: 20000 });
+  await shot(alice.page, 'blind-ringing');
+  await wrapUp(bob.page, 'bob-blind');
+  await aliceRing.locator('[data-action="phone-answer"]').click();
+  const back = callCard(alice.page, '[data-state="connected"]');
+  await back.waitFor({ timeout: 20000 });
+  customer.send(`rec ${wav('back.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  await sleep(3000);
+  const aliceHearsAgain = await measure(alice.page, [TONE.customer, TONE.alice, TONE.bob]);
+  assert.equal(aliceHearsAgain.dominant, TONE.customer, `after the blind transfer alice hears the customer: ${JSON.stringify(aliceHearsAgain)}`);
+  const backTalk = analyse(wav('back.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  assert.ok(secondsOf(backTalk, TONE.alice) >= 1, `after the blind transfer the customer hears alice: ${JSON.stringify(backTalk)}`);
+  verified(`blind transfer: bob sent the call to alice without consulting; her console rang, she answered and they hear each other (${secondsOf(backTalk, TONE.alice)} s of ${TONE.alice} Hz)`);
+
+  // The call she handed to bob earlier is not shown again as hers (one live card only).
+  assert.equal(await alice.page.locator('#softphone .sp-call:not([data-state="ended"])').count(), 1,
+    'alice sees only the call she answered, not the state of the one she transferred');
+
   // ---- hang-up and wrap-up ----
   customer.send(`rec ${wav('end.wav')}`);
   await customer.expect('RECORDING', 5000);
-  await bobLive.locator('[data-action="phone-hangup"]').click();
+  await back.locator('[data-action="phone-hangup"]').click();
   await customer.expect('DISCONNECTED', 10000);
-  await callCard(bob.page, '[data-state="ended"]').waitFor({ timeout: 10000 });
-  await shot(bob.page, 'ended');
-  const withBob = analyse(wav('bob.wav'), [TONE.alice, TONE.customer, TONE.bob]);
-  assert.ok(secondsOf(withBob, TONE.bob) >= 1, `the customer heard bob's ${TONE.bob} Hz: ${JSON.stringify(withBob)}`);
-  verified(`after the transfer the customer heard bob's ${TONE.bob} Hz (${secondsOf(withBob, TONE.bob)} s) and bob hears the customer's ${TONE.customer} Hz; bob hung up`);
-  await wrapUp(bob.page, 'bob');
-  verified('bob wrapped up the call with a disposition');
+  await callCard(alice.page, '[data-state="ended"]').first().waitFor({ timeout: 10000 });
+  await shot(alice.page, 'ended');
+  await wrapUp(alice.page, 'alice-blind');
+  verified('alice hung up; the customer\'s phone got the BYE; she wrapped up with a disposition');
   await customer.quit();
   // Signed out, so the next test (the widget's) finds nobody available and its customer waits.
   for (const a of [alice, bob]) await setState(a.page, 'logged_out');
