@@ -115,6 +115,7 @@ impl Store {
             })
             .collect();
         skills.sort_by(|a, b| a.name.cmp(&b.name));
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO agent_profiles (user_id, skills, voice, chat, email, fax, voice_interrupts_digital, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id) DO UPDATE SET skills = excluded.skills, \
@@ -156,6 +157,7 @@ impl Store {
         routed_by: &str,
         overflow: Option<&[OverflowStep]>,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE contacts SET queue = $1, priority = $2, skills = $3, routed_by = $4, overflow = $5 WHERE id = $6",
         )

@@ -453,6 +453,7 @@ impl Store {
     }
 
     pub async fn close_conversation(&self, conversation: i64, now: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE conversations SET status = 'closed', closed_at = $1, updated_at = $1 \
              WHERE id = $2 AND status <> 'closed'",
@@ -634,6 +635,7 @@ impl Store {
     }
 
     pub async fn delete_canned_response(&self, id: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM canned_responses WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

@@ -160,6 +160,7 @@ impl Store {
         kind: &str,
         data: &serde_json::Value,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO contact_events (contact_id, at, kind, data) VALUES ($1, $2, $3, $4)",
         )

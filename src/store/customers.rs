@@ -174,6 +174,7 @@ impl Store {
     }
 
     pub async fn delete_customer(&self, id: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM customers WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

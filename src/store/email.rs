@@ -647,6 +647,7 @@ impl Store {
         error: Option<&str>,
         now: i64,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE email_outbox SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, \
              sent_at = CASE WHEN $1 = 'sent' THEN $5 ELSE sent_at END WHERE id = $6",

@@ -191,6 +191,15 @@ impl Store {
         })
     }
 
+    /// A single write outside a transaction waits its turn too on SQLite: holding the lock
+    /// while a transaction waits would send that one into the sleeping busy handler.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

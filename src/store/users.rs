@@ -62,6 +62,7 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE users SET display_name = $1, role = $2, password_hash = $3, updated_at = $4 WHERE id = $5",
         )
@@ -131,6 +132,7 @@ impl Store {
         expires_at: i64,
     ) -> StoreResult<()> {
         // Expired sessions are swept whenever a new one starts: cheap, and no extra task.
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
@@ -166,6 +168,7 @@ impl Store {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&self.pool)
@@ -196,6 +199,7 @@ impl Store {
         username: &str,
         state: FailedLogins,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO login_failures (username, failures, locked_until, last_failure_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (username) DO UPDATE SET failures = excluded.failures, \
@@ -211,6 +215,7 @@ impl Store {
     }
 
     pub async fn clear_failed_logins(&self, username: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM login_failures WHERE username = $1")
             .bind(username)
             .execute(&self.pool)

@@ -57,6 +57,7 @@ impl Store {
 
     /// Sets (or replaces) a user's desk-phone account.
     pub async fn set_sip_account(&self, a: &SipAccount, now: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "INSERT INTO sip_accounts (user_id, username, realm, ha1, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, realm = excluded.realm, \
@@ -80,6 +81,7 @@ impl Store {
     }
 
     pub async fn delete_sip_account(&self, user_id: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sip_accounts WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -107,6 +109,7 @@ impl Store {
     }
 
     pub async fn finish_recording(&self, id: i64, duration_ms: i64, bytes: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE recordings SET duration_ms = $1, bytes = $2 WHERE id = $3")
             .bind(duration_ms)
             .bind(bytes)
@@ -118,6 +121,7 @@ impl Store {
 
     /// Ties a recording (a voicemail) to the contact made of it.
     pub async fn set_recording_contact(&self, id: i64, contact: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE recordings SET contact_id = $1 WHERE id = $2")
             .bind(contact)
             .bind(id)
@@ -128,6 +132,7 @@ impl Store {
 
     /// The customer a call turned out to be from (the IVR identified them).
     pub async fn set_contact_customer(&self, contact: i64, customer: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE contacts SET customer_id = $1 WHERE id = $2")
             .bind(customer)
             .bind(contact)
