@@ -311,16 +311,12 @@ fn run(mut d: Driver, mut jobs: mpsc::UnboundedReceiver<Job>, waker: Arc<Waker>)
             }
         }
         let mut woken = false;
-        let mut webrtc_input = false;
         for &t in &ready {
             if t == WAKE_TOKEN {
                 woken = true;
                 continue;
             }
             let (leg, port) = untoken(t);
-            if d.sockets.get(&leg).is_some_and(|s| s.rtcp.is_none()) {
-                webrtc_input = true;
-            }
             d.receive(leg, port, &mut buf);
         }
         if woken {
@@ -344,9 +340,11 @@ fn run(mut d: Driver, mut jobs: mpsc::UnboundedReceiver<Job>, waker: Arc<Waker>)
             d.core.handle_timeout(now);
             d.flush();
             deadline = d.core.poll_timeout();
-        } else if woken || webrtc_input {
-            // A job or a WebRTC datagram may have moved the next timeout; a plain RTP
-            // datagram never does (ticks are every 20 ms regardless).
+        } else if woken {
+            // A job may have added the first leg or a WebRTC leg with its own timers.
+            // Datagrams do not move the deadline past the next 20 ms tick (poll_timeout is
+            // a scan of every leg, too dear per packet); a WebRTC timer they bring forward
+            // runs at the latest with that tick, as with the earlier tokio timer task.
             deadline = d.core.poll_timeout();
         }
     }
