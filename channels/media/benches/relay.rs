@@ -4,6 +4,9 @@
 //! on the thread ids), so "calls per core" means what it says. Bounded in time.
 //!
 //!   cargo bench -p channel-media --bench relay -- [--calls 1000] [--seconds 10]
+//!   cargo bench -p channel-media --bench relay -- --core-only [--calls 1000] [--seconds 10]
+//!       the same relay through the sans-IO core alone (no sockets, simulated clock): the
+//!       engine's own CPU per packet, without the kernel's UDP work.
 
 use channel_media::rtp::{RtpHeader, RtpPacket};
 use channel_media::sdp::SessionDescription;
@@ -97,9 +100,80 @@ fn percentile(v: &mut [u32], p: f64) -> u32 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Relays `calls` bridged pairs through a bare `MediaCore` for `seconds` of simulated time
+/// (50 packets per second per leg, 20 ms ticks) and prints the wall-clock cost per packet.
+fn core_only(calls: usize, seconds: u64) {
+    use channel_media::leg::Port;
+    use channel_media::switch::CoreConfig;
+    use channel_media::MediaCore;
+    println!("relay through the sans-IO core only: {calls} calls, {seconds} s simulated, PCMU");
+    println!("command: cargo bench -p channel-media --bench relay -- --core-only --calls {calls} --seconds {seconds}");
+    let start = Instant::now();
+    let mut now = start;
+    let mut core = MediaCore::new(CoreConfig::default(), now);
+    let local: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let mut legs = Vec::with_capacity(calls * 2);
+    let mut remotes = Vec::with_capacity(calls * 2);
+    for i in 0..calls * 2 {
+        let port = 20_000 + 2 * i as u16;
+        let rtp = SocketAddr::new(local, port);
+        let rtcp = SocketAddr::new(local, port + 1);
+        let leg = core.add_leg(now, LegConfig::default(), rtp, rtcp, local);
+        let remote_port = 40_000 + 2 * i as u16;
+        let offer = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio {remote_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        core.answer(now, leg, &offer).expect("answer");
+        legs.push(leg);
+        remotes.push(SocketAddr::new("192.0.2.1".parse().unwrap(), remote_port));
+    }
+    for pair in legs.chunks(2) {
+        core.bridge(pair[0], pair[1]).expect("bridge");
+    }
+    while core.poll_transmit().is_some() {}
+    let payload = [0xFFu8; 160];
+    let mut buf = Vec::with_capacity(172);
+    let frames = seconds * 50;
+    let (mut packets, mut out) = (0u64, 0u64);
+    let t0 = Instant::now();
+    for k in 0..frames {
+        for (i, (&leg, &from)) in legs.iter().zip(&remotes).enumerate() {
+            buf.clear();
+            RtpHeader {
+                marker: k == 0,
+                payload_type: 0,
+                sequence: k as u16,
+                timestamp: k as u32 * 160,
+                ssrc: 0x1000 + i as u32,
+            }
+            .write(&payload, &mut buf);
+            core.handle_datagram(now, leg, Port::Rtp, from, &buf);
+            packets += 1;
+            while let Some(t) = core.poll_transmit() {
+                out += t.data.len() as u64 / 172;
+            }
+        }
+        now += Duration::from_millis(20);
+        core.handle_timeout(now);
+        while core.poll_transmit().is_some() {}
+        while core.poll_event().is_some() {}
+    }
+    let wall = t0.elapsed();
+    println!(
+        "{packets} packets in, {out} relayed, {:.2} s: {:.3} us per packet in the core \
+         (the kernel's recvfrom + sendto come on top)",
+        wall.as_secs_f64(),
+        wall.as_secs_f64() * 1e6 / packets.max(1) as f64
+    );
+}
+
 fn main() {
     let calls = arg("--calls", 1000) as usize;
     let seconds = arg("--seconds", 10);
+    if std::env::args().any(|a| a == "--core-only") {
+        return core_only(calls, seconds);
+    }
     let warmup = Duration::from_secs(1);
     println!("relay benchmark: {calls} calls, {seconds} s, G.711 PCMU both directions");
     println!("command: cargo bench -p channel-media --bench relay -- --calls {calls} --seconds {seconds}");

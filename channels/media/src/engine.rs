@@ -1,25 +1,26 @@
-//! The tokio driver: owns the UDP sockets and runs the [`MediaCore`] on one dedicated thread
-//! (a current-thread runtime), so relaying never waits on the hub. The hub talks to it through
-//! a cloneable [`MediaEngine`] handle (async calls) and one event receiver.
+//! The driver: owns the UDP sockets and runs the [`MediaCore`] on one dedicated thread (a
+//! level-triggered epoll loop, see `poll`), so relaying never waits on the hub. The hub talks
+//! to it through a cloneable [`MediaEngine`] handle (async calls, usable from any tokio
+//! runtime) and one event receiver.
 
 use crate::leg::Port;
 use crate::mixer::Role;
 use crate::playback::{Clip, PlayItem};
+use crate::poll::{Poller, Waker};
 use crate::sdp::Direction;
 use crate::switch::{
     ConferenceId, CoreConfig, LegConfig, LegId, LegStats, MediaCore, MediaError, MediaEvent,
     RecordingId,
 };
 use crate::wav::{self, RecordingInfo, WavWriter};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use str0m::config::DtlsCert;
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -76,16 +77,18 @@ impl From<PathBuf> for PlaySpec {
 }
 
 struct LegSockets {
-    rtp: Rc<UdpSocket>,
+    rtp: std::net::UdpSocket,
     /// None for WebRTC legs (RTP and RTCP share one socket).
-    rtcp: Option<Rc<UdpSocket>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    rtcp: Option<std::net::UdpSocket>,
 }
 
+/// The engine thread's state: the core, the sockets (in the level-triggered poller) and the
+/// recorders. Jobs from the hub run on it between I/O events.
 struct Driver {
     core: MediaCore,
     config: EngineConfig,
     advertise: IpAddr,
+    poller: Poller,
     sockets: HashMap<LegId, LegSockets>,
     recorders: HashMap<RecordingId, WavWriter>,
     clips: HashMap<PathBuf, Clip>,
@@ -96,8 +99,23 @@ struct Driver {
     dtls_cert: Option<DtlsCert>,
 }
 
-type Shared = Rc<RefCell<Driver>>;
-type Job = Box<dyn FnOnce(&Shared) + Send>;
+type Job = Box<dyn FnOnce(&mut Driver) + Send>;
+
+/// Poller token of the hub's wake-up eventfd; sockets use `leg << 1 | is_rtcp`.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+fn token(leg: LegId, port: Port) -> u64 {
+    (leg.0 as u64) << 1 | matches!(port, Port::Rtcp) as u64
+}
+
+fn untoken(token: u64) -> (LegId, Port) {
+    let port = if token & 1 == 1 {
+        Port::Rtcp
+    } else {
+        Port::Rtp
+    };
+    (LegId((token >> 1) as u32), port)
+}
 
 impl Driver {
     fn flush(&mut self) {
@@ -110,7 +128,7 @@ impl Driver {
                 _ => &s.rtp,
             };
             // UDP: a full send buffer drops the packet, as the network would.
-            if sock.try_send_to(&t.data, t.to).is_err() {
+            if sock.send_to(&t.data, t.to).is_err() {
                 self.send_errors += 1;
             }
         }
@@ -122,6 +140,51 @@ impl Driver {
                 if let Err(e) = w.write(&f.samples) {
                     tracing::warn!(recording = f.recording.0, error = %e, "recording write failed");
                 }
+            }
+        }
+    }
+
+    /// Reads one datagram from a ready socket and runs it through the core. One read per
+    /// readiness report: the poller is level-triggered and reports the socket again while
+    /// datagrams are queued, so no read ends in EAGAIN.
+    fn receive(&mut self, leg: LegId, port: Port, buf: &mut [u8]) {
+        let Some(s) = self.sockets.get(&leg) else {
+            return;
+        };
+        let sock = match (port, &s.rtcp) {
+            (Port::Rtcp, Some(rtcp)) => rtcp,
+            _ => &s.rtp,
+        };
+        let (n, from) = match sock.recv_from(buf) {
+            Ok(x) => x,
+            // WouldBlock (spurious), or an ICMP error from an earlier send: not fatal.
+            Err(_) => return,
+        };
+        self.core
+            .handle_datagram(Instant::now(), leg, port, from, &buf[..n]);
+        self.flush();
+    }
+
+    fn watch(&mut self, leg: LegId, sockets: LegSockets) -> Result<(), MediaError> {
+        let io = |e: std::io::Error| MediaError::Io(e.to_string());
+        self.poller
+            .add(sockets.rtp.as_raw_fd(), token(leg, Port::Rtp))
+            .map_err(io)?;
+        if let Some(rtcp) = &sockets.rtcp {
+            if let Err(e) = self.poller.add(rtcp.as_raw_fd(), token(leg, Port::Rtcp)) {
+                self.poller.remove(sockets.rtp.as_raw_fd());
+                return Err(io(e));
+            }
+        }
+        self.sockets.insert(leg, sockets);
+        Ok(())
+    }
+
+    fn unwatch(&mut self, leg: LegId) {
+        if let Some(s) = self.sockets.remove(&leg) {
+            self.poller.remove(s.rtp.as_raw_fd());
+            if let Some(rtcp) = &s.rtcp {
+                self.poller.remove(rtcp.as_raw_fd());
             }
         }
     }
@@ -206,43 +269,95 @@ impl Driver {
     }
 }
 
-async fn reader(shared: Shared, leg: LegId, port: Port, sock: Rc<UdpSocket>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let (n, from) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            // ICMP errors from earlier sends surface here; they are not fatal.
-            Err(_) => continue,
-        };
-        let now = Instant::now();
-        let mut d = shared.borrow_mut();
-        d.core.handle_datagram(now, leg, port, from, &buf[..n]);
-        d.flush();
-    }
+/// The hub's side of the job queue. When the last handle goes, the queue closes and the
+/// engine thread is woken to see it.
+struct Handle {
+    jobs: Option<mpsc::UnboundedSender<Job>>,
+    waker: Arc<Waker>,
 }
 
-async fn timer(shared: Shared, notify: Rc<Notify>) {
-    loop {
-        let deadline = shared.borrow().core.poll_timeout();
-        match deadline {
-            Some(t) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(t.into()) => {}
-                    _ = notify.notified() => {}
-                }
-            }
-            None => notify.notified().await,
-        }
-        let mut d = shared.borrow_mut();
-        d.core.handle_timeout(Instant::now());
-        d.flush();
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.jobs.take();
+        self.waker.wake();
     }
 }
 
 /// Handle to the media engine. Cheap to clone; the engine stops when every handle is dropped.
 #[derive(Clone)]
 pub struct MediaEngine {
-    jobs: mpsc::UnboundedSender<Job>,
+    handle: Arc<Handle>,
+}
+
+/// The engine thread: one level-triggered epoll loop over every leg's sockets, the hub's
+/// wake-up eventfd and the core's next timeout. No async runtime: a packet costs one
+/// `epoll_wait` share, one `recvfrom`, the core's work and one `sendto`.
+fn run(mut d: Driver, mut jobs: mpsc::UnboundedReceiver<Job>, waker: Arc<Waker>) {
+    let mut buf = vec![0u8; 2048];
+    let mut ready: Vec<u64> = Vec::with_capacity(1024);
+    if let Err(e) = d.poller.add(waker.fd(), WAKE_TOKEN) {
+        tracing::error!(error = %e, "media engine cannot watch its wake-up eventfd");
+        return;
+    }
+    let mut deadline = d.core.poll_timeout();
+    loop {
+        let timeout = deadline.map(|t| t.saturating_duration_since(Instant::now()));
+        ready.clear();
+        match d.poller.wait(timeout) {
+            Ok(evs) => ready.extend(evs.iter().map(|e| e.u64)),
+            Err(e) => {
+                tracing::error!(error = %e, "media engine epoll_wait failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut woken = false;
+        for &t in &ready {
+            if t == WAKE_TOKEN {
+                woken = true;
+                continue;
+            }
+            let (leg, port) = untoken(t);
+            d.receive(leg, port, &mut buf);
+        }
+        if woken {
+            waker.reset();
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        job(&mut d);
+                        d.flush();
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        shutdown(&mut d);
+                        return;
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|t| t <= now) {
+            d.core.handle_timeout(now);
+            d.flush();
+            deadline = d.core.poll_timeout();
+        } else if woken {
+            // A job may have added the first leg or a WebRTC leg with its own timers.
+            // Datagrams do not move the deadline past the next 20 ms tick (poll_timeout is
+            // a scan of every leg, too dear per packet); a WebRTC timer they bring forward
+            // runs at the latest with that tick, as with the earlier tokio timer task.
+            deadline = d.core.poll_timeout();
+        }
+    }
+}
+
+fn shutdown(d: &mut Driver) {
+    let legs: Vec<LegId> = d.sockets.keys().copied().collect();
+    for leg in legs {
+        d.unwatch(leg);
+    }
+    for (_, w) in d.recorders.drain() {
+        let _ = w.finish();
+    }
 }
 
 impl MediaEngine {
@@ -250,7 +365,7 @@ impl MediaEngine {
     pub fn start(
         config: EngineConfig,
     ) -> Result<(MediaEngine, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
-        let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -263,69 +378,62 @@ impl MediaEngine {
         } else {
             config.bind
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| MediaError::Io(e.to_string()))?;
+        let io = |e: std::io::Error| MediaError::Io(e.to_string());
+        let waker = Arc::new(Waker::new().map_err(io)?);
+        let poller = Poller::new(1024).map_err(io)?;
+        let thread_waker = waker.clone();
         std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&runtime, async move {
-                    let now = Instant::now();
-                    let core = MediaCore::new(
-                        CoreConfig {
-                            seed,
-                            report_interval: config.report_interval,
-                            unix_time_at_start: unix,
-                            cname: format!("media@{advertise}"),
-                        },
-                        now,
-                    );
-                    let shared: Shared = Rc::new(RefCell::new(Driver {
-                        core,
-                        port_cursor: config.rtp_ports.0,
-                        config,
-                        advertise,
-                        sockets: HashMap::new(),
-                        recorders: HashMap::new(),
-                        clips: HashMap::new(),
-                        events: events_tx,
-                        send_errors: 0,
-                        dtls_cert: None,
-                    }));
-                    let notify = Rc::new(Notify::new());
-                    let timer_task =
-                        tokio::task::spawn_local(timer(shared.clone(), notify.clone()));
-                    while let Some(job) = jobs_rx.recv().await {
-                        job(&shared);
-                        shared.borrow_mut().flush();
-                        notify.notify_one();
-                    }
-                    timer_task.abort();
-                    let mut d = shared.borrow_mut();
-                    for (_, s) in d.sockets.drain() {
-                        s.tasks.iter().for_each(|t| t.abort());
-                    }
-                    for (_, w) in d.recorders.drain() {
-                        let _ = w.finish();
-                    }
-                });
+                let now = Instant::now();
+                let core = MediaCore::new(
+                    CoreConfig {
+                        seed,
+                        report_interval: config.report_interval,
+                        unix_time_at_start: unix,
+                        cname: format!("media@{advertise}"),
+                    },
+                    now,
+                );
+                let driver = Driver {
+                    core,
+                    port_cursor: config.rtp_ports.0,
+                    config,
+                    advertise,
+                    poller,
+                    sockets: HashMap::new(),
+                    recorders: HashMap::new(),
+                    clips: HashMap::new(),
+                    events: events_tx,
+                    send_errors: 0,
+                    dtls_cert: None,
+                };
+                run(driver, jobs_rx, thread_waker);
             })
-            .map_err(|e| MediaError::Io(e.to_string()))?;
-        Ok((MediaEngine { jobs: jobs_tx }, events_rx))
+            .map_err(io)?;
+        let handle = Handle {
+            jobs: Some(jobs_tx),
+            waker,
+        };
+        Ok((
+            MediaEngine {
+                handle: Arc::new(handle),
+            },
+            events_rx,
+        ))
     }
 
     async fn call<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Shared) -> R + Send + 'static,
+        f: impl FnOnce(&mut Driver) -> R + Send + 'static,
     ) -> Result<R, MediaError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move |s: &Shared| {
-                let _ = tx.send(f(s));
-            }))
-            .map_err(|_| MediaError::Stopped)?;
+        let jobs = self.handle.jobs.as_ref().ok_or(MediaError::Stopped)?;
+        jobs.send(Box::new(move |d: &mut Driver| {
+            let _ = tx.send(f(d));
+        }))
+        .map_err(|_| MediaError::Stopped)?;
+        self.handle.waker.wake();
         rx.await.map_err(|_| MediaError::Stopped)
     }
 
@@ -333,38 +441,30 @@ impl MediaEngine {
         &self,
         f: impl FnOnce(&mut MediaCore, Instant) -> Result<R, MediaError> + Send + 'static,
     ) -> Result<R, MediaError> {
-        self.call(move |s| f(&mut s.borrow_mut().core, Instant::now()))
-            .await?
+        self.call(move |d| f(&mut d.core, Instant::now())).await?
     }
 
     /// Binds an RTP/RTCP socket pair and creates a leg. Returns its id and local RTP address.
     pub async fn create_leg(&self, config: LegConfig) -> Result<(LegId, SocketAddr), MediaError> {
-        self.call(move |shared| {
-            let mut d = shared.borrow_mut();
-            let (a, b) = d.bind_pair()?;
+        self.call(move |d| {
+            let (rtp, rtcp) = d.bind_pair()?;
             let io = |e: std::io::Error| MediaError::Io(e.to_string());
-            a.set_nonblocking(true).map_err(io)?;
-            b.set_nonblocking(true).map_err(io)?;
-            let rtp = Rc::new(UdpSocket::from_std(a).map_err(io)?);
-            let rtcp = Rc::new(UdpSocket::from_std(b).map_err(io)?);
+            rtp.set_nonblocking(true).map_err(io)?;
+            rtcp.set_nonblocking(true).map_err(io)?;
             let (ra, rb) = (
                 rtp.local_addr().map_err(io)?,
                 rtcp.local_addr().map_err(io)?,
             );
             let advertise = d.advertise;
             let id = d.core.add_leg(Instant::now(), config, ra, rb, advertise);
-            let tasks = vec![
-                tokio::task::spawn_local(reader(shared.clone(), id, Port::Rtp, rtp.clone())),
-                tokio::task::spawn_local(reader(shared.clone(), id, Port::Rtcp, rtcp.clone())),
-            ];
-            d.sockets.insert(
-                id,
-                LegSockets {
-                    rtp,
-                    rtcp: Some(rtcp),
-                    tasks,
-                },
-            );
+            let sockets = LegSockets {
+                rtp,
+                rtcp: Some(rtcp),
+            };
+            if let Err(e) = d.watch(id, sockets) {
+                let _ = d.core.remove_leg(Instant::now(), id);
+                return Err(e);
+            }
             Ok((id, ra))
         })
         .await?
@@ -377,32 +477,24 @@ impl MediaEngine {
         &self,
         config: LegConfig,
     ) -> Result<(LegId, SocketAddr), MediaError> {
-        self.call(move |shared| {
-            let mut d = shared.borrow_mut();
+        self.call(move |d| {
             let cert = d.dtls_cert()?;
             let sock = d.bind_single()?;
             let io = |e: std::io::Error| MediaError::Io(e.to_string());
             sock.set_nonblocking(true).map_err(io)?;
-            let sock = Rc::new(UdpSocket::from_std(sock).map_err(io)?);
             let local = sock.local_addr().map_err(io)?;
             let advertise = d.advertise;
             let id = d
                 .core
                 .add_webrtc_leg(Instant::now(), config, local, advertise, cert);
-            let tasks = vec![tokio::task::spawn_local(reader(
-                shared.clone(),
-                id,
-                Port::Rtp,
-                sock.clone(),
-            ))];
-            d.sockets.insert(
-                id,
-                LegSockets {
-                    rtp: sock,
-                    rtcp: None,
-                    tasks,
-                },
-            );
+            let sockets = LegSockets {
+                rtp: sock,
+                rtcp: None,
+            };
+            if let Err(e) = d.watch(id, sockets) {
+                let _ = d.core.remove_leg(Instant::now(), id);
+                return Err(e);
+            }
             Ok((id, local))
         })
         .await?
@@ -482,8 +574,7 @@ impl MediaEngine {
         items: Vec<PlaySpec>,
         looping: bool,
     ) -> Result<(), MediaError> {
-        self.call(move |s| {
-            let mut d = s.borrow_mut();
+        self.call(move |d| {
             let items = d.resolve(items)?;
             d.core.play(leg, items, looping)
         })
@@ -514,8 +605,7 @@ impl MediaEngine {
         leg: LegId,
         music: Option<Vec<PlaySpec>>,
     ) -> Result<(), MediaError> {
-        self.call(move |s| {
-            let mut d = s.borrow_mut();
+        self.call(move |d| {
             let items = music.map(|m| d.resolve(m)).transpose()?;
             d.core.conference_hold(leg, items)
         })
@@ -529,8 +619,7 @@ impl MediaEngine {
         agent: Vec<LegId>,
         path: PathBuf,
     ) -> Result<RecordingId, MediaError> {
-        self.call(move |s| {
-            let mut d = s.borrow_mut();
+        self.call(move |d| {
             let fixup = d.config.recording_fixup;
             let w =
                 WavWriter::create(&path, 2, fixup).map_err(|e| MediaError::Io(e.to_string()))?;
@@ -543,8 +632,7 @@ impl MediaEngine {
 
     /// Stops a recording; returns its duration and file size.
     pub async fn stop_record(&self, id: RecordingId) -> Result<RecordingInfo, MediaError> {
-        self.call(move |s| {
-            let mut d = s.borrow_mut();
+        self.call(move |d| {
             d.flush();
             d.core.stop_record(id)?;
             let w = d
@@ -563,13 +651,10 @@ impl MediaEngine {
 
     /// Ends the leg (sends RTCP BYE) and closes its sockets.
     pub async fn remove_leg(&self, leg: LegId) -> Result<(), MediaError> {
-        self.call(move |s| {
-            let mut d = s.borrow_mut();
+        self.call(move |d| {
             d.core.remove_leg(Instant::now(), leg)?;
             d.flush();
-            if let Some(sock) = d.sockets.remove(&leg) {
-                sock.tasks.iter().for_each(|t| t.abort());
-            }
+            d.unwatch(leg);
             Ok(())
         })
         .await?
@@ -581,10 +666,6 @@ impl MediaEngine {
 
     /// Packets relayed without decoding, and sends the OS refused, since start.
     pub async fn counters(&self) -> Result<(u64, u64), MediaError> {
-        self.call(|s| {
-            let d = s.borrow();
-            (d.core.relayed, d.send_errors)
-        })
-        .await
+        self.call(|d| (d.core.relayed, d.send_errors)).await
     }
 }

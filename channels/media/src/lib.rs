@@ -3,7 +3,8 @@
 //! playback, and call recording.
 //!
 //! The protocol logic is sans-IO ([`switch::MediaCore`]: `handle_*(now, ..)`, `poll_*()`); the
-//! tokio driver [`engine::MediaEngine`] owns the UDP sockets and runs the core on one thread.
+//! driver [`engine::MediaEngine`] owns the UDP sockets and runs the core on one thread (an epoll
+//! loop, no async runtime; the handle is async and works from any tokio runtime).
 
 pub mod codec;
 pub mod dtmf;
@@ -12,6 +13,7 @@ pub mod jitter;
 pub mod leg;
 pub mod mixer;
 pub mod playback;
+mod poll;
 pub mod prompts;
 pub mod rtcp;
 pub mod rtp;

@@ -1022,6 +1022,11 @@ impl MediaCore {
     fn tick(&mut self, now: Instant) {
         // 1. Received audio for this tick, for the mixer and recorders.
         for l in self.legs.values_mut() {
+            // Relayed legs have no jitter buffer: leave their (empty) slot untouched rather
+            // than rewriting 320 bytes per leg per tick.
+            if l.jitter.is_none() && l.tick_input.is_none() {
+                continue;
+            }
             l.tick_input = match l.jitter.as_mut() {
                 Some(jb) => match jb.pop() {
                     (_, JbKind::Silence) => None,
@@ -1083,7 +1088,12 @@ impl MediaCore {
         let Some(l) = self.legs.get_mut(&id) else {
             return;
         };
-        let mix_out = l.mix_out.take();
+        // This tick's mix is used or dropped now (only mixed legs have one).
+        let mix_out = if l.mix_out.is_some() {
+            l.mix_out.take()
+        } else {
+            None
+        };
         let Some(codec) = l.media.codec() else {
             return;
         };
