@@ -410,7 +410,7 @@ pub async fn import_file(
     while let Some((rows, bad, pos)) = rx.recv().await {
         report.rejected.extend(bad);
         if !rows.is_empty() {
-            for outcome in importer.import(&rows, now).await? {
+            for outcome in importer.import(rows, now).await? {
                 match outcome {
                     ImportOutcome::Created(_) => report.created += 1,
                     ImportOutcome::Updated(_) => report.updated += 1,
@@ -422,7 +422,7 @@ pub async fn import_file(
         }
         progress(pos, total);
     }
-    importer.close().await;
+    importer.close().await?;
     parser.await.context("the CSV parser stopped")??;
     report.rejected.sort_by_key(|(line, _)| *line);
     report.seconds = started.elapsed().as_secs_f64();

@@ -1,18 +1,22 @@
-//! Bulk customer import: many rows per statement so a CSV of a million customers loads fast,
-//! with per-row outcomes so one bad row never stops the rest.
+//! Bulk customer import: batches of thousands of rows per transaction so a CSV of a million
+//! customers loads fast, with per-row outcomes so one bad row never stops the rest.
 //!
 //! One algorithm ([`import_batch`]) runs over a small statement runner ([`BatchDb`]) with two
-//! implementations: the pool's `Any` connection (PostgreSQL, and SQLite without a file), and
-//! for a SQLite file a connection of the import's own ([`CustomerImporter`]) with a page cache
-//! sized for bulk writes, typed binds and `BEGIN IMMEDIATE`. Both send the same statements.
+//! implementations: the pool's `Any` connection (PostgreSQL, and SQLite without a file), with
+//! many rows per statement, and for a SQLite file a connection of the import's own
+//! ([`CustomerImporter`], through SQLite's C API on a blocking thread) with a page cache sized
+//! for bulk writes, `BEGIN IMMEDIATE` and one row per prepared statement.
+
+mod raw;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteSynchronous};
+use futures_util::FutureExt as _;
 use sqlx::AnyConnection;
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use sqlx::{AssertSqlSafe, Row};
+
+use raw::RawConn;
 
 use super::{Backend, Store, StoreError, StoreResult};
 use crate::domain::IdentityKind;
@@ -35,9 +39,9 @@ pub enum ImportOutcome {
 const CUSTOMER_COLS: &str = "id, kind, name, name_search, tier, tags, preferred_channel, \
      language, do_not_call, do_not_email, notes, external_ref, created_at, updated_at";
 const COLS_PER_CUSTOMER: usize = 14;
-/// Rows per multi-row statement; full chunks repeat the same SQL, so its prepared statement is
-/// reused from the connection's cache. 500 x 14 and 2000 x 3 parameters stay below SQLite's
-/// limit of 32,766.
+/// Rows per multi-row statement on the pool; full chunks repeat the same SQL, so its prepared
+/// /// statement is reused from the connection's cache. 500 x 14 and 2000 x 4 parameters stay
+/// below SQLite's limit of 32,766.
 const CUSTOMERS_PER_STATEMENT: usize = 500;
 const IDENTITIES_PER_STATEMENT: usize = 2000;
 const KEYS_PER_LOOKUP: usize = 1000;
@@ -48,10 +52,10 @@ const KEYS_PER_LOOKUP: usize = 1000;
 const IMPORT_CACHE_KIB: i64 = 256 * 1024;
 
 /// Imports batches of customer rows. On a SQLite file it holds a connection of its own, so
-/// prepared bulk statements and the page cache last from batch to batch.
+/// prepared statements and the page cache last from batch to batch.
 pub struct CustomerImporter {
     store: Store,
-    sqlite: Option<SqliteConnection>,
+    sqlite: Option<RawConn>,
     /// The WAL checkpoint running beside the import (SQLite file only).
     checkpoint: Option<tokio::task::JoinHandle<()>>,
 }
@@ -62,24 +66,9 @@ impl Store {
         let sqlite = match self.backend {
             Backend::Sqlite => match sqlite_file(self).await? {
                 Some(path) => Some(
-                    SqliteConnectOptions::new()
-                        .filename(path)
-                        // As the pool's connections have them (Store::connect); the file is in
-                        // WAL mode already.
-                        .foreign_keys(true)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .busy_timeout(Duration::from_secs(5))
-                        .pragma("cache_size", (-IMPORT_CACHE_KIB).to_string())
-                        // Multi-row statements keep a statement journal (to undo one that
-                        // fails half-way); in memory rather than in a temp file.
-                        .pragma("temp_store", "MEMORY")
-                        // Checkpoints run beside the import (checkpoint_in_background).
-                        .pragma("wal_autocheckpoint", "0")
-                        // Lookups return thousands of rows; the default of 50 makes the worker
-                        // thread hand them over in dozens of wake-ups.
-                        .row_buffer_size(4096)
-                        .connect()
-                        .await?,
+                    tokio::task::spawn_blocking(move || open_import_connection(&path))
+                        .await
+                        .map_err(|e| StoreError::Invalid(format!("import connection: {e}")))??,
                 ),
                 None => None,
             },
@@ -100,10 +89,41 @@ impl Store {
         now: i64,
     ) -> StoreResult<Vec<ImportOutcome>> {
         let mut importer = self.customer_importer().await?;
-        let outcomes = importer.import(rows, now).await;
-        importer.close().await;
+        let outcomes = importer.import(rows.to_vec(), now).await;
+        importer.close().await?;
         outcomes
     }
+}
+
+/// The import's connection to a SQLite file, set up for bulk writes.
+fn open_import_connection(path: &str) -> StoreResult<RawConn> {
+    let mut conn = RawConn::open(path)?;
+    conn.busy_timeout(5_000);
+    // foreign_keys and synchronous as the pool's connections have them (Store::connect); the
+    // file is in WAL mode already. Temporary b-trees and statement journals, if any, in
+    // memory rather than in temp files. Checkpoints run beside the import
+    // (checkpoint_in_background) instead of inside its commits.
+    conn.exec(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA cache_size = -{IMPORT_CACHE_KIB}; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 0"
+    ))?;
+    Ok(conn)
+}
+
+/// Makes what the import committed durable: its commits (synchronous = NORMAL) were not
+/// synced. A checkpoint that copies the whole WAL syncs it and then the database file; if a
+/// reader holds frames back, the WAL itself is synced.
+fn make_durable(conn: &mut RawConn) -> StoreResult<()> {
+    if conn.checkpoint_passive()? {
+        return Ok(());
+    }
+    if let Some(file) = conn.filename() {
+        std::fs::File::open(format!("{file}-wal"))
+            .and_then(|wal| wal.sync_all())
+            .map_err(|e| StoreError::Invalid(format!("syncing the WAL of {file}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The SQLite database file behind the pool, if it is a file.
@@ -118,29 +138,35 @@ async fn sqlite_file(store: &Store) -> StoreResult<Option<String>> {
 impl CustomerImporter {
     /// Imports a batch in one transaction; outcomes are in row order. A database error that
     /// validation did not foresee is isolated by retrying the batch row by row, so it rejects
-    /// only its own row.
+    /// only its own row. On a SQLite file the batch runs on a blocking thread.
     pub async fn import(
         &mut self,
-        rows: &[ImportRow],
+        rows: Vec<ImportRow>,
         now: i64,
     ) -> StoreResult<Vec<ImportOutcome>> {
-        match self.import_in_tx(rows, now).await? {
-            Ok(outcomes) => Ok(outcomes),
-            Err(StoreError::Db(_)) if rows.len() > 1 => {
-                let mut outcomes = Vec::with_capacity(rows.len());
-                for row in rows {
-                    match self.import_in_tx(std::slice::from_ref(row), now).await? {
-                        Ok(mut o) => outcomes.append(&mut o),
-                        Err(e) => outcomes.push(ImportOutcome::Rejected {
-                            line: row.line,
-                            reason: e.to_string(),
-                        }),
-                    }
-                }
-                Ok(outcomes)
+        let outcomes = match self.sqlite.take() {
+            Some(mut conn) => {
+                let job = tokio::task::spawn_blocking(move || {
+                    // RawConn's runner never suspends, so the future completes in one poll.
+                    let outcomes = import_rows(&mut conn, &rows, now)
+                        .now_or_never()
+                        .unwrap_or_else(|| {
+                            Err(StoreError::Invalid("the SQLite import suspended".into()))
+                        });
+                    (conn, outcomes)
+                });
+                let (conn, outcomes) = match job.await {
+                    Ok(done) => done,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => return Err(StoreError::Invalid(format!("import thread: {e}"))),
+                };
+                self.sqlite = Some(conn);
+                outcomes?
             }
-            Err(e) => Err(e),
-        }
+            None => import_rows(&mut PoolTx(&self.store), &rows, now).await?,
+        };
+        self.checkpoint_in_background();
+        Ok(outcomes)
     }
 
     /// Imports through the pool's generic connection even on SQLite (for comparing the paths).
@@ -151,44 +177,6 @@ impl CustomerImporter {
             sqlite: None,
             checkpoint: None,
         }
-    }
-
-    /// The outer error is the transaction's own (begin, commit); the inner one the batch's,
-    /// after which the transaction was rolled back.
-    async fn import_in_tx(
-        &mut self,
-        rows: &[ImportRow],
-        now: i64,
-    ) -> StoreResult<StoreResult<Vec<ImportOutcome>>> {
-        for assume_free in [true, false] {
-            let result = match &mut self.sqlite {
-                Some(conn) => {
-                    // IMMEDIATE: take the write lock before the lookups, so no other writer
-                    // can change what they found before this batch writes.
-                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                    let result = import_batch(&mut SqliteDb(&mut tx), rows, now, assume_free).await;
-                    finish(tx, result).await?
-                }
-                None => {
-                    let backend = self.store.backend;
-                    let mut tx = self.store.pool.begin().await?;
-                    let result =
-                        import_batch(&mut AnyDb(&mut tx, backend), rows, now, assume_free).await;
-                    finish(tx, result).await?
-                }
-            };
-            match result {
-                Ok(Some(outcomes)) => {
-                    self.checkpoint_in_background();
-                    return Ok(Ok(outcomes));
-                }
-                Ok(None) => continue, // rolled back: again, looking every identity up
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        Ok(Err(StoreError::Invalid(
-            "import batch undecided with every identity looked up".into(),
-        )))
     }
 
     /// Copies the WAL into the database file on a pool connection while the import goes on:
@@ -210,39 +198,125 @@ impl CustomerImporter {
         }));
     }
 
-    /// Waits for the last checkpoint and closes the import's connection.
-    pub async fn close(mut self) {
+    /// Waits for the last checkpoint, makes the import durable and closes its connection.
+    pub async fn close(mut self) -> StoreResult<()> {
         if let Some(running) = self.checkpoint.take() {
             let _ = running.await;
         }
-        if let Some(conn) = self.sqlite.take() {
-            let _ = conn.close().await;
-            // What the last batches wrote, into the database file before the import returns.
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.store.pool)
+        if let Some(mut conn) = self.sqlite.take() {
+            tokio::task::spawn_blocking(move || make_durable(&mut conn))
                 .await
-            {
-                tracing::debug!("import checkpoint: {e}");
+                .map_err(|e| StoreError::Invalid(format!("import checkpoint: {e}")))??;
+        }
+        Ok(())
+    }
+}
+
+/// Where a batch's transaction runs.
+trait Transactions {
+    /// [`import_batch`] in one transaction, committed when it decided the batch, else rolled
+    /// back. The outer error is the transaction's own (begin, commit); the inner one the
+    /// batch's.
+    async fn batch(
+        &mut self,
+        rows: &[ImportRow],
+        now: i64,
+        assume_free: bool,
+    ) -> StoreResult<StoreResult<Option<Vec<ImportOutcome>>>>;
+}
+
+/// Transactions on the pool.
+struct PoolTx<'s>(&'s Store);
+
+impl Transactions for PoolTx<'_> {
+    async fn batch(
+        &mut self,
+        rows: &[ImportRow],
+        now: i64,
+        assume_free: bool,
+    ) -> StoreResult<StoreResult<Option<Vec<ImportOutcome>>>> {
+        let backend = self.0.backend;
+        let mut tx = self.0.pool.begin().await?;
+        let result = import_batch(&mut AnyDb(&mut tx, backend), rows, now, assume_free).await;
+        match result {
+            Ok(Some(outcomes)) => {
+                tx.commit().await?;
+                Ok(Ok(Some(outcomes)))
+            }
+            other => {
+                tx.rollback().await?;
+                Ok(other)
             }
         }
     }
 }
 
-/// Commits a batch that was decided, rolls back one that failed or must run again.
-async fn finish<DB: sqlx::Database>(
-    tx: sqlx::Transaction<'_, DB>,
-    result: StoreResult<Option<Vec<ImportOutcome>>>,
-) -> StoreResult<StoreResult<Option<Vec<ImportOutcome>>>> {
-    match result {
-        Ok(Some(outcomes)) => {
-            tx.commit().await?;
-            Ok(Ok(Some(outcomes)))
+impl Transactions for RawConn {
+    async fn batch(
+        &mut self,
+        rows: &[ImportRow],
+        now: i64,
+        assume_free: bool,
+    ) -> StoreResult<StoreResult<Option<Vec<ImportOutcome>>>> {
+        // IMMEDIATE: take the write lock before the lookups, so no other writer can change
+        // what they found before this batch writes.
+        self.exec("BEGIN IMMEDIATE")?;
+        let result = import_batch(&mut RawDb(self), rows, now, assume_free).await;
+        let end = match result {
+            Ok(Some(_)) => self.exec("COMMIT"),
+            _ => self.exec("ROLLBACK"),
+        };
+        if let Err(e) = end {
+            // A failed COMMIT leaves the transaction open.
+            let _ = self.exec("ROLLBACK");
+            return Err(e);
         }
-        other => {
-            tx.rollback().await?;
-            Ok(other)
+        Ok(result)
+    }
+}
+
+/// Imports a batch; see [`CustomerImporter::import`].
+async fn import_rows(
+    tx: &mut impl Transactions,
+    rows: &[ImportRow],
+    now: i64,
+) -> StoreResult<Vec<ImportOutcome>> {
+    match import_in_tx(tx, rows, now).await? {
+        Ok(outcomes) => Ok(outcomes),
+        Err(StoreError::Db(_)) if rows.len() > 1 => {
+            let mut outcomes = Vec::with_capacity(rows.len());
+            for row in rows {
+                match import_in_tx(tx, std::slice::from_ref(row), now).await? {
+                    Ok(mut o) => outcomes.append(&mut o),
+                    Err(e) => outcomes.push(ImportOutcome::Rejected {
+                        line: row.line,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            Ok(outcomes)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The outer error is the transaction's own (begin, commit); the inner one the batch's, after
+/// which the transaction was rolled back.
+async fn import_in_tx(
+    tx: &mut impl Transactions,
+    rows: &[ImportRow],
+    now: i64,
+) -> StoreResult<StoreResult<Vec<ImportOutcome>>> {
+    for assume_free in [true, false] {
+        match tx.batch(rows, now, assume_free).await? {
+            Ok(Some(outcomes)) => return Ok(Ok(outcomes)),
+            Ok(None) => continue, // rolled back: again, looking every identity up
+            Err(e) => return Ok(Err(e)),
         }
     }
+    Ok(Err(StoreError::Invalid(
+        "import batch undecided with every identity looked up".into(),
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,12 +377,17 @@ impl Value {
 /// What [`import_batch`] needs from a connection inside a transaction.
 trait BatchDb {
     fn backend(&self) -> Backend;
+    /// Rows (or keys) per statement where `bulk` is the bulk size: a runner whose statements
+    /// cost little per call may send fewer.
+    fn per_statement(&self, bulk: usize) -> usize {
+        bulk
+    }
     /// Returns the number of rows changed.
-    async fn execute(&mut self, sql: String, params: &[Param<'_>]) -> StoreResult<u64>;
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64>;
     /// Rows of `cols.len()` values, decoded as `cols` says.
     async fn fetch(
         &mut self,
-        sql: String,
+        sql: &str,
         params: &[Param<'_>],
         cols: &[Col],
     ) -> StoreResult<Vec<Vec<Value>>>;
@@ -317,25 +396,16 @@ trait BatchDb {
 /// Runs statements through the pool's `Any` connection (the generic path).
 struct AnyDb<'c>(&'c mut AnyConnection, Backend);
 
-/// Runs statements through the import's own SQLite connection.
-struct SqliteDb<'c>(&'c mut SqliteConnection);
-
 /// The arguments of one statement, sized up front: bound one by one, thousands of them
 /// regrew and copied their vector a dozen times per statement.
-fn arguments<A: sqlx::Arguments>(
-    params: &[Param<'_>],
-    text: impl Fn(&mut A, &str) -> Result<(), sqlx::error::BoxDynError>,
-) -> StoreResult<A>
-where
-    i64: for<'q> sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
-    Option<i64>: for<'q> sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
-{
-    let mut args = A::default();
+fn arguments(params: &[Param<'_>]) -> StoreResult<sqlx::any::AnyArguments> {
+    use sqlx::Arguments as _;
+    let mut args = sqlx::any::AnyArguments::default();
     args.reserve(params.len(), 0);
     for p in params {
         match *p {
             Param::Int(i) => args.add(i),
-            Param::Text(s) => text(&mut args, s),
+            Param::Text(s) => args.add(s),
             Param::Null => args.add(None::<i64>),
         }
         .map_err(|e| StoreError::Db(sqlx::Error::Encode(e)))?;
@@ -343,59 +413,69 @@ where
     Ok(args)
 }
 
-/// The two runners differ only in the database type, so one body serves both.
-macro_rules! batch_db_body {
-    ($db:ty, $args:expr) => {
-        async fn execute(&mut self, sql: String, params: &[Param<'_>]) -> StoreResult<u64> {
-            let q = sqlx::query_with::<$db, _>(AssertSqlSafe(sql), $args(params)?);
-            Ok(q.execute(&mut *self.0).await?.rows_affected())
-        }
-
-        async fn fetch(
-            &mut self,
-            sql: String,
-            params: &[Param<'_>],
-            cols: &[Col],
-        ) -> StoreResult<Vec<Vec<Value>>> {
-            let q = sqlx::query_with::<$db, _>(AssertSqlSafe(sql), $args(params)?);
-            let rows = q.fetch_all(&mut *self.0).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let mut values = Vec::with_capacity(cols.len());
-                for (i, col) in cols.iter().enumerate() {
-                    values.push(match col {
-                        Col::Int => Value::Int(row.try_get(i)?),
-                        Col::Text => Value::Text(row.try_get(i)?),
-                        Col::Kind => Value::Kind(parse_kind(row.try_get(i)?)?),
-                    });
-                }
-                out.push(values);
-            }
-            Ok(out)
-        }
-    };
-}
-
 impl BatchDb for AnyDb<'_> {
     fn backend(&self) -> Backend {
         self.1
     }
-    batch_db_body!(sqlx::Any, |params| arguments::<sqlx::any::AnyArguments>(
-        params,
-        |args, s| sqlx::Arguments::add(args, s)
-    ));
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
+        let q = sqlx::query_with(AssertSqlSafe(sql), arguments(params)?);
+        Ok(q.execute(&mut *self.0).await?.rows_affected())
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        cols: &[Col],
+    ) -> StoreResult<Vec<Vec<Value>>> {
+        let q = sqlx::query_with(AssertSqlSafe(sql), arguments(params)?);
+        let rows = q.fetch_all(&mut *self.0).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(cols.len());
+            for (i, col) in cols.iter().enumerate() {
+                values.push(match col {
+                    Col::Int => Value::Int(row.try_get(i)?),
+                    Col::Text => Value::Text(row.try_get(i)?),
+                    Col::Kind => Value::Kind(parse_kind(row.try_get(i)?)?),
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
 }
 
-impl BatchDb for SqliteDb<'_> {
+/// Runs statements through the import's own SQLite connection, on the calling thread: its
+/// futures never suspend.
+struct RawDb<'c>(&'c mut RawConn);
+
+impl BatchDb for RawDb<'_> {
     fn backend(&self) -> Backend {
         Backend::Sqlite
     }
-    // Text as `Arc<str>`: one allocation per value, where `&str` costs two.
-    batch_db_body!(sqlx::Sqlite, |params| arguments::<
-        sqlx::sqlite::SqliteArguments,
-    >(params, |args, s| {
-        sqlx::Arguments::add(args, std::sync::Arc::<str>::from(s))
-    }));
+
+    /// One row or key per statement: a prepared statement costs little per call here, a
+    /// single-row write needs no statement journal (a multi-row one copies each page it
+    /// touches, that the transaction changed before, to undo itself half-way) and a
+    /// single-key lookup no temporary b-tree for its `IN` list.
+    fn per_statement(&self, _bulk: usize) -> usize {
+        1
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
+        self.0.execute(sql, params)
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        cols: &[Col],
+    ) -> StoreResult<Vec<Vec<Value>>> {
+        self.0.fetch(sql, params, cols)
+    }
 }
 
 /// SQL text with parameters written as this backend binds them fastest: `?` in order on
@@ -451,6 +531,26 @@ impl Sql {
     }
 }
 
+/// A chunked statement's SQL, built once per chunk length (all chunks but the last share
+/// one).
+struct SqlByLen<F> {
+    build: F,
+    last: Option<(usize, String)>,
+}
+
+impl<F: Fn(usize) -> String> SqlByLen<F> {
+    fn new(build: F) -> Self {
+        SqlByLen { build, last: None }
+    }
+
+    fn get(&mut self, len: usize) -> &str {
+        if self.last.as_ref().is_none_or(|(l, _)| *l != len) {
+            self.last = Some((len, (self.build)(len)));
+        }
+        self.last.as_ref().map_or("", |(_, sql)| sql)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The algorithm
 // ---------------------------------------------------------------------------------------------
@@ -485,21 +585,29 @@ async fn import_batch(
         .filter_map(|r| r.customer.external_ref.as_deref())
         .collect();
     let mut by_ref: HashMap<String, i64> = HashMap::with_capacity(refs.len());
-    for chunk in refs.chunks(KEYS_PER_LOOKUP) {
-        let sql = Sql::new(
+    // The stored name_search of customers found by reference (see step 4).
+    let mut name_search_of: HashMap<i64, String> = HashMap::with_capacity(refs.len());
+    let mut sql_for = SqlByLen::new(|len| {
+        Sql::new(
             backend,
-            "SELECT id, external_ref FROM customers WHERE external_ref IN (",
+            "SELECT id, external_ref, name_search FROM customers WHERE external_ref IN (",
         )
-        .params(chunk.len())
+        .params(len)
         .push(")")
-        .done();
+        .done()
+    });
+    for chunk in refs.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
+        let sql = sql_for.get(chunk.len());
         let params: Vec<Param> = chunk.iter().map(|r| Param::Text(r)).collect();
-        for row in db.fetch(sql, &params, &[Col::Int, Col::Text]).await? {
-            let mut row = row.into_iter();
-            let id = row.next().map(|v| v.int());
-            if let (Some(id), Some(r)) = (id, row.next()) {
-                by_ref.insert(r.into_text(), id);
-            }
+        for row in db
+            .fetch(sql, &params, &[Col::Int, Col::Text, Col::Text])
+            .await?
+        {
+            let [id, r, name_search]: [Value; 3] = row
+                .try_into()
+                .map_err(|_| StoreError::Invalid("customer lookup: three columns".into()))?;
+            by_ref.insert(r.into_text(), id.int());
+            name_search_of.insert(id.int(), name_search.into_text());
         }
     }
     // The stored identities of the customers found by reference: they tell who owns those
@@ -635,57 +743,80 @@ async fn import_batch(
         };
     }
 
-    // 4. Customers: one upsert by id for new and existing rows (created_at is kept on update).
-    for chunk in accepted.chunks(CUSTOMERS_PER_STATEMENT) {
-        let sql = Sql::new(backend, "INSERT INTO customers (")
-            .push(CUSTOMER_COLS)
-            .push(") VALUES ")
-            .groups(chunk.len(), COLS_PER_CUSTOMER)
-            .push(
-                " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name, \
-                 name_search = excluded.name_search, tier = excluded.tier, tags = excluded.tags, \
-                 preferred_channel = excluded.preferred_channel, language = excluded.language, \
-                 do_not_call = excluded.do_not_call, do_not_email = excluded.do_not_email, \
-                 notes = excluded.notes, external_ref = excluded.external_ref, \
-                 updated_at = excluded.updated_at",
-            )
-            .done();
-        let tags: Vec<String> = chunk
-            .iter()
-            .map(|&i| rows[i].customer.tags.join(","))
-            .collect();
-        let mut params = Vec::with_capacity(chunk.len() * COLS_PER_CUSTOMER);
-        for (&i, tags) in chunk.iter().zip(&tags) {
-            let c = &rows[i].customer;
-            params.extend([
-                Param::Int(ids[i].unwrap_or_default()),
-                Param::Text(c.kind.as_str()),
-                Param::Text(&c.name),
-                Param::Text(&c.name_search),
-                Param::Text(&c.tier),
-                Param::Text(tags),
-                c.preferred_channel.map(|p| p.as_str()).into(),
-                c.language.as_deref().into(),
-                Param::Int(c.do_not_call as i64),
-                Param::Int(c.do_not_email as i64),
-                Param::Text(&c.notes),
-                c.external_ref.as_deref().into(),
-                Param::Int(now),
-                Param::Int(now),
-            ]);
-        }
-        db.execute(sql, &params).await?;
-    }
-
-    // 5. Identities: each row replaces the kinds it carries. An existing customer whose stored
-    //    identities already read as the row's (same values, same order) is left alone; the
-    //    others lose the replaced kinds and get the row's values, in row order.
+    // 4. Customers: upserts by id for new and existing rows (created_at is kept on update).
+    //    A customer found by its reference and updated once, whose name_search stays, gets
+    //    an update that leaves the two indexed columns alone (its external_ref is the same
+    //    too): setting them, even to the same value, rewrites their index entries.
     let mut times_updated: HashMap<i64, u32> = HashMap::new();
     for &i in &accepted {
         if let Some(id) = existing_id[i] {
             *times_updated.entry(id).or_default() += 1;
         }
     }
+    let (keep_keys, full): (Vec<usize>, Vec<usize>) = accepted.iter().partition(|&&i| {
+        existing_id[i].is_some_and(|id| {
+            times_updated[&id] == 1
+                && rows[i].customer.external_ref.is_some()
+                && name_search_of.get(&id) == Some(&rows[i].customer.name_search)
+        })
+    });
+    const SET_ALWAYS: &str = "kind = excluded.kind, name = excluded.name, \
+         tier = excluded.tier, tags = excluded.tags, \
+         preferred_channel = excluded.preferred_channel, language = excluded.language, \
+         do_not_call = excluded.do_not_call, do_not_email = excluded.do_not_email, \
+         notes = excluded.notes, updated_at = excluded.updated_at";
+    for (which, set) in [
+        (
+            &full,
+            format!(
+                "{SET_ALWAYS}, name_search = excluded.name_search, \
+                 external_ref = excluded.external_ref"
+            ),
+        ),
+        (&keep_keys, SET_ALWAYS.to_string()),
+    ] {
+        let mut sql_for = SqlByLen::new(|len| {
+            Sql::new(backend, "INSERT INTO customers (")
+                .push(CUSTOMER_COLS)
+                .push(") VALUES ")
+                .groups(len, COLS_PER_CUSTOMER)
+                .push(" ON CONFLICT (id) DO UPDATE SET ")
+                .push(&set)
+                .done()
+        });
+        for chunk in which.chunks(db.per_statement(CUSTOMERS_PER_STATEMENT)) {
+            let sql = sql_for.get(chunk.len());
+            let tags: Vec<String> = chunk
+                .iter()
+                .map(|&i| rows[i].customer.tags.join(","))
+                .collect();
+            let mut params = Vec::with_capacity(chunk.len() * COLS_PER_CUSTOMER);
+            for (&i, tags) in chunk.iter().zip(&tags) {
+                let c = &rows[i].customer;
+                params.extend([
+                    Param::Int(ids[i].unwrap_or_default()),
+                    Param::Text(c.kind.as_str()),
+                    Param::Text(&c.name),
+                    Param::Text(&c.name_search),
+                    Param::Text(&c.tier),
+                    Param::Text(tags),
+                    c.preferred_channel.map(|p| p.as_str()).into(),
+                    c.language.as_deref().into(),
+                    Param::Int(c.do_not_call as i64),
+                    Param::Int(c.do_not_email as i64),
+                    Param::Text(&c.notes),
+                    c.external_ref.as_deref().into(),
+                    Param::Int(now),
+                    Param::Int(now),
+                ]);
+            }
+            db.execute(sql, &params).await?;
+        }
+    }
+
+    // 5. Identities: each row replaces the kinds it carries. An existing customer whose stored
+    //    identities already read as the row's (same values, same order) is left alone; the
+    //    others lose the replaced kinds and get the row's values, in row order.
     // Compared only when the customer is updated once in this batch; twice, the rows' writes
     // add up as they always did.
     let compared = |i: usize| {
@@ -722,26 +853,29 @@ async fn import_batch(
             .collect();
         owners.sort_unstable();
         owners.dedup();
-        for chunk in owners.chunks(KEYS_PER_LOOKUP) {
-            // `kind || ''` keeps the planner off the (kind, value) index, which would scan
-            // every identity of that kind: the customer_id index finds the few rows.
-            let sql = Sql::new(
+        // `kind || ''` keeps the planner off the (value, kind) index, which would scan every
+        // identity: the customer_id index finds the few rows.
+        let mut sql_for = SqlByLen::new(|len| {
+            Sql::new(
                 backend,
                 "DELETE FROM customer_identities WHERE kind || '' = ",
             )
             .params(1)
             .push(" AND customer_id IN (")
-            .params(chunk.len())
+            .params(len)
             .push(")")
-            .done();
+            .done()
+        });
+        for chunk in owners.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
+            let sql = sql_for.get(chunk.len());
             let mut params = vec![Param::Text(kind.as_str())];
             params.extend(chunk.iter().map(|&id| Param::Int(id)));
             db.execute(sql, &params).await?;
         }
     }
-    // Ids in row order, as one insert after the other would number them; written in (kind,
-    // value) order, so the two indexes on the value take their new entries in sequence
-    // instead of each at a random page.
+    // Ids in row order, as one insert after the other would number them; written in (value,
+    // kind) order, the unique index's, so it takes its new entries in sequence instead of
+    // each at a random page.
     let mut identities: Vec<(i64, i64, IdentityKind, &str)> = Vec::new();
     for &i in &rewrite {
         let Some(customer) = ids[i] else { continue };
@@ -753,16 +887,19 @@ async fn import_batch(
     for (identity, id) in identities.iter_mut().zip(identity_ids) {
         identity.0 = id;
     }
-    identities.sort_unstable_by(|a, b| (a.2.as_str(), a.3).cmp(&(b.2.as_str(), b.3)));
+    identities.sort_unstable_by(|a, b| (a.3, a.2.as_str()).cmp(&(b.3, b.2.as_str())));
     let mut inserted = 0;
-    for chunk in identities.chunks(IDENTITIES_PER_STATEMENT) {
-        let sql = Sql::new(
+    let mut sql_for = SqlByLen::new(|len| {
+        Sql::new(
             backend,
             "INSERT INTO customer_identities (id, customer_id, kind, value) VALUES ",
         )
-        .groups(chunk.len(), 4)
+        .groups(len, 4)
         .push(" ON CONFLICT (value, kind) DO NOTHING")
-        .done();
+        .done()
+    });
+    for chunk in identities.chunks(db.per_statement(IDENTITIES_PER_STATEMENT)) {
+        let sql = sql_for.get(chunk.len());
         let mut params = Vec::with_capacity(chunk.len() * 4);
         for (id, customer, k, v) in chunk {
             params.extend([
@@ -787,14 +924,17 @@ async fn identity_owners(
 ) -> StoreResult<Vec<(i64, IdentityKind, String)>> {
     let backend = db.backend();
     let mut owners = Vec::new();
-    for chunk in values.chunks(KEYS_PER_LOOKUP) {
-        let sql = Sql::new(
+    let mut sql_for = SqlByLen::new(|len| {
+        Sql::new(
             backend,
             "SELECT customer_id, kind, value FROM customer_identities WHERE value IN (",
         )
-        .params(chunk.len())
+        .params(len)
         .push(")")
-        .done();
+        .done()
+    });
+    for chunk in values.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
+        let sql = sql_for.get(chunk.len());
         let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
         for row in db
             .fetch(sql, &params, &[Col::Int, Col::Kind, Col::Text])
@@ -822,7 +962,7 @@ async fn next_ids(db: &mut impl BatchDb, table: &'static str, n: usize) -> Store
                 "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
                  COALESCE((SELECT MAX(id) FROM {table}), 0))"
             );
-            let rows = db.fetch(sql, &[], &[Col::Int]).await?;
+            let rows = db.fetch(&sql, &[], &[Col::Int]).await?;
             let base = rows.first().and_then(|r| r.first()).map_or(0, Value::int);
             Ok((1..=n as i64).map(|i| base + i).collect())
         }
@@ -830,7 +970,7 @@ async fn next_ids(db: &mut impl BatchDb, table: &'static str, n: usize) -> Store
             let sql = format!(
                 "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1)"
             );
-            let rows = db.fetch(sql, &[Param::Int(n as i64)], &[Col::Int]).await?;
+            let rows = db.fetch(&sql, &[Param::Int(n as i64)], &[Col::Int]).await?;
             let mut ids: Vec<i64> = rows
                 .iter()
                 .filter_map(|r| r.first())
@@ -849,14 +989,17 @@ async fn stored_identities(
 ) -> StoreResult<HashMap<i64, Vec<(IdentityKind, String)>>> {
     let backend = db.backend();
     let mut stored: HashMap<i64, Vec<(IdentityKind, String)>> = HashMap::new();
-    for chunk in customers.chunks(KEYS_PER_LOOKUP) {
-        let sql = Sql::new(
+    let mut sql_for = SqlByLen::new(|len| {
+        Sql::new(
             backend,
             "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN (",
         )
-        .params(chunk.len())
+        .params(len)
         .push(") ORDER BY customer_id, id")
-        .done();
+        .done()
+    });
+    for chunk in customers.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
+        let sql = sql_for.get(chunk.len());
         let params: Vec<Param> = chunk.iter().map(|&id| Param::Int(id)).collect();
         for row in db
             .fetch(sql, &params, &[Col::Int, Col::Kind, Col::Text])
@@ -1015,11 +1158,21 @@ mod tests {
                 row(2, Some("R1"), "张三", &["13800000001"], &[]),
                 row(3, None, "张三 too", &["13800000011"], &[]),
             ],
+            // The same, the first row keeping the stored name: both are written in row order
+            // (the last name wins, with its name_search).
+            vec![
+                row(2, Some("R2"), "李四", &["13800000012"], &[]),
+                row(3, None, "Li  SI", &[], &["l@x.cn"]),
+                // Name kept, another number: only the unindexed columns are set.
+                row(4, Some("R8"), "新", &["13800000088"], &[]),
+                // Name changed by reference.
+                row(5, Some("R5"), "又一个 Renamed", &["13800000099"], &[]),
+            ],
         ];
         for (n, batch) in batches.iter().enumerate() {
             let now = 1_000 + n as i64;
-            let a = fast_importer.import(batch, now).await.unwrap();
-            let b = generic_importer.import(batch, now).await.unwrap();
+            let a = fast_importer.import(batch.clone(), now).await.unwrap();
+            let b = generic_importer.import(batch.clone(), now).await.unwrap();
             assert_eq!(a, b, "batch {n}");
             if n == 3 {
                 assert!(
@@ -1030,10 +1183,24 @@ mod tests {
             }
             assert_eq!(snapshot(&fast).await, snapshot(&generic).await, "batch {n}");
         }
-        fast_importer.close().await;
+        fast_importer.close().await.unwrap();
 
         let (customers, identities) = snapshot(&fast).await;
         assert_eq!(customers.len(), 6, "{customers:?}");
+        for c in &customers {
+            let name_search = c.2.rsplit('|').next().unwrap();
+            assert_eq!(name_search, crate::identity::search_key(&c.1), "{c:?}");
+        }
+        let name_of = |r: &str| {
+            let c = customers.iter().find(|c| c.3.as_deref() == Some(r));
+            c.map(|c| c.1.as_str())
+        };
+        // R2 as the row without a reference left it (which also cleared the reference).
+        let li = identities.iter().find(|i| i.3 == "l@x.cn").map(|i| i.1);
+        let li = customers.iter().find(|c| Some(c.0) == li).unwrap();
+        assert_eq!((li.1.as_str(), li.3.as_deref()), ("Li  SI", None));
+        assert_eq!(name_of("R8"), Some("新"));
+        assert_eq!(name_of("R5"), Some("又一个 Renamed"));
         // Customer 1 (R1): the email its rows never replaced, then both numbers as the last
         // two rows wrote them; its name from the last row.
         let first: Vec<&str> = identities
