@@ -7,7 +7,8 @@
 //   reach the customer's phone → hold (the customer hears music, not alice) → resume
 //   → consult bob (by agent id) → bob answers in his browser → complete the transfer
 //   → customer and bob hear each other → bob blind-transfers the call back to alice → she
-//   answers and they hear each other → alice hangs up → wrap-up with a disposition (both)
+//   answers and they hear each other → she consults bob again and joins a 3-way conference
+//   (each hears the two others) → she hangs up → wrap-up with a disposition (both)
 // and, before the call, click-to-dial refused for a do-not-call customer, with the message;
 // then, in a Chromium that denies the microphone, the console explains the denial.
 //
@@ -270,7 +271,7 @@ async function clearWork(page) {
 
 // ---- the test ---------------------------------------------------------------------------------
 
-test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended and blind transfer, wrap-up', { timeout: 300_000 }, async (t) => {
+test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended and blind transfer, conference, wrap-up', { timeout: 300_000 }, async (t) => {
   assert.ok(HUB_URL, 'HUB_URL is not set (start `contact-hub demo` and pass its address; scripts/test does)');
   assert.ok(SIP_PORT, 'HUB_SIP_PORT is not set: the SIP port of the hub (scripts/test passes it)');
   assert.ok(ALICE.user && ALICE.pass, 'AGENT_USER/AGENT_PASS must name the first agent (alice of `contact-hub demo`)');
@@ -447,7 +448,7 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
   await alice.page.locator(`#softphone .sp-call[data-contact-id="${contactId}"][data-state="ended"]`).waitFor({ timeout: 10000 });
   const bobLive = callCard(bob.page, '[data-kind="inbound"][data-state="connected"]');
   await bobLive.waitFor({ timeout: 15000 });
-  customer.send(`rec ${wav('bob.wav')}`);
+  customer.send(`rec ${wav('with-bob.wav')}`); // not bob.wav: that is bob's microphone
   await customer.expect('RECORDING', 5000);
   await wrapUp(alice.page, 'alice');
   verified('alice completed the transfer; her call ended and she wrapped up with a disposition');
@@ -456,9 +457,9 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
   assert.equal(bobHears.dominant, TONE.customer, `bob hears the customer: ${JSON.stringify(bobHears)}`);
   await shot(bob.page, 'connected');
 
-  customer.send(`rec ${wav('before-blind.wav')}`); // closes bob.wav
+  customer.send(`rec ${wav('before-blind.wav')}`); // closes with-bob.wav
   await customer.expect('RECORDING', 5000);
-  const withBob = analyse(wav('bob.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  const withBob = analyse(wav('with-bob.wav'), [TONE.alice, TONE.customer, TONE.bob]);
   assert.ok(secondsOf(withBob, TONE.bob) >= 1, `the customer heard bob's ${TONE.bob} Hz: ${JSON.stringify(withBob)}`);
   verified(`after the transfer the customer heard bob's ${TONE.bob} Hz (${secondsOf(withBob, TONE.bob)} s) and bob hears the customer's ${TONE.customer} Hz`);
 
@@ -490,15 +491,51 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
   assert.equal(await alice.page.locator('#softphone .sp-call:not([data-state="ended"])').count(), 1,
     'alice sees only the call she answered, not the state of the one she transferred');
 
-  // ---- hang-up and wrap-up ----
+  // ---- 3-way conference: alice consults bob and joins the three ----
+  await setState(bob.page, 'available');
+  await back.locator('[data-action="phone-transfer"]').click();
+  const toBob = alice.page.locator(`#modal-root label[data-agent-id="${bobId}"] input`);
+  await toBob.waitFor();
+  await toBob.check();
+  await alice.page.click('#modal-root [data-action="phone-consult-go"]');
+  const bobRing2 = callCard(bob.page, '[data-kind="consult"][data-state="ringing"]');
+  await bobRing2.waitFor({ timeout: 15000 });
+  await bobRing2.locator('[data-action="phone-answer"]').click();
+  const bobConsult = callCard(bob.page, '[data-kind="consult"][data-state="connected"]');
+  await bobConsult.waitFor({ timeout: 20000 });
+  const consulting = callCard(alice.page, '[data-state="consulting"]');
+  await consulting.waitFor({ timeout: 10000 });
+  await consulting.locator('[data-action="phone-conference"]').click();
+  const conf = callCard(alice.page, '[data-state="conference"]');
+  await conf.waitFor({ timeout: 10000 });
+  customer.send(`rec ${wav('conference.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  await sleep(3500);
+  await shot(alice.page, 'conference');
+  const tones = [TONE.customer, TONE.bob, TONE.alice];
+  const aliceInConf = await measure(alice.page, tones);
+  const bobInConf = await measure(bob.page, tones);
+  customer.send(`rec ${wav('after-conference.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  const three = analyse(wav('conference.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  // A mix: both agents' tones carry a clear share of what the customer hears.
+  const both = three.filter((w) => w.purity[TONE.alice] > 0.1 && w.purity[TONE.bob] > 0.1).length;
+  assert.ok(both >= 2, `in the conference the customer hears alice and bob at once: ${JSON.stringify(three)}`);
+  // Nobody gets their own voice back: it is the floor the two others must clear by 10x.
+  for (const [who, m, own, others] of [['alice', aliceInConf, TONE.alice, [TONE.customer, TONE.bob]], ['bob', bobInConf, TONE.bob, [TONE.customer, TONE.alice]]]) {
+    const floor = Math.max(m.powers[own], 1e-12);
+    assert.ok(others.every((f) => m.powers[f] > 10 * floor), `in the conference ${who} hears both others: ${JSON.stringify(m)}`);
+  }
+  verified(`conference: the customer hears alice's ${TONE.alice} Hz and bob's ${TONE.bob} Hz together (${both} s); alice and bob each hear the two others`);
+
+  // ---- hang-up ends the call for all ----
   customer.send(`rec ${wav('end.wav')}`);
   await customer.expect('RECORDING', 5000);
-  await back.locator('[data-action="phone-hangup"]').click();
+  await conf.locator('[data-action="phone-hangup"]').click();
   await customer.expect('DISCONNECTED', 10000);
-  await callCard(alice.page, '[data-state="ended"]').first().waitFor({ timeout: 10000 });
+  await wrapUp(alice.page, 'alice-conference');
   await shot(alice.page, 'ended');
-  await wrapUp(alice.page, 'alice-blind');
-  verified('alice hung up; the customer\'s phone got the BYE; she wrapped up with a disposition');
+  verified('alice hung up the conference; the customer\'s phone got the BYE; she wrapped up with a disposition');
   await customer.quit();
   // Signed out, so the next test (the widget's) finds nobody available and its customer waits.
   for (const a of [alice, bob]) await setState(a.page, 'logged_out');
