@@ -477,15 +477,11 @@ impl EmailService {
                 Ok(Some(self.store.get_customer(id).await.map_err(temporary)?))
             }
             // Someone else created them a moment ago.
-            Err(StoreError::Conflict(_)) => match self
+            Err(StoreError::Conflict(_)) => self
                 .store
-                .customer_by_identity(IdentityKind::Email, &address)
+                .customer_owning(IdentityKind::Email, &address)
                 .await
-                .map_err(temporary)?
-            {
-                Some(id) => Ok(Some(self.store.get_customer(id).await.map_err(temporary)?)),
-                None => Ok(None),
-            },
+                .map_err(temporary),
             Err(e) => Err(temporary(e)),
         }
     }

@@ -193,17 +193,19 @@ pub(super) async fn insert_conversation(
     customer_id: Option<i64>,
     subject: Option<&str>,
     language: &str,
+    thread_key: Option<&str>,
     now: i64,
 ) -> StoreResult<i64> {
     Ok(sqlx::query(
-        "INSERT INTO conversations (channel, customer_id, subject, language, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'open', $5, $5) RETURNING id",
+        "INSERT INTO conversations (channel, customer_id, subject, language, status, created_at, updated_at, \
+         thread_key) VALUES ($1, $2, $3, $4, 'open', $5, $5, $6) RETURNING id",
     )
     .bind(channel.as_str())
     .bind(customer_id)
     .bind(subject)
     .bind(language)
     .bind(now)
+    .bind(thread_key)
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?)
@@ -222,6 +224,7 @@ impl Store {
             c.customer_id,
             c.subject.as_deref(),
             &c.language,
+            None,
             now,
         )
         .await?;
@@ -281,6 +284,7 @@ impl Store {
             c.customer_id,
             c.subject.as_deref(),
             &c.language,
+            None,
             now,
         )
         .await?;

@@ -218,13 +218,23 @@ impl Store {
             .iter()
             .map(customer_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
+        self.add_identities(&mut customers).await?;
+        customers.sort_by_key(|c| ids.iter().position(|i| *i == c.id));
+        Ok(customers)
+    }
+
+    /// Fills in the customers' identities, in the order they were stored.
+    async fn add_identities(&self, customers: &mut [Customer]) -> StoreResult<()> {
+        if customers.is_empty() {
+            return Ok(());
+        }
         let sql = format!(
             "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN ({}) ORDER BY id",
-            placeholders(1, ids.len())
+            placeholders(1, customers.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(self.dialect(sql)));
-        for id in ids {
-            q = q.bind(*id);
+        for c in customers.iter() {
+            q = q.bind(c.id);
         }
         for row in q.fetch_all(&self.pool).await? {
             let cid: i64 = row.try_get("customer_id")?;
@@ -235,8 +245,7 @@ impl Store {
                 });
             }
         }
-        customers.sort_by_key(|c| ids.iter().position(|i| *i == c.id));
-        Ok(customers)
+        Ok(())
     }
 
     /// The customer owning an identity (already normalized), with their identities: one query
@@ -257,19 +266,9 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut customer = customer_from_row(&row)?;
-        for row in sqlx::query(
-            "SELECT kind, value FROM customer_identities WHERE customer_id = $1 ORDER BY id",
-        )
-        .bind(customer.id)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            customer.identities.push(Identity {
-                kind: get_enum(&row, "kind")?,
-                value: row.try_get("value")?,
-            });
-        }
+        let mut customer = [customer_from_row(&row)?];
+        self.add_identities(&mut customer).await?;
+        let [customer] = customer;
         Ok(Some(customer))
     }
 

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::chat::{insert_contact, Routed};
+use super::chat::{insert_contact, insert_conversation, Routed};
 use super::contacts::{contact_from_row, CONTACT_COLS};
 use super::{is_unique_violation, Store, StoreError, StoreResult};
 use crate::acd::types::{OverflowStep, SkillSet};
@@ -377,18 +377,18 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let conversation = match e.conversation {
             Some(c) => c,
-            None => sqlx::query(
-                "INSERT INTO conversations (channel, customer_id, subject, language, status, created_at, \
-                 updated_at, thread_key) VALUES ('email', $1, $2, $3, 'open', $4, $4, $5) RETURNING id",
-            )
-            .bind(e.customer_id)
-            .bind(e.subject.as_deref())
-            .bind(e.language.as_str())
-            .bind(now)
-            .bind(e.thread_key.as_deref())
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?,
+            None => {
+                insert_conversation(
+                    &mut tx,
+                    Channel::Email,
+                    e.customer_id,
+                    e.subject.as_deref(),
+                    &e.language,
+                    e.thread_key.as_deref(),
+                    now,
+                )
+                .await?
+            }
         };
         let meta = serde_json::json!({ "subject": e.subject, "email": true });
         // The next seq is taken inside the insert: the write transaction holds the lock.
@@ -505,19 +505,23 @@ impl Store {
         }
         let outbox = match &e.outbox {
             Some(o) => Some(
-                insert_outbox(
-                    &mut tx,
-                    Some(conversation),
-                    o.contact,
-                    Some(seq),
-                    &o.kind,
-                    &e.message_id,
-                    &o.envelope_from,
-                    &o.recipients,
-                    &e.raw,
-                    now,
+                sqlx::query(
+                    "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, \
+                     recipients, raw, status, attempts, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
                 )
-                .await?,
+                .bind(conversation)
+                .bind(o.contact)
+                .bind(seq)
+                .bind(o.kind.as_str())
+                .bind(e.message_id.as_str())
+                .bind(o.envelope_from.as_str())
+                .bind(serde_json::to_string(&o.recipients).unwrap_or_else(|_| "[]".into()))
+                .bind(e.raw.clone())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get::<i64, _>("id")?,
             ),
             None => None,
         };
@@ -845,36 +849,4 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_outbox(
-    conn: &mut sqlx::AnyConnection,
-    conversation: Option<i64>,
-    contact: Option<i64>,
-    seq: Option<i64>,
-    kind: &str,
-    message_id: &str,
-    envelope_from: &str,
-    recipients: &[String],
-    raw: &[u8],
-    now: i64,
-) -> StoreResult<i64> {
-    let row = sqlx::query(
-        "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, recipients, \
-         raw, status, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
-    )
-    .bind(conversation)
-    .bind(contact)
-    .bind(seq)
-    .bind(kind)
-    .bind(message_id)
-    .bind(envelope_from)
-    .bind(serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into()))
-    .bind(raw.to_vec())
-    .bind(now)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.try_get("id")?)
 }

@@ -40,7 +40,7 @@ const CUSTOMER_COLS: &str = "id, kind, name, name_search, tier, tags, preferred_
      language, do_not_call, do_not_email, notes, external_ref, created_at, updated_at";
 const COLS_PER_CUSTOMER: usize = 14;
 /// Rows per multi-row statement on the pool; full chunks repeat the same SQL, so its prepared
-/// /// statement is reused from the connection's cache. 500 x 14 and 2000 x 4 parameters stay
+/// statement is reused from the connection's cache. 500 x 14 and 2000 x 4 parameters stay
 /// below SQLite's limit of 32,766.
 const CUSTOMERS_PER_STATEMENT: usize = 500;
 const IDENTITIES_PER_STATEMENT: usize = 2000;

@@ -71,7 +71,7 @@ pub struct Store {
     backend: Backend,
     /// SQLite has one writer: write transactions queue here instead of in SQLite's busy
     /// handler, which sleeps 1–100 ms between retries while the lock is taken.
-    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A write transaction; on SQLite it also holds the process's write turn until it ends.
@@ -151,7 +151,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            write_turn: Default::default(),
+            writer: Default::default(),
         })
     }
 
@@ -176,26 +176,19 @@ impl Store {
     /// (`BEGIN IMMEDIATE`): a deferred one that reads first fails with SQLITE_BUSY_SNAPSHOT
     /// when another writer commits in between, which the busy timeout does not cover.
     pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
-        Ok(match self.backend {
-            Backend::Sqlite => {
-                let turn = self.write_turn.clone().lock_owned().await;
-                WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
-                }
-            }
-            Backend::Postgres => WriteTx {
-                tx: self.pool.begin().await?,
-                _turn: None,
-            },
-        })
+        let turn = self.write_turn().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     /// A single write outside a transaction waits its turn too on SQLite: holding the lock
     /// while a transaction waits would send that one into the sleeping busy handler.
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match self.backend {
-            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
             Backend::Postgres => None,
         }
     }

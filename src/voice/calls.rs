@@ -1178,9 +1178,9 @@ impl Manager {
         );
         if blind {
             self.connect_customer_to_consult(id).await;
-        } else if let Some((agent, p)) = agent {
+        } else if let Some((_, p)) = agent {
             let _ = self.d.media.bridge(p.media, media).await;
-            self.push_state(id, agent);
+            self.push_state(id);
         }
     }
 
@@ -1224,21 +1224,21 @@ impl Manager {
             // A transfer to a number from the IVR that nobody answered.
             None if consult.blind => self.hang_up_customer(id).await,
             None => {}
-            Some((a, p)) if consult.answered => {
+            Some((_, p)) if consult.answered => {
                 if was_conference {
                     let _ = self.d.media.unmix(customer).await;
                     let _ = self.d.media.unmix(p.media).await;
                 }
                 let _ = self.d.media.bridge(customer, p.media).await;
                 self.event(contact, "consult_ended", json!({}));
-                self.push_state(id, a);
+                self.push_state(id);
             }
             Some((a, _)) => {
                 self.d.push.send(
                     a,
                     json!({"type": "call_consult_failed", "contact_id": contact, "code": code}),
                 );
-                self.push_state(id, a);
+                self.push_state(id);
             }
         }
     }
@@ -1528,7 +1528,7 @@ impl Manager {
         }
         self.event(contact, "answered", json!({"agent": agent}));
         self.rearm(id);
-        self.push_state(id, agent);
+        self.push_state(id);
     }
 
     async fn stop_recording(&mut self, id: CallId) {
@@ -2002,9 +2002,9 @@ impl Manager {
                     self.consult_answered(id, leg).await;
                 } else if dialing && connected.is_some() {
                     self.dial_customer(id).await;
-                } else if let Some((agent, _)) = connected {
+                } else if connected.is_some() {
                     // Back after an ICE restart.
-                    self.push_state(id, agent);
+                    self.push_state(id);
                 }
             }
             WebRtcState::Disconnected => {
@@ -2675,15 +2675,7 @@ impl Manager {
                 );
             }
         }
-        // An agent who handed the call on (transfer) or left it has had their `ended`; the
-        // call's new state (now a colleague's contact) is not theirs to show.
-        if self
-            .calls
-            .get(&id)
-            .is_some_and(|c| c.agent.is_some_and(|a| a.0 == agent))
-        {
-            self.push_state(id, agent);
-        }
+        self.push_state(id);
         Ok(self.state_json(id))
     }
 
@@ -2962,7 +2954,12 @@ impl Manager {
         })
     }
 
-    fn push_state(&self, id: CallId, agent: i64) {
+    /// The call's state, to the agent it is connected to. An agent who handed it on (a
+    /// transfer) has had their `ended`: the new state, a colleague's contact, is not theirs.
+    fn push_state(&self, id: CallId) {
+        let Some((agent, _)) = self.calls.get(&id).and_then(|c| c.agent) else {
+            return;
+        };
         let mut s = self.state_json(id);
         s["type"] = json!("call_state");
         self.d.push.send(agent, s);
