@@ -239,6 +239,17 @@ async function wrapUp(page, label) {
   await card.waitFor({ state: 'detached', timeout: 15000 });
 }
 
+/** Opens the transfer dialog of the call `card`, picks colleague `agentId` and presses `go`
+ *  (`phone-consult-go` or `phone-blind-go`); `screenshot` names a shot of the dialog. */
+async function transferTo(page, card, agentId, go, screenshot) {
+  await card.locator('[data-action="phone-transfer"]').click();
+  const option = page.locator(`#modal-root label[data-agent-id="${agentId}"] input`);
+  await option.waitFor();
+  await option.check();
+  if (screenshot) await shot(page, screenshot);
+  await page.click(`#modal-root [data-action="${go}"]`);
+}
+
 /** Work an earlier test left in the agent's hands (offers, contacts, wrap-ups) is finished
  *  first, so the call can be offered to this agent. Bounded in time. */
 async function clearWork(page) {
@@ -425,12 +436,7 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
 
   // ---- attended transfer to bob ----
   await setState(bob.page, 'available');
-  await live.locator('[data-action="phone-transfer"]').click();
-  const opt = alice.page.locator(`#modal-root label[data-agent-id="${bobId}"] input`);
-  await opt.waitFor();
-  await opt.check();
-  await shot(alice.page, 'transfer-dialog');
-  await alice.page.click('#modal-root [data-action="phone-consult-go"]');
+  await transferTo(alice.page, live, bobId, 'phone-consult-go', 'transfer-dialog');
   await alice.page.locator(`#softphone .sp-call[data-contact-id="${contactId}"][data-state="consult_ringing"]`).waitFor({ timeout: 10000 });
   const bobRing = callCard(bob.page, '[data-kind="consult"][data-state="ringing"]');
   await bobRing.waitFor({ timeout: 10000 });
@@ -465,11 +471,7 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
 
   // ---- blind transfer from bob back to alice ----
   await setState(alice.page, 'available');
-  await bobLive.locator('[data-action="phone-transfer"]').click();
-  const toAlice = bob.page.locator(`#modal-root label[data-agent-id="${aliceId}"] input`);
-  await toAlice.waitFor();
-  await toAlice.check();
-  await bob.page.click('#modal-root [data-action="phone-blind-go"]');
+  await transferTo(bob.page, bobLive, aliceId, 'phone-blind-go');
   await callCard(bob.page, '[data-state="ended"]').waitFor({ timeout: 15000 });
   const aliceRing = callCard(alice.page, '[data-state="ringing"]');
   await aliceRing.waitFor({ timeout: 20000 });
@@ -493,11 +495,7 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
 
   // ---- 3-way conference: alice consults bob and joins the three ----
   await setState(bob.page, 'available');
-  await back.locator('[data-action="phone-transfer"]').click();
-  const toBob = alice.page.locator(`#modal-root label[data-agent-id="${bobId}"] input`);
-  await toBob.waitFor();
-  await toBob.check();
-  await alice.page.click('#modal-root [data-action="phone-consult-go"]');
+  await transferTo(alice.page, back, bobId, 'phone-consult-go');
   const bobRing2 = callCard(bob.page, '[data-kind="consult"][data-state="ringing"]');
   await bobRing2.waitFor({ timeout: 15000 });
   await bobRing2.locator('[data-action="phone-answer"]').click();
