@@ -3,7 +3,6 @@
 //! runs on the calling thread, where sqlx hands every statement and its rows to a worker
 //! thread and back.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr;
 
@@ -74,7 +73,9 @@ const MAX_STATEMENTS: usize = 64;
 /// One SQLite connection, used by one thread at a time (it moves between blocking threads).
 pub(super) struct RawConn {
     db: *mut ffi::sqlite3,
-    statements: HashMap<String, *mut ffi::sqlite3_stmt>,
+    /// Searched by text: a handful of statements, most told apart by their length, costs less
+    /// than hashing a few hundred bytes of SQL on every execution.
+    statements: Vec<(String, *mut ffi::sqlite3_stmt)>,
 }
 
 // SAFETY: the handle and its statements are only used through `&mut RawConn`, so by one
@@ -88,13 +89,16 @@ impl RawConn {
         let c_path = CString::new(path)
             .map_err(|_| StoreError::Invalid(format!("database path {path:?} has a NUL")))?;
         let mut db = ptr::null_mut();
-        let flags = ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_EXRESCODE;
+        // NOMUTEX: `&mut self` already keeps the connection to one thread at a time, so
+        // SQLite's own per-call connection mutex is pure cost.
+        let flags =
+            ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_EXRESCODE | ffi::SQLITE_OPEN_NOMUTEX;
         // SAFETY: valid C string and out-pointer; the handle is closed in Drop (also when
         // opening failed, as SQLite asks).
         let rc = unsafe { ffi::sqlite3_open_v2(c_path.as_ptr(), &mut db, flags, ptr::null()) };
         let conn = RawConn {
             db,
-            statements: HashMap::new(),
+            statements: Vec::new(),
         };
         if rc != ffi::SQLITE_OK {
             return Err(conn.error(rc));
@@ -174,8 +178,8 @@ impl RawConn {
 
     /// The prepared statement for `sql`, prepared on first use.
     fn statement(&mut self, sql: &str) -> StoreResult<*mut ffi::sqlite3_stmt> {
-        if let Some(&stmt) = self.statements.get(sql) {
-            return Ok(stmt);
+        if let Some((_, stmt)) = self.statements.iter().find(|(s, _)| s == sql) {
+            return Ok(*stmt);
         }
         if self.statements.len() >= MAX_STATEMENTS {
             self.finalize_all();
@@ -197,12 +201,12 @@ impl RawConn {
         if rc != ffi::SQLITE_OK {
             return Err(self.error(rc));
         }
-        self.statements.insert(sql.to_string(), stmt);
+        self.statements.push((sql.to_string(), stmt));
         Ok(stmt)
     }
 
     fn finalize_all(&mut self) {
-        for (_, stmt) in self.statements.drain() {
+        for (_, stmt) in self.statements.drain(..) {
             // SAFETY: prepared by this connection, finalized once (removed from the map).
             unsafe { ffi::sqlite3_finalize(stmt) };
         }
