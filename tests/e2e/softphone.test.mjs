@@ -4,7 +4,8 @@
 //
 //   customer → IVR (2 = support) → queue → alice's console rings with the screen-pop → answer
 //   → audio both ways (tones) → mute (the customer hears nothing of alice) → keypad digits
-//   reach the customer's phone → hold (the customer hears music, not alice) → resume
+//   reach the customer's phone → ICE restart (as after a network drop: new credentials over
+//   the agent socket, audio both ways again) → hold (the customer hears music, not alice) → resume
 //   → consult bob (by agent id) → bob answers in his browser → complete the transfer
 //   → customer and bob hear each other → bob blind-transfers the call back to alice → she
 //   answers and they hear each other → she consults bob again and joins a 3-way conference
@@ -282,7 +283,7 @@ async function clearWork(page) {
 
 // ---- the test ---------------------------------------------------------------------------------
 
-test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended and blind transfer, conference, wrap-up', { timeout: 300_000 }, async (t) => {
+test('browser softphone: IVR → queue → answer, mute, keypad, ICE restart, hold, attended and blind transfer, conference, wrap-up', { timeout: 300_000 }, async (t) => {
   assert.ok(HUB_URL, 'HUB_URL is not set (start `contact-hub demo` and pass its address; scripts/test does)');
   assert.ok(SIP_PORT, 'HUB_SIP_PORT is not set: the SIP port of the hub (scripts/test passes it)');
   assert.ok(ALICE.user && ALICE.pass, 'AGENT_USER/AGENT_PASS must name the first agent (alice of `contact-hub demo`)');
@@ -413,6 +414,29 @@ test('browser softphone: IVR → queue → answer, mute, keypad, hold, attended 
   await shot(alice.page, 'keypad');
   await live.locator('[data-action="phone-keypad"]').click();
   verified('keypad: the digits 5 and # pressed in the console reached the customer\'s phone as RFC 4733 events');
+
+  // ---- ICE restart, what the softphone does after a network drop: fresh ICE credentials
+  //      over the agent socket, the same call, the customer never notices ----
+  const restartFrom = alice.frames.length;
+  assert.ok(await alice.page.evaluate((id) => window.Softphone.debug.restartIce(id), contactId), 'the softphone has the call');
+  const hubRestarts = () => Math.max(0, ...alice.frames.slice(restartFrom)
+    .filter((f) => f.type === 'call_quality' && f.contact_id === contactId)
+    .map((f) => f.ice_restarts || 0));
+  for (let i = 0; i < 80 && hubRestarts() < 1; i++) await sleep(250);
+  assert.ok(hubRestarts() >= 1, `the hub counted the ICE restart: ${JSON.stringify(alice.frames.slice(restartFrom).filter((f) => f.type === 'call_quality').slice(-3))}`);
+  const iceAfter = (await alice.page.evaluate(() => window.Softphone.debug.calls())).find((c) => c.id === contactId);
+  assert.ok(['connected', 'completed'].includes(iceAfter && iceAfter.ice), `ICE is up again: ${JSON.stringify(iceAfter)}`);
+  customer.send(`rec ${wav('ice-restarted.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  await sleep(3000);
+  const heardRestarted = await measure(alice.page, [TONE.customer, TONE.alice, TONE.bob]);
+  customer.send(`rec ${wav('after-ice-restart.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  assert.equal(heardRestarted.dominant, TONE.customer, `after the ICE restart alice hears the customer: ${JSON.stringify(heardRestarted)}`);
+  const restartedRec = analyse(wav('ice-restarted.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  assert.ok(secondsOf(restartedRec, TONE.alice) >= 1, `after the ICE restart the customer hears alice: ${JSON.stringify(restartedRec)}`);
+  await shot(alice.page, 'ice-restarted');
+  verified(`ICE restart mid-call: the hub answered the new offer (ice_restarts ${hubRestarts()}), ICE ${iceAfter.ice}; both still hear each other (${secondsOf(restartedRec, TONE.alice)} s of alice at the customer)`);
 
   // ---- hold / resume ----
   await live.locator('[data-action="phone-hold"]').click();
