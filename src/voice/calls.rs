@@ -2566,9 +2566,16 @@ impl Manager {
                     .map_err(|e| e.to_string())?;
             }
             CallOp::Hangup => {
-                self.event(contact, "ended", json!({"by": "agent"}));
-                self.complete(id, contact, agent, "agent").await;
-                self.hang_up_customer(id).await;
+                if let Some(consult) = c.consult.clone().filter(|x| x.answered) {
+                    // As when a desk phone hangs up there: the agent leaves a consultation or
+                    // conference, the customer stays with whom the agent consulted.
+                    self.complete_transfer(id, contact, (agent, agent_party), consult)
+                        .await?;
+                } else {
+                    self.event(contact, "ended", json!({"by": "agent"}));
+                    self.complete(id, contact, agent, "agent").await;
+                    self.hang_up_customer(id).await;
+                }
             }
             CallOp::Transfer(TransferTarget::Number(n)) => {
                 self.dial_out(id, TransferTarget::Number(n.clone()), true)
@@ -2611,44 +2618,8 @@ impl Manager {
                 if !consult.answered {
                     return Err("the consulted party has not answered yet".into());
                 }
-                self.event(
-                    contact,
-                    "transfer",
-                    json!({"to": target_json(&consult.target), "kind": "attended"}),
-                );
-                match consult.target.clone() {
-                    TransferTarget::Agent(b) => {
-                        // The ACD hands the call to the colleague; our offer handler sees them
-                        // already on the line and connects at once.
-                        if let Some(c) = self.calls.get_mut(&id) {
-                            c.agent = None;
-                        }
-                        self.drop_party(agent_party).await;
-                        self.stop_recording(id).await;
-                        self.complete_transferred(id, contact, agent).await;
-                        let new = self
-                            .follow_up_contact(id, None)
-                            .await
-                            .ok_or("cannot store the transfer")?;
-                        if let Some(c) = self.calls.get_mut(&id) {
-                            c.held_since = None;
-                        }
-                        let spec = self
-                            .calls
-                            .get(&id)
-                            .and_then(|c| c.spec.clone())
-                            .ok_or("no routing")?;
-                        match self.d.hub.route_to_agent(spec.clone(), b, 30).await {
-                            Ok(Ok(())) => {}
-                            _ => self.d.hub.route(spec, None).await,
-                        }
-                        let _ = new;
-                    }
-                    _ => {
-                        self.connect_customer_to_consult(id).await;
-                        self.complete_transferred(id, contact, agent).await;
-                    }
-                }
+                self.complete_transfer(id, contact, (agent, agent_party), consult)
+                    .await?;
             }
             CallOp::Conference => {
                 let consult = c.consult.clone().ok_or("call someone first (consult)")?;
@@ -2677,6 +2648,64 @@ impl Manager {
         }
         self.push_state(id);
         Ok(self.state_json(id))
+    }
+
+    /// Hands the call to the answered consulted party (attended transfer): a colleague gets it
+    /// through the ACD as a follow-up contact, a number stays connected; out of a conference,
+    /// the three are unmixed first. The transferring agent's contact is completed.
+    async fn complete_transfer(
+        &mut self,
+        id: CallId,
+        contact: i64,
+        (agent, agent_party): (i64, Party),
+        consult: Consult,
+    ) -> Result<(), String> {
+        let in_conference = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| std::mem::take(&mut c.conference).then_some(c.customer.media));
+        if let Some(customer) = in_conference {
+            for leg in [customer, agent_party.media, consult.party.media] {
+                let _ = self.d.media.unmix(leg).await;
+            }
+        }
+        self.event(
+            contact,
+            "transfer",
+            json!({"to": target_json(&consult.target), "kind": "attended"}),
+        );
+        match consult.target.clone() {
+            TransferTarget::Agent(b) => {
+                // The ACD hands the call to the colleague; our offer handler sees them
+                // already on the line and connects at once.
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.agent = None;
+                }
+                self.drop_party(agent_party).await;
+                self.stop_recording(id).await;
+                self.complete_transferred(id, contact, agent).await;
+                self.follow_up_contact(id, None)
+                    .await
+                    .ok_or("cannot store the transfer")?;
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.held_since = None;
+                }
+                let spec = self
+                    .calls
+                    .get(&id)
+                    .and_then(|c| c.spec.clone())
+                    .ok_or("no routing")?;
+                match self.d.hub.route_to_agent(spec.clone(), b, 30).await {
+                    Ok(Ok(())) => {}
+                    _ => self.d.hub.route(spec, None).await,
+                }
+            }
+            _ => {
+                self.connect_customer_to_consult(id).await;
+                self.complete_transferred(id, contact, agent).await;
+            }
+        }
+        Ok(())
     }
 
     /// Puts the customer on hold (sendonly + music) or back (sendrecv, the agent's voice).

@@ -9,7 +9,8 @@
 //   → consult bob (by agent id) → bob answers in his browser → complete the transfer
 //   → customer and bob hear each other → bob blind-transfers the call back to alice → she
 //   answers and they hear each other → she consults bob again and joins a 3-way conference
-//   (each hears the two others) → she hangs up → wrap-up with a disposition (both)
+//   (each hears the two others) → she hangs up and wraps up, the customer stays with bob
+//   (they hear each other) → bob hangs up → wrap-up with a disposition
 // and, before the call, click-to-dial refused for a do-not-call customer, with the message;
 // then, in a Chromium that denies the microphone, the console explains the denial.
 //
@@ -550,14 +551,30 @@ test('browser softphone: IVR → queue → answer, mute, keypad, ICE restart, ho
   }
   verified(`conference: the customer hears alice's ${TONE.alice} Hz and bob's ${TONE.bob} Hz together (${both} s); alice and bob each hear the two others`);
 
-  // ---- hang-up ends the call for all ----
+  // ---- alice leaves the conference: the customer stays with bob ----
+  await conf.locator('[data-action="phone-hangup"]').click();
+  await wrapUp(alice.page, 'alice-conference');
+  const bobAfter = callCard(bob.page, '[data-kind="inbound"][data-state="connected"]');
+  await bobAfter.waitFor({ timeout: 15000 });
+  customer.send(`rec ${wav('left-with-bob.wav')}`);
+  await customer.expect('RECORDING', 5000);
+  await sleep(3000);
+  const bobHearsCustomer = await measure(bob.page, [TONE.customer, TONE.alice, TONE.bob]);
   customer.send(`rec ${wav('end.wav')}`);
   await customer.expect('RECORDING', 5000);
-  await conf.locator('[data-action="phone-hangup"]').click();
+  const leftWithBob = analyse(wav('left-with-bob.wav'), [TONE.alice, TONE.customer, TONE.bob]);
+  assert.ok(secondsOf(leftWithBob, TONE.bob) >= 2, `after alice left, the customer hears bob: ${JSON.stringify(leftWithBob)}`);
+  assert.equal(toneSeconds(leftWithBob, TONE.alice), 0, `after alice left, the customer no longer hears her: ${JSON.stringify(leftWithBob)}`);
+  assert.equal(bobHearsCustomer.dominant, TONE.customer, `after alice left, bob hears the customer: ${JSON.stringify(bobHearsCustomer)}`);
+  await shot(bob.page, 'after-conference');
+  verified(`alice hung up in the conference and wrapped up; the customer stayed with bob and they hear each other (${secondsOf(leftWithBob, TONE.bob)} s of bob's ${TONE.bob} Hz, none of alice's)`);
+
+  // ---- bob's hang-up ends the call ----
+  await bobAfter.locator('[data-action="phone-hangup"]').click();
   await customer.expect('DISCONNECTED', 10000);
-  await wrapUp(alice.page, 'alice-conference');
-  await shot(alice.page, 'ended');
-  verified('alice hung up the conference; the customer\'s phone got the BYE; she wrapped up with a disposition');
+  await wrapUp(bob.page, 'bob-conference');
+  await shot(bob.page, 'ended');
+  verified('bob hung up; the customer\'s phone got the BYE; he wrapped up with a disposition');
   await customer.quit();
   // Signed out, so the next test (the widget's) finds nobody available and its customer waits.
   for (const a of [alice, bob]) await setState(a.page, 'logged_out');
