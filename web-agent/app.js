@@ -3822,6 +3822,7 @@
     }
     const to = mail.to || [];
     const cc = mail.cc || [];
+    const replyTo = inbound ? (flags.reply_to || []).filter((a) => a.toLowerCase() !== String(mail.from_addr || '').toLowerCase()) : [];
     const actions = h('div', { class: 'email-actions' },
       inbound || from === 'agent' ? emailAction('reply', 'email.action.reply', 'reply', () => startAnswer(em, pane, m, 'reply')) : null,
       inbound ? emailAction('reply_all', 'email.action.reply_all', 'reply-all', () => startAnswer(em, pane, m, 'reply_all')) : null,
@@ -3837,6 +3838,8 @@
             mail.from_addr && mail.from_addr !== name ? h('span', { class: 'email-addr', text: '<' + mail.from_addr + '>' }) : null),
           kindChip(kind)),
         h('div', { class: 'email-rcpt' },
+          replyTo.length ? h('span', { class: 'email-rcpt-label', text: t('email.field.reply_to') }) : null,
+          replyTo.length ? h('span', { class: 'email-rcpt-list', dataset: { role: 'reply-to' }, text: replyTo.join(', ') }) : null,
           h('span', { class: 'email-rcpt-label', text: t('email.field.to') }), h('span', { class: 'email-rcpt-list', dataset: { role: 'to' }, text: to.join(', ') || '—' }),
           cc.length ? h('span', { class: 'email-rcpt-label', text: t('email.field.cc') }) : null,
           cc.length ? h('span', { class: 'email-rcpt-list', dataset: { role: 'cc' }, text: cc.join(', ') }) : null),
@@ -4196,7 +4199,9 @@
     const m = answeredMessage(em);
     if (!m || mode === 'forward') return { to: [], cc: [] };
     const mail = m.email;
-    const to = mail.direction === 'outbound' ? (mail.to || []).slice() : (mail.from_addr ? [mail.from_addr] : []);
+    // As the hub sends it: to the Reply-To address when the customer gave one, else From.
+    const replyTo = ((mail.flags && mail.flags.reply_to) || [])[0];
+    const to = mail.direction === 'outbound' ? (mail.to || []).slice() : replyTo ? [replyTo] : (mail.from_addr ? [mail.from_addr] : []);
     const cc = [];
     if (mode === 'reply_all') {
       const ours = ourAddresses(em);

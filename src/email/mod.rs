@@ -617,6 +617,9 @@ impl EmailService {
             "omitted_attachments": omitted,
             "attachment_indices": parsed.attachments.iter().filter(|a| !a.data.is_empty()).map(|a| a.index).collect::<Vec<_>>(),
             "envelope_from": envelope_from,
+            // Where answers go when it differs from From (the console shows it and addresses
+            // the reply there, as `outbound::reply` does).
+            "reply_to": parsed.reply_to.iter().map(|m| m.address.as_str()).collect::<Vec<_>>(),
         });
         let from = parsed.from.clone();
         let body = match parsed.text_body.clone().filter(|t| !t.trim().is_empty()) {

@@ -40,6 +40,7 @@ const ARTIFACTS = path.join(HERE, 'artifacts');
 
 const RUN = crypto.randomBytes(4).toString('hex').toUpperCase();
 const CUSTOMER = { name: '刘芳', email: 'liufang@example.cn' }; // a demo customer (key account)
+const REPLY_TO = 'caiwu.liufang@example.cn'; // where her second mail asks answers to go
 const MAILBOX = 'service@contact-hub.local'; // the demo's mailbox (EmailConfig's default)
 const ORDER = `SO-${RUN}`;
 const SUBJECT = `发票抬头需要更正 · 订单 ${ORDER}`;
@@ -103,11 +104,12 @@ const b64lines = (buf) => buf.toString('base64').replace(/.{76}/g, '$&\r\n');
 const encWord = (s) => '=?UTF-8?B?' + Buffer.from(s, 'utf8').toString('base64') + '?=';
 
 /** multipart/mixed [ multipart/related [ multipart/alternative [text, html], inline images ], files ] */
-function buildMail({ fromName, from, to, subject, messageId, inReplyTo, text, html, inline, files }) {
+function buildMail({ fromName, from, replyTo, to, subject, messageId, inReplyTo, text, html, inline, files }) {
   const tag = () => crypto.randomBytes(8).toString('hex');
   const [mix, rel, alt] = ['mix-' + tag(), 'rel-' + tag(), 'alt-' + tag()];
   const out = [
     `From: ${encWord(fromName)} <${from}>`, `To: ${to}`, `Subject: ${encWord(subject)}`, `Message-ID: <${messageId}>`,
+    ...(replyTo ? [`Reply-To: ${replyTo}`] : []),
     ...(inReplyTo ? [`In-Reply-To: <${inReplyTo}>`, `References: <${inReplyTo}>`] : []),
     `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`, 'MIME-Version: 1.0',
     `Content-Type: multipart/mixed; boundary="${mix}"`, '', `--${mix}`];
@@ -463,7 +465,7 @@ test('email: an SMTP mail read, answered and wrapped up in the agent console', {
     await smtpSend({
       host: '127.0.0.1', port: SMTP_PORT, from: CUSTOMER.email, to: [MAILBOX],
       data: buildMail({
-        fromName: CUSTOMER.name, from: CUSTOMER.email, to: MAILBOX, subject: `Re: [#${convId}] ${SUBJECT}`,
+        fromName: CUSTOMER.name, from: CUSTOMER.email, replyTo: REPLY_TO, to: MAILBOX, subject: `Re: [#${convId}] ${SUBJECT}`,
         messageId: `e2e-${RUN.toLowerCase()}-2@example.cn`, inReplyTo: MSG_ID, text,
         html: `<p>补充一下：纳税人识别号是 <b>91110105MA00XXXX1K</b>，附上营业执照照片。</p><p>刘芳</p>`,
         files: [{ name: '营业执照.png', type: 'image/png', data: photo }],
@@ -476,6 +478,7 @@ test('email: an SMTP mail read, answered and wrapped up in the agent console', {
     await msg.locator('.email-frame').waitFor();
     assert.ok(await agent.evaluate(() => window.__sameDocument === true), 'no reload');
     assert.equal(await msg.locator('.email-reason').getAttribute('data-reason'), 'in_reply_to');
+    assert.equal((await msg.locator('[data-role="reply-to"]').innerText()).trim(), REPLY_TO, 'its Reply-To shown');
     assert.ok((await msg.locator('.email-reason').innerText()).startsWith('回复了 '), 'joined as a reply: "回复了 …"');
     const thumb = msg.locator('.email-atts a.att-image img');
     await waitFor('the thumbnail', () => thumb.evaluate((el) => el.complete && el.naturalWidth === 120));
@@ -484,7 +487,7 @@ test('email: an SMTP mail read, answered and wrapped up in the agent console', {
     // The older mail is one line now; the ticket stays the same.
     await waitFor('the first mail collapsed', () => agent.locator(msgSel(contactId, firstSeq)).evaluate((el) => el.classList.contains('is-collapsed')));
     await shot('email-03-new-mail.png');
-    verified(`email_message seq ${followSeq} shown live: "回复了 …" (in_reply_to), image thumbnail, older mail collapsed`);
+    verified(`email_message seq ${followSeq} shown live: "回复了 …" (in_reply_to), its Reply-To, image thumbnail, older mail collapsed`);
   });
 
   await step('reply with a canned response, a Cc and a file: on screen at once as sending, then failed (no relay) with a Retry', async () => {
@@ -494,7 +497,7 @@ test('email: an SMTP mail read, answered and wrapped up in the agent console', {
     const subjectWanted = `Re: [#${convId}] ${SUBJECT}`; // the latest mail's subject already has both
     assert.equal((await p.locator('[data-role="subject-preview"]').innerText()).trim(), subjectWanted, 'the subject the hub will give it');
     assert.deepEqual(await p.locator('.rcpt-field[data-field="to"] .rcpt-chip').evaluateAll((els) => els.map((e) => [e.dataset.address, e.dataset.auto || ''])),
-      [[CUSTOMER.email, 'true']], 'To: the customer, added by the reply');
+      [[REPLY_TO, 'true']], 'To: the Reply-To of the mail answered, added by the reply');
     // A Cc: a wrong address is refused before anything is sent, then a right one.
     await p.locator('[data-action="show-cc"]').click();
     const cc = p.locator('[data-role="cc-input"]');
@@ -550,7 +553,7 @@ test('email: an SMTP mail read, answered and wrapped up in the agent console', {
     const stored = conv.messages.find((m) => m.seq === replySeq);
     assert.equal(stored.from, 'agent');
     assert.equal(stored.text, wantText);
-    assert.deepEqual(stored.email.to, [CUSTOMER.email]);
+    assert.deepEqual(stored.email.to, [REPLY_TO], 'sent where the customer asked (Reply-To)');
     assert.deepEqual(stored.email.cc, [CC]);
     assert.equal(stored.email.subject, subjectWanted, 'the subject the composer showed');
     assert.equal(stored.email.in_reply_to, `e2e-${RUN.toLowerCase()}-2@example.cn`, 'answering the latest mail');
