@@ -2,7 +2,8 @@
 //! navigates the IVR by DTMF, waits with music, is bridged to an agent whose desk phone is
 //! registered with digest; each phone plays its own tone and records what it hears, so audio is
 //! proven in both directions; hold, hang-up from either side, the stereo recording, the call
-//! record, and a caller who gives up while queued (abandoned).
+//! record, an attended transfer between two desk phones (consult, hand over, the colleague's
+//! follow-up contact), and a caller who gives up while queued (abandoned).
 
 mod common;
 
@@ -329,14 +330,14 @@ async fn start() -> Setup {
 
 /// agent1 with a desk phone account and the support skill, on the agent socket, available.
 async fn agent(hub: &TestHub) -> (AgentSocket, String, i64) {
+    desk_agent(hub, "agent1", "1001").await
+}
+
+/// `name` with desk phone account `phone` (password `phone-{phone}-pw`) and the support skill,
+/// on the agent socket, available.
+async fn desk_agent(hub: &TestHub, name: &str, phone: &str) -> (AgentSocket, String, i64) {
     let admin = hub.token("admin1").await;
-    let id = hub
-        .store()
-        .user_by_name("agent1")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = hub.store().user_by_name(name).await.unwrap().unwrap().id;
     let (s, b) = hub
         .send_json(
             Method::PUT,
@@ -351,11 +352,11 @@ async fn agent(hub: &TestHub) -> (AgentSocket, String, i64) {
             Method::PUT,
             &admin,
             &format!("/api/v1/users/{id}/phone"),
-            json!({"username": "1001", "password": "phone-1001-pw"}),
+            json!({"username": phone, "password": format!("phone-{phone}-pw")}),
         )
         .await;
     assert_eq!(s, 204, "{b}");
-    let token = hub.token("agent1").await;
+    let token = hub.token(name).await;
     let ws = ws_connect(&hub.ws_url("/api/v1/agent/ws"), &token)
         .await
         .unwrap();
@@ -531,6 +532,132 @@ async fn a_call_reaches_the_agents_desk_phone_through_the_ivr_with_audio_both_wa
         .await;
     let closed = ws.next("contact_state", 10).await;
     assert_eq!(closed["state"], "closed");
+    s.hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attended_transfer_between_desk_phones_leaves_the_customer_talking_to_the_colleague() {
+    let s = start().await;
+    let hub = &s.hub;
+    let (mut ws1, token1, id1) = desk_agent(hub, "agent1", "1001").await;
+    let (mut ws2, token2, id2) = desk_agent(hub, "agent2", "1002").await;
+    let tones = s.dir.path();
+    tone_wav(&tones.join("agent1.wav"), 1000.0, 40.0);
+    tone_wav(&tones.join("agent2.wav"), 700.0, 40.0);
+    tone_wav(&tones.join("customer.wav"), 440.0, 40.0);
+    let (heard1, heard2, heard_c) = (
+        tones.join("agent1-heard.wav"),
+        tones.join("agent2-heard.wav"),
+        tones.join("customer-heard.wav"),
+    );
+    let mut desks = Vec::new();
+    for (user, tone, rx, token, id) in [
+        ("1001", "agent1.wav", &heard1, &token1, id1),
+        ("1002", "agent2.wav", &heard2, &token2, id2),
+    ] {
+        let mut desk = Phone::start(&[
+            "--auto-answer",
+            "--play",
+            tones.join(tone).to_str().unwrap(),
+            "--record",
+            rx.to_str().unwrap(),
+        ]);
+        desk.send(&format!("register {} {user} phone-{user}-pw", s.sip));
+        phone_expect(&mut desk, "REGISTERED 200", 10).await;
+        wait_registered(hub, token, id).await;
+        desks.push(desk);
+    }
+    let [mut desk1, mut desk2]: [Phone; 2] = desks.try_into().ok().unwrap();
+    // Only agent1 is offered the call: agent2 takes a break until the consultation.
+    ws2.send(json!({"type": "set_state", "state": "not_ready", "reason": "break"}))
+        .await;
+
+    let mut customer = Phone::start(&[
+        "--play",
+        tones.join("customer.wav").to_str().unwrap(),
+        "--record",
+        heard_c.to_str().unwrap(),
+    ]);
+    customer.send(&format!("call sip:+864008001234@{}", s.sip));
+    phone_expect(&mut customer, "CONFIRMED", 10).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    customer.send("dtmf 1");
+    let offer = ws1.next("offer", 15).await;
+    let contact = offer["contact"]["id"].as_i64().unwrap();
+    phone_expect(&mut desk1, "CONFIRMED", 10).await;
+    assert_eq!(ws1.next("call_state", 10).await["state"], "connected");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // agent1 consults agent2 (the customer waits on hold), then hands the call over.
+    ws2.send(json!({"type": "set_state", "state": "available"}))
+        .await;
+    ws1.send(json!({"type": "call_consult", "contact_id": contact, "agent_id": id2}))
+        .await;
+    phone_expect(&mut desk2, "INCOMING", 10).await;
+    phone_expect(&mut desk2, "CONFIRMED", 10).await;
+    loop {
+        let st = ws1.next("call_state", 10).await;
+        if st["state"] == "consulting" {
+            break;
+        }
+        assert_eq!(st["state"], "consult_ringing", "{st}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ws1.send(json!({"type": "call_complete_transfer", "contact_id": contact}))
+        .await;
+    phone_expect(&mut desk1, "DISCONNECTED", 10).await;
+    let follow_up = ws2.next("offer", 15).await;
+    let contact2 = follow_up["contact"]["id"].as_i64().unwrap();
+    assert_ne!(
+        contact2, contact,
+        "the colleague works a follow-up contact: {follow_up}"
+    );
+    loop {
+        let st = ws2.next("call_state", 10).await;
+        if st["state"] == "connected" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // agent2 hangs up: the call ends for the customer.
+    desk2.send("hangup");
+    phone_expect(&mut desk2, "DISCONNECTED", 10).await;
+    phone_expect(&mut customer, "DISCONNECTED", 10).await;
+    for p in [customer, desk1, desk2] {
+        p.quit();
+    }
+
+    // The customer heard agent1, then agent2; agent2 heard the customer (after the handover)
+    // and agent1 (in the consultation), agent1 the customer and agent2.
+    let (rate, c) = read_wav(&heard_c);
+    for (tone, who) in [(1000.0, "agent1"), (700.0, "agent2")] {
+        let secs = seconds_of(&c[0], rate, tone, 440.0);
+        assert!(
+            secs >= 2,
+            "the customer heard {who}'s {tone} Hz for {secs} s"
+        );
+    }
+    let (rate, a2) = read_wav(&heard2);
+    let secs = seconds_of(&a2[0], rate, 440.0, 700.0);
+    assert!(secs >= 2, "agent2 heard the customer for {secs} s");
+    let secs = seconds_of(&a2[0], rate, 1000.0, 700.0);
+    assert!(
+        secs >= 1,
+        "agent2 heard agent1 in the consultation for {secs} s"
+    );
+    let (rate, a1) = read_wav(&heard1);
+    let secs = seconds_of(&a1[0], rate, 700.0, 1000.0);
+    assert!(
+        secs >= 1,
+        "agent1 heard agent2 in the consultation for {secs} s"
+    );
+
+    // The call record: the consultation and the transfer on the first contact.
+    let kinds = events(hub, contact).await;
+    for k in ["answered", "consult_answered", "transfer"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} event in {kinds:?}");
+    }
     s.hub.stop().await;
 }
 

@@ -2683,13 +2683,16 @@ impl Manager {
                 }
                 self.drop_party(agent_party).await;
                 self.stop_recording(id).await;
+                // Off hold for the colleague (music plays on until they are bridged); the
+                // consultation's hold time is the transferring agent's.
+                self.unhold_signalling(id).await;
                 self.complete_transferred(id, contact, agent).await;
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.hold_ms = 0;
+                }
                 self.follow_up_contact(id, None)
                     .await
                     .ok_or("cannot store the transfer")?;
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.held_since = None;
-                }
                 let spec = self
                     .calls
                     .get(&id)
