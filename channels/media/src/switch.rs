@@ -278,6 +278,10 @@ pub struct MediaCore {
     events: VecDeque<MediaEvent>,
     record_frames: VecDeque<RecordFrame>,
     next_tick: Option<Instant>,
+    /// Reused scratch for what a WebRTC leg produces: one for its input (datagrams, timers,
+    /// signalling), one for frames sent to it, which can happen while the first is in use.
+    webrtc_in: Outputs,
+    webrtc_out: Outputs,
     /// Datagrams relayed without decoding (for benchmarks and metrics).
     pub relayed: u64,
 }
@@ -296,6 +300,8 @@ impl MediaCore {
             events: VecDeque::new(),
             record_frames: VecDeque::new(),
             next_tick: None,
+            webrtc_in: Outputs::default(),
+            webrtc_out: Outputs::default(),
             relayed: 0,
         }
     }
@@ -509,9 +515,16 @@ impl MediaCore {
         leg: LegId,
         f: impl FnOnce(&mut WebRtcTransport, &mut Outputs) -> Result<R, WebRtcError>,
     ) -> Result<R, MediaError> {
-        let mut sink = Outputs::default();
-        let r = f(self.webrtc_leg(leg)?, &mut sink);
-        self.absorb(now, leg, sink);
+        let mut sink = std::mem::take(&mut self.webrtc_in);
+        let r = match self.webrtc_leg(leg) {
+            Ok(w) => f(w, &mut sink),
+            Err(e) => {
+                self.webrtc_in = sink;
+                return Err(e);
+            }
+        };
+        self.absorb(now, leg, &mut sink);
+        self.webrtc_in = sink;
         Ok(r?)
     }
 
@@ -564,12 +577,13 @@ impl MediaCore {
     }
 
     /// Queues a WebRTC leg's datagrams and state changes, and routes the packets it received.
-    fn absorb(&mut self, now: Instant, leg: LegId, mut sink: Outputs) {
-        push_transmits(leg, &mut sink, &mut self.transmits);
+    /// Leaves `sink` empty for reuse.
+    fn absorb(&mut self, now: Instant, leg: LegId, sink: &mut Outputs) {
+        push_transmits(leg, sink, &mut self.transmits);
         for state in sink.states.drain(..) {
             self.events.push_back(MediaEvent::WebRtc { leg, state });
         }
-        for p in &sink.packets {
+        for p in sink.packets.drain(..) {
             self.route(now, leg, p.frame());
         }
     }
@@ -844,9 +858,10 @@ impl MediaCore {
         let rtp = match &mut l.media {
             Transport::Rtp(rtp) => rtp,
             Transport::WebRtc(w) => {
-                let mut sink = Outputs::default();
+                let mut sink = std::mem::take(&mut self.webrtc_in);
                 w.receive(now, from, data, &mut sink);
-                self.absorb(now, leg, sink);
+                self.absorb(now, leg, &mut sink);
+                self.webrtc_in = sink;
                 return;
             }
         };
@@ -958,7 +973,11 @@ impl MediaCore {
             marker: frame.marker,
             payload,
         };
-        if dst.media.send(now, to, tx, &mut self.transmits) {
+        let sent = dst
+            .media
+            .send(now, to, tx, &mut self.transmits, &mut self.webrtc_out);
+        absorb_sent(to, &mut self.webrtc_out, &mut self.events);
+        if sent {
             self.relayed += 1;
         }
     }
@@ -1152,7 +1171,9 @@ impl MediaCore {
                 marker: false,
                 payload: &payload,
             };
-            l.media.send(now, id, tx, &mut self.transmits);
+            l.media
+                .send(now, id, tx, &mut self.transmits, &mut self.webrtc_out);
+            absorb_sent(id, &mut self.webrtc_out, &mut self.events);
         }
         // Media timeout: only while the remote is supposed to send to us.
         if let Some(limit) = l.config.media_timeout {
@@ -1235,6 +1256,15 @@ fn queue_tones(l: &mut Leg, digits: &str) {
     }
     list.extend(items);
     l.tones = Some(Playlist::new(list, false));
+}
+
+/// After a frame was sent to a WebRTC leg: its state changes (str0m ran its timers) become
+/// events. Packets only come out of a receive, so there are none to route here.
+fn absorb_sent(leg: LegId, sink: &mut Outputs, events: &mut VecDeque<MediaEvent>) {
+    for state in sink.states.drain(..) {
+        events.push_back(MediaEvent::WebRtc { leg, state });
+    }
+    sink.packets.clear();
 }
 
 fn stats_of(l: &Leg) -> LegStats {

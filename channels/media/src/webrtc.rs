@@ -521,8 +521,10 @@ impl WebRtcTransport {
             tracing::debug!(error = %e, "WebRTC input rejected");
             self.malformed += 1;
         }
+        // Only this datagram's packets: the sink is the caller's, possibly not empty.
+        let first = sink.packets.len();
         self.drain(sink);
-        for p in &sink.packets {
+        for p in &sink.packets[first..] {
             self.count_received(now, p);
         }
     }
