@@ -348,14 +348,10 @@ fn run(mut d: Driver, mut jobs: mpsc::UnboundedReceiver<Job>, waker: Arc<Waker>)
         if deadline.is_some_and(|t| t <= now) {
             d.core.handle_timeout(now);
             d.flush();
-            deadline = d.core.poll_timeout();
-        } else if woken {
-            // A job may have added the first leg or a WebRTC leg with its own timers.
-            // Datagrams do not move the deadline past the next 20 ms tick (poll_timeout is
-            // a scan of every leg, too dear per packet); a WebRTC timer they bring forward
-            // runs at the latest with that tick, as with the earlier tokio timer task.
-            deadline = d.core.poll_timeout();
         }
+        // Re-read every round (it is a field read, not a scan): jobs add legs and timers,
+        // datagrams bring WebRTC timers forward.
+        deadline = d.core.poll_timeout();
     }
 }
 

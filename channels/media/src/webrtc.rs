@@ -92,6 +92,8 @@ pub struct Outputs {
     pub transmits: Vec<(SocketAddr, Vec<u8>)>,
     pub packets: Vec<RxPacket>,
     pub states: Vec<WebRtcState>,
+    /// str0m's next timeout after the call (None: no timer, or the session failed).
+    pub timeout: Option<Instant>,
 }
 
 /// Settings that come from the engine and the leg's config.
@@ -637,6 +639,7 @@ impl WebRtcTransport {
                     if !self.rtc.is_alive() {
                         self.fail("closed".into(), sink);
                     }
+                    sink.timeout = self.poll_timeout();
                     return;
                 }
                 Ok(Output::Transmit(t)) => sink.transmits.push((t.destination, t.contents.into())),
