@@ -7,6 +7,10 @@
 //!       N calls WebRTC leg ⇄ RTP leg through the engine over UDP on 127.0.0.1: SRTP both
 //!       ways, engine CPU (pinned to CPU 0), loss, added jitter, and setup time from the
 //!       browser's offer to its first audio packet.
+//!   cargo bench -p channel-media --bench webrtc -- --mode core [--calls 200] [--seconds 10]
+//!       the same bridged calls through the sans-IO core alone (no sockets, simulated clock,
+//!       the str0m peers' work not counted): the engine's own CPU per packet — str0m and the
+//!       core — without the kernel's UDP work, and without its noise.
 
 #[path = "../tests/common/str0m_peer.rs"]
 mod str0m_peer;
@@ -97,6 +101,7 @@ fn percentile<T: Copy + Ord + Default>(v: &mut [T], p: f64) -> T {
 fn main() {
     match arg("--mode", "calls").as_str() {
         "handshakes" => handshakes(num("--count", 300) as usize),
+        "core" => core_only(num("--calls", 200) as usize, num("--seconds", 10)),
         _ => calls(num("--calls", 500) as usize, num("--seconds", 10)),
     }
 }
@@ -178,6 +183,166 @@ fn handshakes(count: usize) {
         p50.as_secs_f64() * 1e3,
         p95.as_secs_f64() * 1e3
     );
+}
+
+/// Bridged calls through `MediaCore` on a simulated clock; only the time spent in the core's
+/// calls is counted (the peers' str0m work and the phone side are outside the clock).
+fn core_only(n: usize, seconds: u64) {
+    println!("WebRTC bridged calls through the sans-IO core only: {n} calls, {seconds} s simulated, PCMU both ways");
+    println!(
+        "command: cargo bench -p channel-media --bench webrtc -- --mode core --calls {n} --seconds {seconds}"
+    );
+    let cert = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+        .unwrap();
+    let start = Instant::now();
+    let mut now = start;
+    let mut core = MediaCore::new(CoreConfig::default(), now);
+    let phone_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    // The phone offers telephone-event, as in `calls`: no in-band DTMF detection on the trunk.
+    let mut peers = Vec::with_capacity(n);
+    let mut webs = Vec::with_capacity(n);
+    let mut trunks = Vec::with_capacity(n);
+    let mut call_of = std::collections::HashMap::new();
+    for i in 0..n {
+        let leg_addr: SocketAddr = format!("10.0.0.1:{}", 20000 + 2 * i).parse().unwrap();
+        let peer_addr: SocketAddr = format!("10.0.0.3:{}", 20000 + 2 * i).parse().unwrap();
+        let web = core.add_webrtc_leg(
+            now,
+            LegConfig::default(),
+            leg_addr,
+            leg_addr.ip(),
+            cert.clone(),
+        );
+        let trunk = core.add_leg(
+            now,
+            LegConfig::default(),
+            format!("10.0.0.1:{}", 30000 + 2 * i).parse().unwrap(),
+            format!("10.0.0.1:{}", 30001 + 2 * i).parse().unwrap(),
+            leg_addr.ip(),
+        );
+        let phone_sdp = format!(
+            "v=0\r\no=phone 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+            phone_addr.port()
+        );
+        core.answer(now, trunk, &phone_sdp).unwrap();
+        let mut peer = BrowserPeer::new(now, peer_addr, Codecs::G711);
+        let answer = core.webrtc_answer(now, web, &peer.offer(false)).unwrap();
+        let out = peer.accept_answer(now, &answer);
+        for (_, d) in out {
+            core.handle_datagram(now, web, Port::Rtp, peer_addr, &d);
+        }
+        core.bridge(web, trunk).unwrap();
+        call_of.insert(web, i);
+        peers.push(peer);
+        webs.push(web);
+        trunks.push(trunk);
+    }
+    // Delivers the core's datagrams to the peers (the phones discard theirs) and the peers'
+    // answers back, until both sides are quiet. Returns the time spent in the core.
+    let exchange = |core: &mut MediaCore, peers: &mut [BrowserPeer], now: Instant| {
+        let mut in_core = Duration::ZERO;
+        loop {
+            let mut back = Vec::new();
+            let t = Instant::now();
+            while let Some(tx) = core.poll_transmit() {
+                back.push(tx);
+            }
+            in_core += t.elapsed();
+            if back.is_empty() {
+                return in_core;
+            }
+            for tx in back {
+                let Some(&i) = call_of.get(&tx.leg) else {
+                    continue;
+                };
+                let replies = peers[i].receive(now, tx.to, &tx.data);
+                let t = Instant::now();
+                for (_, d) in replies {
+                    core.handle_datagram(now, webs[i], Port::Rtp, peers[i].addr, &d);
+                }
+                in_core += t.elapsed();
+            }
+        }
+    };
+    // Connect everyone.
+    for _ in 0..400 {
+        exchange(&mut core, &mut peers, now);
+        if peers.iter().all(|p| p.connected) {
+            break;
+        }
+        now += Duration::from_millis(5);
+        core.handle_timeout(now);
+        for i in 0..n {
+            if peers[i].timeout <= now {
+                for (_, d) in peers[i].timeout(now) {
+                    core.handle_datagram(now, webs[i], Port::Rtp, peers[i].addr, &d);
+                }
+            }
+        }
+    }
+    assert!(peers.iter().all(|p| p.connected), "every call connected");
+    while core.poll_event().is_some() {}
+    let relayed0 = core.relayed;
+    let mut in_core = Duration::ZERO;
+    let payload = [0x55u8; 160];
+    let frames = seconds * 50;
+    for f in 0..frames {
+        // Each call's two packets of this 20 ms, spread over the frame as on a network. Timers
+        // run once per frame, as the engine runs WebRTC timers at the latest with its tick.
+        for i in 0..n {
+            let at = now + Duration::from_micros((i as u64 * 20_000) / n as u64);
+            let mut rtp = Vec::with_capacity(172);
+            RtpHeader {
+                marker: f == 0,
+                payload_type: 0,
+                sequence: f as u16,
+                timestamp: (f as u32) * 160,
+                ssrc: 0x1000 + i as u32,
+            }
+            .write(&payload, &mut rtp);
+            let from_peer = peers[i].send(at, 0, &payload, f == 0);
+            if peers[i].timeout <= at {
+                let more = peers[i].timeout(at);
+                in_core += deliver(&mut core, webs[i], peers[i].addr, at, more);
+            }
+            let t = Instant::now();
+            core.handle_datagram(at, trunks[i], Port::Rtp, phone_addr, &rtp);
+            in_core += t.elapsed();
+            in_core += deliver(&mut core, webs[i], peers[i].addr, at, from_peer);
+            in_core += exchange(&mut core, &mut peers, at);
+        }
+        now += Duration::from_millis(20);
+        let t = Instant::now();
+        core.handle_timeout(now);
+        in_core += t.elapsed();
+        in_core += exchange(&mut core, &mut peers, now);
+        while core.poll_event().is_some() {}
+    }
+    let packets = core.relayed - relayed0;
+    let per_packet = in_core.as_secs_f64() / packets.max(1) as f64;
+    println!(
+        "relayed {packets} packets; core time {:.3} s = {:.2} us per relayed packet (SRTP, str0m and the core; no kernel) -> {:.0} bridged calls per core at 100 pkt/s each",
+        in_core.as_secs_f64(),
+        per_packet * 1e6,
+        1.0 / (per_packet * 100.0)
+    );
+}
+
+/// Feeds a peer's datagrams to its WebRTC leg; returns the time spent in the core.
+fn deliver(
+    core: &mut MediaCore,
+    leg: channel_media::LegId,
+    from: SocketAddr,
+    now: Instant,
+    datagrams: Vec<(SocketAddr, Vec<u8>)>,
+) -> Duration {
+    let t = Instant::now();
+    for (_, d) in datagrams {
+        core.handle_datagram(now, leg, Port::Rtp, from, &d);
+    }
+    t.elapsed()
 }
 
 struct Call {

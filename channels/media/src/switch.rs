@@ -278,6 +278,15 @@ pub struct MediaCore {
     events: VecDeque<MediaEvent>,
     record_frames: VecDeque<RecordFrame>,
     next_tick: Option<Instant>,
+    /// Reused scratch for what a WebRTC leg produces: one for its input (datagrams, timers,
+    /// signalling), one for frames sent to it, which can happen while the first is in use.
+    webrtc_in: Outputs,
+    webrtc_out: Outputs,
+    /// A lower bound of every WebRTC leg's str0m timeout: exact after a scan, then lowered by
+    /// each call into a leg. Spares a scan of every leg per poll and per timer run; when it
+    /// is stale (a leg's timer moved later), the cost is one early wake-up and a scan.
+    webrtc_due: Option<Instant>,
+    due_scratch: Vec<LegId>,
     /// Datagrams relayed without decoding (for benchmarks and metrics).
     pub relayed: u64,
 }
@@ -296,6 +305,10 @@ impl MediaCore {
             events: VecDeque::new(),
             record_frames: VecDeque::new(),
             next_tick: None,
+            webrtc_in: Outputs::default(),
+            webrtc_out: Outputs::default(),
+            webrtc_due: None,
+            due_scratch: Vec::new(),
             relayed: 0,
         }
     }
@@ -372,6 +385,7 @@ impl MediaCore {
             report_interval: self.config.report_interval,
         };
         let w = WebRtcTransport::new(now, setup, Self::out_stream(r), self.start);
+        self.webrtc_due = earliest(self.webrtc_due, w.poll_timeout());
         self.insert_leg(now, id, r2, config, Transport::WebRtc(Box::new(w)));
         id
     }
@@ -509,9 +523,16 @@ impl MediaCore {
         leg: LegId,
         f: impl FnOnce(&mut WebRtcTransport, &mut Outputs) -> Result<R, WebRtcError>,
     ) -> Result<R, MediaError> {
-        let mut sink = Outputs::default();
-        let r = f(self.webrtc_leg(leg)?, &mut sink);
-        self.absorb(now, leg, sink);
+        let mut sink = std::mem::take(&mut self.webrtc_in);
+        let r = match self.webrtc_leg(leg) {
+            Ok(w) => f(w, &mut sink),
+            Err(e) => {
+                self.webrtc_in = sink;
+                return Err(e);
+            }
+        };
+        self.absorb(now, leg, &mut sink);
+        self.webrtc_in = sink;
         Ok(r?)
     }
 
@@ -564,12 +585,14 @@ impl MediaCore {
     }
 
     /// Queues a WebRTC leg's datagrams and state changes, and routes the packets it received.
-    fn absorb(&mut self, now: Instant, leg: LegId, mut sink: Outputs) {
-        push_transmits(leg, &mut sink, &mut self.transmits);
+    /// Leaves `sink` empty for reuse.
+    fn absorb(&mut self, now: Instant, leg: LegId, sink: &mut Outputs) {
+        self.webrtc_due = earliest(self.webrtc_due, sink.timeout.take());
+        push_transmits(leg, sink, &mut self.transmits);
         for state in sink.states.drain(..) {
             self.events.push_back(MediaEvent::WebRtc { leg, state });
         }
-        for p in &sink.packets {
+        for p in sink.packets.drain(..) {
             self.route(now, leg, p.frame());
         }
     }
@@ -844,9 +867,10 @@ impl MediaCore {
         let rtp = match &mut l.media {
             Transport::Rtp(rtp) => rtp,
             Transport::WebRtc(w) => {
-                let mut sink = Outputs::default();
+                let mut sink = std::mem::take(&mut self.webrtc_in);
                 w.receive(now, from, data, &mut sink);
-                self.absorb(now, leg, sink);
+                self.absorb(now, leg, &mut sink);
+                self.webrtc_in = sink;
                 return;
             }
         };
@@ -958,45 +982,51 @@ impl MediaCore {
             marker: frame.marker,
             payload,
         };
-        if dst.media.send(now, to, tx, &mut self.transmits) {
+        let sent = dst
+            .media
+            .send(now, to, tx, &mut self.transmits, &mut self.webrtc_out);
+        absorb_sent(
+            to,
+            &mut self.webrtc_out,
+            &mut self.events,
+            &mut self.webrtc_due,
+        );
+        if sent {
             self.relayed += 1;
         }
     }
 
     /// When `handle_timeout` should run next: the next 20 ms tick, or earlier when a WebRTC
     /// leg's timer (ICE keepalive, DTLS retransmission, RTCP) is due first.
+    /// Cheap (no scan): may be early when a WebRTC timer has moved later since.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let webrtc = self
-            .legs
-            .values()
-            .filter_map(|l| match &l.media {
-                Transport::WebRtc(w) => w.poll_timeout(),
-                Transport::Rtp(_) => None,
-            })
-            .min();
-        match (self.next_tick, webrtc) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(self.next_tick, self.webrtc_due)
     }
 
     /// Runs due WebRTC timers, then due 20 ms ticks: playback, mixing, recording, DTMF
     /// sending, timeouts, RTCP.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<LegId> = self
-            .legs
-            .iter()
-            .filter(|(_, l)| match &l.media {
-                Transport::WebRtc(w) => w.poll_timeout().is_some_and(|t| t <= now),
-                Transport::Rtp(_) => false,
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let _ = self.with_webrtc(now, id, |w, sink| {
-                w.handle_timeout(now, sink);
-                Ok(())
-            });
+        if self.webrtc_due.is_some_and(|t| t <= now) {
+            // One scan: the due legs, and the exact next timeout of the others (the due
+            // ones add theirs as they run).
+            let mut due = std::mem::take(&mut self.due_scratch);
+            let mut next = None;
+            for (id, l) in &self.legs {
+                if let Transport::WebRtc(w) = &l.media {
+                    match w.poll_timeout() {
+                        Some(t) if t <= now => due.push(*id),
+                        t => next = earliest(next, t),
+                    }
+                }
+            }
+            self.webrtc_due = next;
+            for id in due.drain(..) {
+                let _ = self.with_webrtc(now, id, |w, sink| {
+                    w.handle_timeout(now, sink);
+                    Ok(())
+                });
+            }
+            self.due_scratch = due;
         }
         let Some(mut next) = self.next_tick else {
             return;
@@ -1152,7 +1182,14 @@ impl MediaCore {
                 marker: false,
                 payload: &payload,
             };
-            l.media.send(now, id, tx, &mut self.transmits);
+            l.media
+                .send(now, id, tx, &mut self.transmits, &mut self.webrtc_out);
+            absorb_sent(
+                id,
+                &mut self.webrtc_out,
+                &mut self.events,
+                &mut self.webrtc_due,
+            );
         }
         // Media timeout: only while the remote is supposed to send to us.
         if let Some(limit) = l.config.media_timeout {
@@ -1235,6 +1272,29 @@ fn queue_tones(l: &mut Leg, digits: &str) {
     }
     list.extend(items);
     l.tones = Some(Playlist::new(list, false));
+}
+
+/// After a frame was sent to a WebRTC leg: its state changes (str0m ran its timers) become
+/// events and its next timeout lowers `due`. Packets only come out of a receive, so there
+/// are none to route here.
+fn absorb_sent(
+    leg: LegId,
+    sink: &mut Outputs,
+    events: &mut VecDeque<MediaEvent>,
+    due: &mut Option<Instant>,
+) {
+    *due = earliest(*due, sink.timeout.take());
+    for state in sink.states.drain(..) {
+        events.push_back(MediaEvent::WebRtc { leg, state });
+    }
+    sink.packets.clear();
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn stats_of(l: &Leg) -> LegStats {

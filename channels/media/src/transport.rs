@@ -114,12 +114,16 @@ impl Transport {
     }
 
     /// Sends a frame; the datagrams go to `transmits`. False when nothing could be sent.
+    /// A WebRTC leg's send advances str0m, which can change its state (ICE timing out, the
+    /// session closing): those are left in `sink.states` for the caller to report. `sink` is
+    /// the caller's reused scratch (no allocation per packet).
     pub fn send(
         &mut self,
         now: Instant,
         leg: LegId,
         frame: TxFrame<'_>,
         transmits: &mut VecDeque<Transmit>,
+        sink: &mut Outputs,
     ) -> bool {
         match self {
             Transport::Rtp(r) => match r.send(now, frame) {
@@ -135,9 +139,8 @@ impl Transport {
                 None => false,
             },
             Transport::WebRtc(w) => {
-                let mut sink = Outputs::default();
-                let sent = w.send(now, frame, &mut sink);
-                push_transmits(leg, &mut sink, transmits);
+                let sent = w.send(now, frame, sink);
+                push_transmits(leg, sink, transmits);
                 sent
             }
         }

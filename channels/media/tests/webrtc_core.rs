@@ -45,6 +45,8 @@ struct Sim {
     events: Vec<MediaEvent>,
     phone_seq: u16,
     last_offer: String,
+    /// The browser vanished (network gone): nothing reaches it, it sends nothing.
+    peer_gone: bool,
 }
 
 impl Sim {
@@ -83,6 +85,7 @@ impl Sim {
             events: Vec::new(),
             phone_seq: 0,
             last_offer: String::new(),
+            peer_gone: false,
         }
     }
 
@@ -103,6 +106,9 @@ impl Sim {
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
                 if t.leg == self.web {
+                    if self.peer_gone {
+                        continue;
+                    }
                     assert_eq!(t.to, a(PEER_ADDR), "sent to the peer's ICE address");
                     let out = self.peer.receive(self.now, a(LEG_ADDR), &t.data);
                     self.to_core.extend(out.into_iter().map(|(_, d)| d));
@@ -128,21 +134,27 @@ impl Sim {
     fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         for _ in 0..1_000_000 {
-            let next = self
-                .core
-                .poll_timeout()
-                .map_or(self.peer.timeout, |t| t.min(self.peer.timeout))
-                .max(self.now);
+            let peer_at = (!self.peer_gone).then_some(self.peer.timeout);
+            let next = match (self.core.poll_timeout(), peer_at) {
+                (Some(c), Some(p)) => c.min(p),
+                (c, p) => match c.or(p) {
+                    Some(t) => t,
+                    None => break,
+                },
+            }
+            .max(self.now);
             if next > end {
                 break;
             }
             self.now = next;
             self.core.handle_timeout(self.now);
-            let out = self.peer.timeout(self.now);
-            self.to_core.extend(out.into_iter().map(|(_, d)| d));
+            if !self.peer_gone {
+                let out = self.peer.timeout(self.now);
+                self.to_core.extend(out.into_iter().map(|(_, d)| d));
+            }
             self.pump();
             if self.core.poll_timeout().is_some_and(|t| t <= self.now)
-                && self.peer.timeout <= self.now
+                && (self.peer_gone || self.peer.timeout <= self.now)
             {
                 // Both want the same instant again: step a millisecond.
                 self.now += Duration::from_millis(1);
@@ -433,6 +445,31 @@ fn refusals_leave_the_leg_as_it_was() {
         s.core.webrtc_answer(s.now, web, &re),
         Err(MediaError::UnknownLeg(web))
     );
+}
+
+#[test]
+fn a_vanished_browser_is_reported_while_the_trunk_keeps_talking() {
+    let mut s = Sim::new(Codecs::G711);
+    s.connect();
+    s.core.bridge(s.web, s.trunk).unwrap();
+    s.talk(5, 0x33, 0x55);
+    s.peer_gone = true;
+    // The trunk's audio keeps flowing to the leg. The core's timers are not run here, as when
+    // the engine handles a wake-up's datagrams before its due timers: str0m's ICE timeout
+    // then runs inside a send, and the state change it produces must still reach the hub.
+    let disconnected = |s: &Sim| {
+        s.events.iter().any(|e| {
+            matches!(e, MediaEvent::WebRtc { leg, state: WebRtcState::Disconnected } if *leg == s.web)
+        })
+    };
+    for i in 0..3_000 {
+        if disconnected(&s) {
+            return;
+        }
+        s.now += Duration::from_millis(20);
+        s.phone_sends(0, &[0x55; 160], 9000 + i * 160, false);
+    }
+    panic!("no Disconnected event in 60 s; events {:?}", s.events);
 }
 
 #[test]
