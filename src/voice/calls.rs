@@ -2687,9 +2687,6 @@ impl Manager {
                 // consultation's hold time is the transferring agent's.
                 self.unhold_signalling(id).await;
                 self.complete_transferred(id, contact, agent).await;
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.hold_ms = 0;
-                }
                 self.follow_up_contact(id, None)
                     .await
                     .ok_or("cannot store the transfer")?;
@@ -2888,6 +2885,8 @@ impl Manager {
         if let Some(c) = self.calls.get_mut(&id) {
             c.contact = new.id;
             c.spec = Some(spec);
+            // Time on hold so far was the previous contact's.
+            c.hold_ms = 0;
         }
         Some(new.id)
     }
