@@ -2,8 +2,8 @@
 //! navigates the IVR by DTMF, waits with music, is bridged to an agent whose desk phone is
 //! registered with digest; each phone plays its own tone and records what it hears, so audio is
 //! proven in both directions; hold, hang-up from either side, the stereo recording, the call
-//! record, an attended transfer between two desk phones (consult, hand over, the colleague's
-//! follow-up contact), and a caller who gives up while queued (abandoned).
+//! record, attended transfers between two desk phones (consult and hand over; consult and hang
+//! up, which hands over too; the colleague's follow-up contact), and a caller who gives up while queued (abandoned).
 
 mod common;
 
@@ -82,6 +82,14 @@ impl Phone {
     }
 
     /// Waits for a line starting with `prefix`; returns it.
+    /// Whether the phone has printed a line starting with `prefix` so far (without waiting).
+    fn has_said(&mut self, prefix: &str) -> bool {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.iter().any(|l| l.starts_with(prefix))
+    }
+
     fn expect(&mut self, prefix: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
@@ -536,7 +544,7 @@ async fn a_call_reaches_the_agents_desk_phone_through_the_ivr_with_audio_both_wa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_attended_transfer_between_desk_phones_leaves_the_customer_talking_to_the_colleague() {
+async fn attended_transfers_between_desk_phones_leave_the_customer_talking_to_the_colleague() {
     let s = start().await;
     let hub = &s.hub;
     let (mut ws1, token1, id1) = desk_agent(hub, "agent1", "1001").await;
@@ -606,6 +614,15 @@ async fn an_attended_transfer_between_desk_phones_leaves_the_customer_talking_to
     ws1.send(json!({"type": "call_complete_transfer", "contact_id": contact}))
         .await;
     phone_expect(&mut desk1, "DISCONNECTED", 10).await;
+    // agent1 wraps the first contact up, so the call can come back to them below.
+    ws1.send(json!({"type": "wrap_up", "contact_id": contact, "disposition": "resolved"}))
+        .await;
+    loop {
+        let st = ws1.next("contact_state", 10).await;
+        if st["state"] == "closed" {
+            break;
+        }
+    }
     let follow_up = ws2.next("offer", 15).await;
     let contact2 = follow_up["contact"]["id"].as_i64().unwrap();
     assert_ne!(
@@ -620,10 +637,33 @@ async fn an_attended_transfer_between_desk_phones_leaves_the_customer_talking_to
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
 
-    // agent2 hangs up: the call ends for the customer.
+    // agent2 consults agent1 back and hangs up the desk phone once agent1 answered: the
+    // customer stays, now with agent1 (a hang-up there hands the call over).
+    ws2.send(json!({"type": "call_consult", "contact_id": contact2, "agent_id": id1}))
+        .await;
+    phone_expect(&mut desk1, "INCOMING", 10).await;
+    phone_expect(&mut desk1, "CONFIRMED", 10).await;
+    loop {
+        let st = ws2.next("call_state", 10).await;
+        if st["state"] == "consulting" {
+            break;
+        }
+    }
     desk2.send("hangup");
     phone_expect(&mut desk2, "DISCONNECTED", 10).await;
+    let back = ws1.next("offer", 15).await;
+    let contact3 = back["contact"]["id"].as_i64().unwrap();
+    assert_ne!(contact3, contact2, "{back}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !customer.has_said("DISCONNECTED"),
+        "the customer stayed on the line"
+    );
+
+    // The customer hangs up: the call ends for agent1.
+    customer.send("hangup");
     phone_expect(&mut customer, "DISCONNECTED", 10).await;
+    phone_expect(&mut desk1, "DISCONNECTED", 10).await;
     for p in [customer, desk1, desk2] {
         p.quit();
     }
@@ -650,8 +690,19 @@ async fn an_attended_transfer_between_desk_phones_leaves_the_customer_talking_to
     let secs = seconds_of(&a1[0], rate, 700.0, 1000.0);
     assert!(
         secs >= 1,
-        "agent1 heard agent2 in the consultation for {secs} s"
+        "agent1 heard agent2 in the consultations for {secs} s"
     );
+    // agent1's phone records both of its calls: the customer before the first transfer and
+    // after agent2 left.
+    let secs = seconds_of(&a1[0], rate, 440.0, 1000.0);
+    assert!(secs >= 4, "agent1 heard the customer for {secs} s");
+    let kinds = events(hub, contact2).await;
+    for k in ["consult_answered", "transfer"] {
+        assert!(
+            kinds.iter().any(|x| x == k),
+            "no {k} event on the follow-up contact: {kinds:?}"
+        );
+    }
 
     // The call record: the consultation and the transfer on the first contact.
     let kinds = events(hub, contact).await;

@@ -1612,21 +1612,27 @@ impl Manager {
                 self.forget(id).await;
             }
             LegRole::Agent if by_remote => {
-                let Some(c) = self.calls.get_mut(&id) else {
-                    return;
-                };
-                let Some((agent, party)) = c.agent.take() else {
+                let Some(c) = self.calls.get(&id) else {
                     return;
                 };
                 let contact = c.contact;
-                self.media_legs.remove(&party.media);
-                let _ = self.d.media.remove_leg(party.media).await;
-                if c.consult.as_ref().is_some_and(|x| x.answered) {
-                    // The agent left a consultation or conference: the others stay connected.
-                    self.connect_customer_to_consult(id).await;
-                    self.complete(id, contact, agent, "agent_left").await;
+                if let (Some(leg), Some(consult)) =
+                    (c.agent, c.consult.clone().filter(|x| x.answered))
+                {
+                    // The agent left a consultation or conference: the customer stays with
+                    // whom the agent consulted, as after the console's hang-up there.
+                    if let Err(e) = self.complete_transfer(id, contact, leg, consult).await {
+                        tracing::info!(contact_id = contact, error = %e, "handing over after the agent left");
+                    }
+                    self.push_state(id);
                     return;
                 }
+                let Some((agent, party)) = self.calls.get_mut(&id).and_then(|c| c.agent.take())
+                else {
+                    return;
+                };
+                self.media_legs.remove(&party.media);
+                let _ = self.d.media.remove_leg(party.media).await;
                 self.event(contact, "ended", json!({"by": "agent"}));
                 self.complete(id, contact, agent, "agent").await;
                 self.hang_up_customer(id).await;
@@ -2660,6 +2666,7 @@ impl Manager {
         (agent, agent_party): (i64, Party),
         consult: Consult,
     ) -> Result<(), String> {
+        self.quality(id).await; // the transferring agent's legs, for the call record
         let in_conference = self
             .calls
             .get_mut(&id)
@@ -2700,10 +2707,8 @@ impl Manager {
                     _ => self.d.hub.route(spec, None).await,
                 }
             }
-            _ => {
-                self.connect_customer_to_consult(id).await;
-                self.complete_transferred(id, contact, agent).await;
-            }
+            // A number: it stays connected, and the agent's contact completes there.
+            _ => self.connect_customer_to_consult(id).await,
         }
         Ok(())
     }
