@@ -98,7 +98,7 @@
       stats: { browser: null, agent: null, customer: null }, prevStats: null,
       answering: false, waiting: null, offerSent: false, ringPushed: false,
       iceDown: false, reconnecting: false, restarting: false, restarts: 0, restartTimer: null,
-      error: null, notice: null, transferAsked: false, removeTimer: null,
+      error: null, notice: null, transferAsked: false, removeTimer: null, dtmfSent: '',
     };
     if (id !== null && id !== undefined) sp.calls.set(id, call);
     return call;
@@ -782,8 +782,10 @@
 
   function sendDigit(call, d) {
     control(call, 'call_dtmf', { digits: d });
+    // Kept on the call: the console re-renders the keypad on every state push.
+    call.dtmfSent = ((call.dtmfSent || '') + d).slice(-24);
     const out = $('sp-dtmf-sent');
-    if (out) out.textContent = (out.textContent + d).slice(-24);
+    if (out) out.textContent = call.dtmfSent;
     // A short local key click so the agent hears the key went.
     const ctx = audioCtx();
     if (ctx) {
@@ -1100,7 +1102,7 @@
   function buildKeypad(call) {
     const keys = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#'];
     return h('div', { class: 'sp-keypad', dataset: { role: 'keypad' } },
-      h('div', { class: 'sp-dtmf-sent mono', id: 'sp-dtmf-sent', 'aria-live': 'polite' }),
+      h('div', { class: 'sp-dtmf-sent mono', id: 'sp-dtmf-sent', 'aria-live': 'polite', text: call.dtmfSent || '' }),
       h('div', { class: 'sp-keys' }, keys.map((k) => h('button', {
         type: 'button', class: 'sp-key', dataset: { digit: k }, 'aria-label': t('phone.keypad.key', { key: k }),
         onclick: () => sendDigit(call, k),

@@ -412,9 +412,12 @@ test('browser softphone: IVR → queue → answer, mute, keypad, ICE restart, ho
     const got = await customer.expect('DTMF', 10000);
     assert.equal(got, `DTMF ${d}`, `the customer's phone received ${d}`);
   }
+  // What was sent stays on the keypad, also after the card re-rendered (a quality push).
+  await sleep(1500);
+  assert.equal((await live.locator('[data-role="keypad"] #sp-dtmf-sent').innerText()).trim(), '5#', 'the keypad shows the digits sent');
   await shot(alice.page, 'keypad');
   await live.locator('[data-action="phone-keypad"]').click();
-  verified('keypad: the digits 5 and # pressed in the console reached the customer\'s phone as RFC 4733 events');
+  verified('keypad: the digits 5 and # pressed in the console reached the customer\'s phone as RFC 4733 events, and the keypad still shows "5#"');
 
   // ---- ICE restart, what the softphone does after a network drop: fresh ICE credentials
   //      over the agent socket, the same call, the customer never notices ----
