@@ -294,19 +294,19 @@ impl InbandDetector {
         if energy <= 0.0 {
             return None;
         }
+        let c = &self.config;
+        // No frequency's normalised power can exceed 2·energy (|X|² ≤ N·energy), so a block
+        // this quiet fails the power test below: skip the eight Goertzel filters (silence and
+        // quiet speech are most blocks of a call).
+        if 2.0 * energy / n < c.min_tone_power {
+            return None;
+        }
         // Normalise Goertzel power to the energy a sinusoid of that power carries: 2|X|²/N.
         let norm = |p: f64| 2.0 * p / n;
-        let rows: Vec<f64> = ROWS
-            .iter()
-            .map(|&f| norm(goertzel_power(block, f)))
-            .collect();
-        let cols: Vec<f64> = COLS
-            .iter()
-            .map(|&f| norm(goertzel_power(block, f)))
-            .collect();
+        let rows = ROWS.map(|f| norm(goertzel_power(block, f)));
+        let cols = COLS.map(|f| norm(goertzel_power(block, f)));
         let (ri, &rp) = max_index(&rows);
         let (ci, &cp) = max_index(&cols);
-        let c = &self.config;
         if rp / n < c.min_tone_power || cp / n < c.min_tone_power {
             return None;
         }
