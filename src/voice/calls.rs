@@ -2694,14 +2694,10 @@ impl Manager {
                 // consultation's hold time is the transferring agent's.
                 self.unhold_signalling(id).await;
                 self.complete_transferred(id, contact, agent).await;
-                self.follow_up_contact(id, None)
+                let spec = self
+                    .follow_up_contact(id, None)
                     .await
                     .ok_or("cannot store the transfer")?;
-                let spec = self
-                    .calls
-                    .get(&id)
-                    .and_then(|c| c.spec.clone())
-                    .ok_or("no routing")?;
                 match self.d.hub.route_to_agent(spec.clone(), b, 30).await {
                     Ok(Ok(())) => {}
                     _ => self.d.hub.route(spec, None).await,
@@ -2833,8 +2829,12 @@ impl Manager {
     }
 
     /// A new voice contact for the same call (a transfer), queued in `queue` (default: the
-    /// current one). The call now belongs to it.
-    async fn follow_up_contact(&mut self, id: CallId, queue: Option<String>) -> Option<i64> {
+    /// current one). The call now belongs to it; returns its routing.
+    async fn follow_up_contact(
+        &mut self,
+        id: CallId,
+        queue: Option<String>,
+    ) -> Option<ContactSpec> {
         let c = self.calls.get(&id)?;
         let old = c.spec.clone()?;
         let queue = queue.unwrap_or(old.queue.clone());
@@ -2887,13 +2887,12 @@ impl Manager {
             last_agent: None,
             ..old
         };
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.contact = new.id;
-            c.spec = Some(spec);
-            // Time on hold so far was the previous contact's.
-            c.hold_ms = 0;
-        }
-        Some(new.id)
+        let c = self.calls.get_mut(&id)?;
+        c.contact = new.id;
+        c.spec = Some(spec.clone());
+        // Time on hold so far was the previous contact's.
+        c.hold_ms = 0;
+        Some(spec)
     }
 
     async fn blind_transfer(
@@ -2928,14 +2927,10 @@ impl Manager {
             json!({"to": target_json(&target), "kind": "blind"}),
         );
         self.complete_transferred(id, contact, agent).await;
-        self.follow_up_contact(id, queue.clone())
+        let spec = self
+            .follow_up_contact(id, queue.clone())
             .await
             .ok_or("cannot store the transfer")?;
-        let spec = self
-            .calls
-            .get(&id)
-            .and_then(|c| c.spec.clone())
-            .ok_or("no routing")?;
         let cfg: QueueExperienceConfig = self
             .d
             .ivr
