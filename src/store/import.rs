@@ -591,28 +591,18 @@ async fn import_batch(
     // The stored name_search of customers found by reference (see step 4).
     let mut name_search_of: HashMap<i64, String> =
         HashMap::with_capacity_and_hasher(refs.len(), Default::default());
-    let mut sql_for = SqlByLen::new(|len| {
-        Sql::new(
-            backend,
-            "SELECT id, external_ref, name_search FROM customers WHERE external_ref IN (",
-        )
-        .params(len)
-        .push(")")
-        .done()
-    });
-    for chunk in refs.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
-        let sql = sql_for.get(chunk.len());
-        let params: Vec<Param> = chunk.iter().map(|r| Param::Text(r)).collect();
-        for row in db
-            .fetch(sql, &params, &[Col::Int, Col::Text, Col::Text])
-            .await?
-        {
-            let [id, r, name_search]: [Value; 3] = row
-                .try_into()
-                .map_err(|_| StoreError::Invalid("customer lookup: three columns".into()))?;
-            by_ref.insert(r.into_text(), id.int());
-            name_search_of.insert(id.int(), name_search.into_text());
-        }
+    let ref_keys: Vec<Param> = refs.iter().map(|r| Param::Text(r)).collect();
+    let found_by_ref = fetch_in(
+        db,
+        "SELECT id, external_ref, name_search FROM customers WHERE external_ref IN (",
+        ")",
+        &ref_keys,
+        [Col::Int, Col::Text, Col::Text],
+    )
+    .await?;
+    for [id, r, name_search] in found_by_ref {
+        by_ref.insert(r.into_text(), id.int());
+        name_search_of.insert(id.int(), name_search.into_text());
     }
     // The stored identities of the customers found by reference: they tell who owns those
     // values without looking them up again, and are compared with the rows' in step 5.
@@ -928,31 +918,44 @@ async fn identity_owners(
     db: &mut impl BatchDb,
     values: &[&str],
 ) -> StoreResult<Vec<(i64, IdentityKind, String)>> {
+    let keys: Vec<Param> = values.iter().map(|v| Param::Text(v)).collect();
+    let rows = fetch_in(
+        db,
+        "SELECT customer_id, kind, value FROM customer_identities WHERE value IN (",
+        ")",
+        &keys,
+        [Col::Int, Col::Kind, Col::Text],
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|[id, kind, value]| (id.int(), kind.kind(), value.into_text()))
+        .collect())
+}
+
+/// The three columns of `select_in` + keys + `after`, the keys sent in `IN` lists as large as
+/// the runner takes (see [`BatchDb::per_statement`]).
+async fn fetch_in(
+    db: &mut impl BatchDb,
+    select_in: &str,
+    after: &str,
+    keys: &[Param<'_>],
+    cols: [Col; 3],
+) -> StoreResult<Vec<[Value; 3]>> {
     let backend = db.backend();
-    let mut owners = Vec::new();
-    let mut sql_for = SqlByLen::new(|len| {
-        Sql::new(
-            backend,
-            "SELECT customer_id, kind, value FROM customer_identities WHERE value IN (",
-        )
-        .params(len)
-        .push(")")
-        .done()
-    });
-    for chunk in values.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
+    let mut sql_for =
+        SqlByLen::new(|len| Sql::new(backend, select_in).params(len).push(after).done());
+    let mut out = Vec::new();
+    for chunk in keys.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
         let sql = sql_for.get(chunk.len());
-        let params: Vec<Param> = chunk.iter().map(|v| Param::Text(v)).collect();
-        for row in db
-            .fetch(sql, &params, &[Col::Int, Col::Kind, Col::Text])
-            .await?
-        {
-            let [id, kind, value]: [Value; 3] = row
+        for row in db.fetch(sql, chunk, &cols).await? {
+            let row: [Value; 3] = row
                 .try_into()
-                .map_err(|_| StoreError::Invalid("identity lookup: three columns".into()))?;
-            owners.push((id.int(), kind.kind(), value.into_text()));
+                .map_err(|_| StoreError::Invalid(format!("{select_in}…: three columns")))?;
+            out.push(row);
         }
     }
-    Ok(owners)
+    Ok(out)
 }
 
 /// `n` unused ids of `table`, ascending: what `n` inserts would have been numbered.
@@ -993,32 +996,21 @@ async fn stored_identities(
     db: &mut impl BatchDb,
     customers: &[i64],
 ) -> StoreResult<HashMap<i64, Vec<(IdentityKind, String)>>> {
-    let backend = db.backend();
+    let keys: Vec<Param> = customers.iter().map(|&id| Param::Int(id)).collect();
+    let rows = fetch_in(
+        db,
+        "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN (",
+        ") ORDER BY customer_id, id",
+        &keys,
+        [Col::Int, Col::Kind, Col::Text],
+    )
+    .await?;
     let mut stored: HashMap<i64, Vec<(IdentityKind, String)>> = HashMap::default();
-    let mut sql_for = SqlByLen::new(|len| {
-        Sql::new(
-            backend,
-            "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN (",
-        )
-        .params(len)
-        .push(") ORDER BY customer_id, id")
-        .done()
-    });
-    for chunk in customers.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
-        let sql = sql_for.get(chunk.len());
-        let params: Vec<Param> = chunk.iter().map(|&id| Param::Int(id)).collect();
-        for row in db
-            .fetch(sql, &params, &[Col::Int, Col::Kind, Col::Text])
-            .await?
-        {
-            let [id, kind, value]: [Value; 3] = row
-                .try_into()
-                .map_err(|_| StoreError::Invalid("identity list: three columns".into()))?;
-            stored
-                .entry(id.int())
-                .or_default()
-                .push((kind.kind(), value.into_text()));
-        }
+    for [id, kind, value] in rows {
+        stored
+            .entry(id.int())
+            .or_default()
+            .push((kind.kind(), value.into_text()));
     }
     Ok(stored)
 }
