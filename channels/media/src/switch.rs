@@ -587,11 +587,8 @@ impl MediaCore {
     /// Queues a WebRTC leg's datagrams and state changes, and routes the packets it received.
     /// Leaves `sink` empty for reuse.
     fn absorb(&mut self, now: Instant, leg: LegId, sink: &mut Outputs) {
-        self.webrtc_due = earliest(self.webrtc_due, sink.timeout.take());
+        note_webrtc(leg, sink, &mut self.events, &mut self.webrtc_due);
         push_transmits(leg, sink, &mut self.transmits);
-        for state in sink.states.drain(..) {
-            self.events.push_back(MediaEvent::WebRtc { leg, state });
-        }
         for p in sink.packets.drain(..) {
             self.route(now, leg, p.frame());
         }
@@ -1283,11 +1280,21 @@ fn absorb_sent(
     events: &mut VecDeque<MediaEvent>,
     due: &mut Option<Instant>,
 ) {
+    note_webrtc(leg, sink, events, due);
+    sink.packets.clear();
+}
+
+/// A WebRTC leg's state changes become events; its next timeout lowers `due`.
+fn note_webrtc(
+    leg: LegId,
+    sink: &mut Outputs,
+    events: &mut VecDeque<MediaEvent>,
+    due: &mut Option<Instant>,
+) {
     *due = earliest(*due, sink.timeout.take());
     for state in sink.states.drain(..) {
         events.push_back(MediaEvent::WebRtc { leg, state });
     }
-    sink.packets.clear();
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
