@@ -148,6 +148,9 @@ impl CustomerImporter {
     ) -> StoreResult<Vec<ImportOutcome>> {
         let outcomes = match self.sqlite.take() {
             Some(mut conn) => {
+                // The hub's other writers queue for the store's write turn while a batch
+                // holds SQLite's write lock, instead of sleeping in its busy handler.
+                let turn = self.store.write_turn().await;
                 let job = tokio::task::spawn_blocking(move || {
                     // RawConn's runner never suspends, so the future completes in one poll.
                     let outcomes = import_rows(&mut conn, &rows, now)
@@ -162,6 +165,7 @@ impl CustomerImporter {
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => return Err(StoreError::Invalid(format!("import thread: {e}"))),
                 };
+                drop(turn);
                 self.sqlite = Some(conn);
                 outcomes?
             }
@@ -238,7 +242,7 @@ impl Transactions for PoolTx<'_> {
         assume_free: bool,
     ) -> StoreResult<StoreResult<Option<Vec<ImportOutcome>>>> {
         let backend = self.0.backend;
-        let mut tx = self.0.pool.begin().await?;
+        let mut tx = self.0.begin_write().await?;
         let result = import_batch(&mut AnyDb(&mut tx, backend), rows, now, assume_free).await;
         match result {
             Ok(Some(outcomes)) => {

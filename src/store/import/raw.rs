@@ -66,8 +66,9 @@ fn store_error(code: c_int, message: String) -> StoreError {
     StoreError::Db(sqlx::Error::Database(Box::new(RawError { code, message })))
 }
 
-/// Distinct statements kept prepared; the bulk statements' last chunk of each batch has a
-/// size of its own, so without a bound the cache would grow with the file.
+/// Distinct statements kept prepared. The import sends one row or key per statement (about
+/// ten distinct ones); the bound keeps the linear search short should multi-row statements,
+/// whose last chunk per batch has a size of its own, ever run here.
 const MAX_STATEMENTS: usize = 64;
 
 /// One SQLite connection, used by one thread at a time (it moves between blocking threads).
