@@ -224,6 +224,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn international_numbers_with_separators_but_no_spaces() {
+        for (raw, region, want) in [
+            ("+86-138-0013-8000", "CN", "+8613800138000"),
+            ("+86-10-1234-5678", "US", "+861012345678"),
+            ("+1-415-555-0100", "CN", "+14155550100"),
+            ("+886-2-2345-6789", "CN", "+886223456789"),
+            ("+86.138.0013.8000", "CN", "+8613800138000"),
+            ("+86(10)1234-5678", "CN", "+861012345678"),
+            ("+44 (0)20 7946 0958", "CN", "+442079460958"),
+            ("+852-2345-6789", "CN", "+85223456789"),
+        ] {
+            assert_eq!(normalize_phone(raw, region).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
     /// `normalize_phone` as it was with the crate's `Mode::E164` formatter, for comparison.
     fn normalize_phone_with_formatter(
         raw: &str,
