@@ -318,6 +318,7 @@ pub fn parse_parallel(
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Raw>>(2);
             let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(2);
             scope.spawn(move || {
+                yield_to_the_writer();
                 for chunk in rx {
                     let parsed = chunk.into_iter().map(|raw| validate(raw, cols, cfg));
                     if out_tx.send(parsed.collect()).is_err() {
@@ -329,6 +330,7 @@ pub fn parse_parallel(
             from_workers.push(out_rx);
         }
         scope.spawn(move || {
+            yield_to_the_writer();
             let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
             let mut sent = 0usize;
             let mut send = |chunk: Vec<Raw>| {
@@ -363,6 +365,22 @@ pub fn parse_parallel(
         }
     });
     Ok(())
+}
+
+/// How far below normal priority the parser's threads run (nice 10 weighs a tenth of nice 0).
+const PARSER_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority. The import's bottleneck is the one thread that writes
+/// to the database; parsing runs ahead of it (bounded channels) and should take the CPU the
+/// writer and, in a serving hub, the calls and chats leave idle, not preempt them. On Linux
+/// `setpriority(PRIO_PROCESS, 0, …)` applies to the calling thread only; raising one's own
+/// nice value needs no privilege, and failing to is harmless.
+fn yield_to_the_writer() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a syscall on the calling thread, no pointers.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, PARSER_NICE);
+    }
 }
 
 /// Threads for validation and normalization during an import: the machine's cores.
