@@ -457,7 +457,7 @@ async fn generate(s: &Settings) -> BoxResult<()> {
          do_not_call, do_not_email, notes, created_at, updated_at",
         500,
     );
-    let identities = Bulk::new("customer_identities", "customer_id, kind, value", 2000);
+    let identities = Bulk::new("customer_identities", "id, customer_id, kind, value", 2000);
     let records = Bulk::new(
         "archive_records",
         "customer_id, category, reference, description, amount_minor, currency, status, \
@@ -545,13 +545,14 @@ async fn generate(s: &Settings) -> BoxResult<()> {
                 };
                 idents.push(("email", format!("{local}{id}@example.com.cn")));
             }
-            for (k, v) in idents {
+            // The id is the identity's position within its customer (SQLite migration 0009).
+            for (position, (k, v)) in (1..).zip(idents) {
                 n_ident += 1;
                 push_row(
                     &mut conn,
                     &identities,
                     &mut pi,
-                    vec![V::I(id), V::St(k), V::S(v)],
+                    vec![V::I(position), V::I(id), V::St(k), V::S(v)],
                 )
                 .await?;
             }

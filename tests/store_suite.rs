@@ -576,6 +576,83 @@ async fn bulk_import_creates_updates_and_rejects_per_row() {
     }
 }
 
+/// A customer's identities read back in the order they were given — by the API and by an
+/// import that replaces one kind — not in the order of their values.
+#[tokio::test]
+async fn identities_keep_the_order_they_were_given() {
+    for db in common::databases().await {
+        let store = common::store(&db).await;
+        let values = |c: &contact_hub::domain::Customer| -> Vec<String> {
+            c.identities.iter().map(|i| i.value.clone()).collect()
+        };
+        let given = input(
+            "顺序 Order",
+            &["13900139000", "13800138000"],
+            &["zz@example.com", "aa@example.com"],
+        );
+        let c = normalize_customer(&given, None, &cfg()).unwrap();
+        let id = store.create_customer(&c, now_ms()).await.unwrap();
+        let stored = store.get_customer(id).await.unwrap();
+        assert_eq!(
+            values(&stored),
+            [
+                "+8613900139000",
+                "+8613800138000",
+                "zz@example.com",
+                "aa@example.com"
+            ],
+            "{}",
+            db.name
+        );
+        // The API replaces the phones: the emails stay, the new phones come after them.
+        let phones_only = CustomerInput {
+            phones: Some(vec!["13700137000".into(), "13600136000".into()]),
+            ..Default::default()
+        };
+        let changed = normalize_customer(&phones_only, Some(&stored), &cfg()).unwrap();
+        store.update_customer(id, &changed, now_ms()).await.unwrap();
+        let stored = store.get_customer(id).await.unwrap();
+        assert_eq!(
+            values(&stored),
+            [
+                "zz@example.com",
+                "aa@example.com",
+                "+8613700137000",
+                "+8613600136000"
+            ],
+            "{}",
+            db.name
+        );
+        // An import row found by an email replaces the emails: they follow the kept phones.
+        let emails_only = CustomerInput {
+            name: Some("顺序 Order".into()),
+            emails: Some(vec!["yy@example.com".into(), "zz@example.com".into()]),
+            ..Default::default()
+        };
+        let row = ImportRow {
+            line: 2,
+            customer: normalize_customer(&emails_only, None, &cfg()).unwrap(),
+        };
+        let out = store.import_customers(&[row], now_ms()).await.unwrap();
+        assert!(
+            matches!(out[..], [ImportOutcome::Updated(u)] if u == id),
+            "{}: {out:?}",
+            db.name
+        );
+        assert_eq!(
+            values(&store.get_customer(id).await.unwrap()),
+            [
+                "+8613700137000",
+                "+8613600136000",
+                "yy@example.com",
+                "zz@example.com"
+            ],
+            "{}",
+            db.name
+        );
+    }
+}
+
 #[tokio::test]
 async fn data_survives_a_restart() {
     for db in common::databases().await {

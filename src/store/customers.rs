@@ -5,8 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    get_enum, get_opt_enum, is_unique_violation, like_escape, placeholders, Store, StoreError,
-    StoreResult,
+    get_enum, get_opt_enum, is_unique_violation, like_escape, placeholders, Backend, Store,
+    StoreError, StoreResult,
 };
 use crate::archive::{self, Records, ScreenPop};
 use crate::config::ArchiveConfig;
@@ -126,7 +126,7 @@ impl Store {
             }
         })?;
         let id: i64 = row.try_get("id")?;
-        set_identities(&mut tx, id, &c.identities, &c.replace_kinds).await?;
+        set_identities(&mut tx, self.backend, id, &c.identities, &c.replace_kinds).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -168,7 +168,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        set_identities(&mut tx, id, &c.identities, &c.replace_kinds).await?;
+        set_identities(&mut tx, self.backend, id, &c.identities, &c.replace_kinds).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -491,6 +491,7 @@ impl Store {
 /// conflict (identities are never silently moved between customers).
 pub(super) async fn set_identities(
     tx: &mut super::WriteTx,
+    backend: Backend,
     customer_id: i64,
     identities: &[(IdentityKind, String)],
     kinds: &[IdentityKind],
@@ -519,16 +520,26 @@ pub(super) async fn set_identities(
             .execute(&mut **tx)
             .await?;
     }
-    for (kind, value) in identities {
-        sqlx::query(
+    // The id orders a customer's identities: PostgreSQL's serial does that; on SQLite
+    // (migration 0009) it is the next position within the customer.
+    let insert = match backend {
+        Backend::Postgres => {
             "INSERT INTO customer_identities (customer_id, kind, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (value, kind) DO NOTHING",
-        )
-        .bind(customer_id)
-        .bind(kind.as_str())
-        .bind(value)
-        .execute(&mut **tx)
-        .await?;
+             ON CONFLICT (value, kind) DO NOTHING"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO customer_identities (customer_id, kind, value, id) VALUES ($1, $2, $3, \
+             (SELECT COALESCE(MAX(id), 0) + 1 FROM customer_identities WHERE customer_id = $1)) \
+             ON CONFLICT (value, kind) DO NOTHING"
+        }
+    };
+    for (kind, value) in identities {
+        sqlx::query(insert)
+            .bind(customer_id)
+            .bind(kind.as_str())
+            .bind(value)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

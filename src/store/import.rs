@@ -611,7 +611,9 @@ async fn import_batch(
     // The stored identities of the customers found by reference: they tell who owns those
     // values without looking them up again, and are compared with the rows' in step 5.
     let found: Vec<i64> = by_ref.values().copied().collect();
-    let stored_by_ref = stored_identities(db, &found).await?;
+    // The highest identity id of each customer found, after which its new ones are numbered.
+    let mut last_identity: HashMap<i64, i64> = HashMap::default();
+    let stored_by_ref = stored_identities(db, &found, &mut last_identity).await?;
     // The owner of each (kind, value), one map per kind so lookups borrow the value.
     let mut owner: [HashMap<&str, i64>; 4] = Default::default();
     for (id, list) in &stored_by_ref {
@@ -642,7 +644,7 @@ async fn import_batch(
         .collect();
     matched_ids.sort_unstable();
     matched_ids.dedup();
-    let stored_more = stored_identities(db, &matched_ids).await?;
+    let stored_more = stored_identities(db, &matched_ids, &mut last_identity).await?;
     for (id, list) in &stored_more {
         for (k, v) in list {
             owner[kind_index(*k)].insert(v, *id);
@@ -874,8 +876,8 @@ async fn import_batch(
         }
     }
     // Ids in row order, as one insert after the other would number them; written in (value,
-    // kind) order, the unique index's, so it takes its new entries in sequence instead of
-    // each at a random page.
+    // kind) order, the key of the table (SQLite) or of its unique index (PostgreSQL), so it
+    // takes its new entries in sequence instead of each at a random page.
     let mut identities: Vec<(i64, i64, IdentityKind, &str)> = Vec::new();
     for &i in &rewrite {
         let Some(customer) = ids[i] else { continue };
@@ -883,9 +885,21 @@ async fn import_batch(
             identities.push((0, customer, *k, v.as_str()));
         }
     }
-    let identity_ids = next_ids(db, "customer_identities", identities.len()).await?;
-    for (identity, id) in identities.iter_mut().zip(identity_ids) {
-        identity.0 = id;
+    match backend {
+        // A position within the customer (migration 0009), after its stored identities.
+        Backend::Sqlite => {
+            for identity in identities.iter_mut() {
+                let last = last_identity.entry(identity.1).or_default();
+                *last += 1;
+                identity.0 = *last;
+            }
+        }
+        Backend::Postgres => {
+            let ids = next_ids(db, "customer_identities", identities.len()).await?;
+            for (identity, id) in identities.iter_mut().zip(ids) {
+                identity.0 = id;
+            }
+        }
     }
     identities.sort_unstable_by(|a, b| (a.3, a.2.as_str()).cmp(&(b.3, b.2.as_str())));
     let mut inserted = 0;
@@ -937,15 +951,15 @@ async fn identity_owners(
         .collect())
 }
 
-/// The three columns of `select_in` + keys + `after`, the keys sent in `IN` lists as large as
+/// The `N` columns of `select_in` + keys + `after`, the keys sent in `IN` lists as large as
 /// the runner takes (see [`BatchDb::per_statement`]).
-async fn fetch_in(
+async fn fetch_in<const N: usize>(
     db: &mut impl BatchDb,
     select_in: &str,
     after: &str,
     keys: &[Param<'_>],
-    cols: [Col; 3],
-) -> StoreResult<Vec<[Value; 3]>> {
+    cols: [Col; N],
+) -> StoreResult<Vec<[Value; N]>> {
     let backend = db.backend();
     let mut sql_for =
         SqlByLen::new(|len| Sql::new(backend, select_in).params(len).push(after).done());
@@ -953,9 +967,9 @@ async fn fetch_in(
     for chunk in keys.chunks(db.per_statement(KEYS_PER_LOOKUP)) {
         let sql = sql_for.get(chunk.len());
         for row in db.fetch(sql, chunk, &cols).await? {
-            let row: [Value; 3] = row
+            let row: [Value; N] = row
                 .try_into()
-                .map_err(|_| StoreError::Invalid(format!("{select_in}…: three columns")))?;
+                .map_err(|_| StoreError::Invalid(format!("{select_in}…: {N} columns")))?;
             out.push(row);
         }
     }
@@ -995,24 +1009,28 @@ async fn next_ids(db: &mut impl BatchDb, table: &'static str, n: usize) -> Store
     }
 }
 
-/// The stored identities of `customers`, each customer's in id order.
+/// The stored identities of `customers`, each customer's in id order; `last_id` gets each
+/// one's highest identity id.
 async fn stored_identities(
     db: &mut impl BatchDb,
     customers: &[i64],
+    last_id: &mut HashMap<i64, i64>,
 ) -> StoreResult<HashMap<i64, Vec<(IdentityKind, String)>>> {
     let keys: Vec<Param> = customers.iter().map(|&id| Param::Int(id)).collect();
     let rows = fetch_in(
         db,
-        "SELECT customer_id, kind, value FROM customer_identities WHERE customer_id IN (",
+        "SELECT customer_id, kind, value, id FROM customer_identities WHERE customer_id IN (",
         ") ORDER BY customer_id, id",
         &keys,
-        [Col::Int, Col::Kind, Col::Text],
+        [Col::Int, Col::Kind, Col::Text, Col::Int],
     )
     .await?;
     let mut stored: HashMap<i64, Vec<(IdentityKind, String)>> = HashMap::default();
-    for [id, kind, value] in rows {
+    for [customer, kind, value, id] in rows {
+        let last = last_id.entry(customer.int()).or_default();
+        *last = (*last).max(id.int());
         stored
-            .entry(id.int())
+            .entry(customer.int())
             .or_default()
             .push((kind.kind(), value.into_text()));
     }
