@@ -46,9 +46,10 @@ const CUSTOMERS_PER_STATEMENT: usize = 500;
 const IDENTITIES_PER_STATEMENT: usize = 2000;
 const KEYS_PER_LOOKUP: usize = 1000;
 
-/// SQLite page cache of the import connection, in KiB: the indexes that take random inserts
-/// (`name_search`, identities by value) stay in memory instead of being re-read for every row;
-/// with the default 2 MB the import rate fell as the table grew (BENCHMARKS.md).
+/// SQLite page cache of the import connection, in KiB: the b-trees that take random inserts
+/// (identities by value, external references that do not arrive in order) stay in memory
+/// instead of being re-read for every row; with the default 2 MB the import rate fell as the
+/// table grew (BENCHMARKS.md).
 const IMPORT_CACHE_KIB: i64 = 256 * 1024;
 
 /// Imports batches of customer rows. On a SQLite file it holds a connection of its own, so
@@ -592,21 +593,17 @@ async fn import_batch(
         .collect();
     let mut by_ref: HashMap<String, i64> =
         HashMap::with_capacity_and_hasher(refs.len(), Default::default());
-    // The stored name_search of customers found by reference (see step 4).
-    let mut name_search_of: HashMap<i64, String> =
-        HashMap::with_capacity_and_hasher(refs.len(), Default::default());
     let ref_keys: Vec<Param> = refs.iter().map(|r| Param::Text(r)).collect();
     let found_by_ref = fetch_in(
         db,
-        "SELECT id, external_ref, name_search FROM customers WHERE external_ref IN (",
+        "SELECT id, external_ref FROM customers WHERE external_ref IN (",
         ")",
         &ref_keys,
-        [Col::Int, Col::Text, Col::Text],
+        [Col::Int, Col::Text],
     )
     .await?;
-    for [id, r, name_search] in found_by_ref {
+    for [id, r] in found_by_ref {
         by_ref.insert(r.into_text(), id.int());
-        name_search_of.insert(id.int(), name_search.into_text());
     }
     // The stored identities of the customers found by reference: they tell who owns those
     // values without looking them up again, and are compared with the rows' in step 5.
@@ -746,9 +743,9 @@ async fn import_batch(
     }
 
     // 4. Customers: upserts by id for new and existing rows (created_at is kept on update).
-    //    A customer found by its reference and updated once, whose name_search stays, gets
-    //    an update that leaves the two indexed columns alone (its external_ref is the same
-    //    too): setting them, even to the same value, rewrites their index entries.
+    //    A customer found by its reference and updated once gets an update that leaves its
+    //    external_ref alone (it is the same): setting an indexed column, even to the same
+    //    value, rewrites its index entry.
     let mut times_updated: HashMap<i64, u32> = HashMap::default();
     for &i in &accepted {
         if let Some(id) = existing_id[i] {
@@ -756,24 +753,18 @@ async fn import_batch(
         }
     }
     let (keep_keys, full): (Vec<usize>, Vec<usize>) = accepted.iter().partition(|&&i| {
-        existing_id[i].is_some_and(|id| {
-            times_updated[&id] == 1
-                && rows[i].customer.external_ref.is_some()
-                && name_search_of.get(&id) == Some(&rows[i].customer.name_search)
-        })
+        existing_id[i]
+            .is_some_and(|id| times_updated[&id] == 1 && rows[i].customer.external_ref.is_some())
     });
     const SET_ALWAYS: &str = "kind = excluded.kind, name = excluded.name, \
-         tier = excluded.tier, tags = excluded.tags, \
+         name_search = excluded.name_search, tier = excluded.tier, tags = excluded.tags, \
          preferred_channel = excluded.preferred_channel, language = excluded.language, \
          do_not_call = excluded.do_not_call, do_not_email = excluded.do_not_email, \
          notes = excluded.notes, updated_at = excluded.updated_at";
     for (which, set) in [
         (
             &full,
-            format!(
-                "{SET_ALWAYS}, name_search = excluded.name_search, \
-                 external_ref = excluded.external_ref"
-            ),
+            format!("{SET_ALWAYS}, external_ref = excluded.external_ref"),
         ),
         (&keep_keys, SET_ALWAYS.to_string()),
     ] {
