@@ -3,7 +3,8 @@
 //! registered with digest; each phone plays its own tone and records what it hears, so audio is
 //! proven in both directions; hold, hang-up from either side, the stereo recording, the call
 //! record, attended transfers between two desk phones (consult and hand over; consult and hang
-//! up, which hands over too; the colleague's follow-up contact), and a caller who gives up while queued (abandoned).
+//! up, which hands over too; the colleague's follow-up contact), and a caller who gives up
+//! while queued (abandoned).
 
 mod common;
 
@@ -81,7 +82,6 @@ impl Phone {
         self.stdin.flush().unwrap();
     }
 
-    /// Waits for a line starting with `prefix`; returns it.
     /// Whether the phone has printed a line starting with `prefix` so far (without waiting).
     fn has_said(&mut self, prefix: &str) -> bool {
         while let Ok(l) = self.lines.try_recv() {
@@ -90,6 +90,7 @@ impl Phone {
         self.seen.iter().any(|l| l.starts_with(prefix))
     }
 
+    /// Waits for a line starting with `prefix`; returns it.
     fn expect(&mut self, prefix: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
@@ -166,6 +167,11 @@ impl AgentSocket {
                 _ => panic!("no {kind:?} frame within {secs} s"),
             }
         }
+    }
+
+    /// Skips `kind` frames until one whose state is `state` (each within `secs`).
+    async fn until_state(&mut self, kind: &str, state: &str, secs: u64) {
+        while self.next(kind, secs).await["state"] != state {}
     }
 }
 
@@ -617,24 +623,14 @@ async fn attended_transfers_between_desk_phones_leave_the_customer_talking_to_th
     // agent1 wraps the first contact up, so the call can come back to them below.
     ws1.send(json!({"type": "wrap_up", "contact_id": contact, "disposition": "resolved"}))
         .await;
-    loop {
-        let st = ws1.next("contact_state", 10).await;
-        if st["state"] == "closed" {
-            break;
-        }
-    }
+    ws1.until_state("contact_state", "closed", 10).await;
     let follow_up = ws2.next("offer", 15).await;
     let contact2 = follow_up["contact"]["id"].as_i64().unwrap();
     assert_ne!(
         contact2, contact,
         "the colleague works a follow-up contact: {follow_up}"
     );
-    loop {
-        let st = ws2.next("call_state", 10).await;
-        if st["state"] == "connected" {
-            break;
-        }
-    }
+    ws2.until_state("call_state", "connected", 10).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // agent2 consults agent1 back and hangs up the desk phone once agent1 answered: the
@@ -643,12 +639,7 @@ async fn attended_transfers_between_desk_phones_leave_the_customer_talking_to_th
         .await;
     phone_expect(&mut desk1, "INCOMING", 10).await;
     phone_expect(&mut desk1, "CONFIRMED", 10).await;
-    loop {
-        let st = ws2.next("call_state", 10).await;
-        if st["state"] == "consulting" {
-            break;
-        }
-    }
+    ws2.until_state("call_state", "consulting", 10).await;
     desk2.send("hangup");
     phone_expect(&mut desk2, "DISCONNECTED", 10).await;
     let back = ws1.next("offer", 15).await;

@@ -783,7 +783,7 @@
   function sendDigit(call, d) {
     control(call, 'call_dtmf', { digits: d });
     // Kept on the call: the console re-renders the keypad on every state push.
-    call.dtmfSent = ((call.dtmfSent || '') + d).slice(-24);
+    call.dtmfSent = (call.dtmfSent + d).slice(-24);
     const out = $('sp-dtmf-sent');
     if (out) out.textContent = call.dtmfSent;
     // A short local key click so the agent hears the key went.
@@ -1102,7 +1102,7 @@
   function buildKeypad(call) {
     const keys = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#'];
     return h('div', { class: 'sp-keypad', dataset: { role: 'keypad' } },
-      h('div', { class: 'sp-dtmf-sent mono', id: 'sp-dtmf-sent', 'aria-live': 'polite', text: call.dtmfSent || '' }),
+      h('div', { class: 'sp-dtmf-sent mono', id: 'sp-dtmf-sent', 'aria-live': 'polite', text: call.dtmfSent }),
       h('div', { class: 'sp-keys' }, keys.map((k) => h('button', {
         type: 'button', class: 'sp-key', dataset: { digit: k }, 'aria-label': t('phone.keypad.key', { key: k }),
         onclick: () => sendDigit(call, k),
