@@ -295,7 +295,9 @@ impl EmailService {
         };
         let (stop_imap, stop_rx) = tokio::sync::watch::channel(false);
         let service = Arc::new(EmailService {
-            store,
+            // Ingest reads (duplicate, sender, threading facts) right before it writes: on the
+            // writing connection they find its page cache warm.
+            store: store.writer_side(),
             config: config.clone(),
             routing,
             hub,

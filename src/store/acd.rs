@@ -130,7 +130,7 @@ impl Store {
         .bind(p.capacity.fax as i64)
         .bind(p.capacity.voice_interrupts_digital as i64)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await?;
         Ok(())
     }
@@ -167,7 +167,7 @@ impl Store {
         .bind(routed_by)
         .bind(overflow.and_then(|o| serde_json::to_string(o).ok()))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await?;
         Ok(())
     }

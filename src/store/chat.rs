@@ -464,7 +464,7 @@ impl Store {
         )
         .bind(now)
         .bind(conversation)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await?;
         Ok(())
     }
@@ -642,7 +642,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM canned_responses WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -168,7 +168,7 @@ impl Store {
         .bind(at)
         .bind(kind)
         .bind(data.to_string())
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.message().to_lowercase().contains("foreign key") => {

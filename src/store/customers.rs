@@ -177,7 +177,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM customers WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -68,6 +68,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection that writes (see `connect`); PostgreSQL: `pool` again.
+    write_pool: AnyPool,
     backend: Backend,
     /// SQLite has one writer: write transactions queue here instead of in SQLite's busy
     /// handler, which sleeps 1–100 ms between retries while the lock is taken.
@@ -147,9 +149,17 @@ impl Store {
                     Ok(())
                 })
             });
-        let pool = options.connect(url).await?;
+        let pool = options.clone().connect(url).await?;
+        // SQLite takes one writer at a time, so every write goes through one connection of its
+        // own: its page cache then lasts from one transaction to the next (a commit by another
+        // connection empties it), and reads keep the pool's four.
+        let write_pool = match backend {
+            Backend::Sqlite => options.clone().max_connections(1).connect(url).await?,
+            Backend::Postgres => pool.clone(),
+        };
         Ok(Store {
             pool,
+            write_pool,
             backend,
             writer: Default::default(),
         })
@@ -157,6 +167,16 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This store with every statement, reads too, on the writing connection (SQLite), for a
+    /// service whose reads lead up to its writes. Its reads then wait for other writes, and it
+    /// must not read through the store while it holds a write transaction.
+    pub fn writer_side(&self) -> Store {
+        Store {
+            pool: self.write_pool.clone(),
+            ..self.clone()
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -178,7 +198,7 @@ impl Store {
     pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
         let turn = self.write_turn().await;
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(WriteTx { tx, _turn: turn })
@@ -200,6 +220,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 }
 

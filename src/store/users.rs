@@ -71,7 +71,7 @@ impl Store {
         .bind(password_hash)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
@@ -144,7 +144,7 @@ impl Store {
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await?;
         Ok(())
     }
@@ -171,7 +171,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         Ok(())
     }
@@ -209,7 +209,7 @@ impl Store {
         .bind(state.failures)
         .bind(state.locked_until)
         .bind(state.last_failure_at)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await?;
         Ok(())
     }
@@ -218,7 +218,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM login_failures WHERE username = $1")
             .bind(username)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         Ok(())
     }

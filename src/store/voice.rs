@@ -68,7 +68,7 @@ impl Store {
         .bind(a.realm.as_str())
         .bind(a.ha1.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.write_pool)
         .await;
         match done {
             Ok(_) => Ok(()),
@@ -84,7 +84,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sip_accounts WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         Ok(())
     }
@@ -114,7 +114,7 @@ impl Store {
             .bind(duration_ms)
             .bind(bytes)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         Ok(())
     }
@@ -125,7 +125,7 @@ impl Store {
         sqlx::query("UPDATE recordings SET contact_id = $1 WHERE id = $2")
             .bind(contact)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         Ok(())
     }
@@ -136,7 +136,7 @@ impl Store {
         sqlx::query("UPDATE contacts SET customer_id = $1 WHERE id = $2")
             .bind(customer)
             .bind(contact)
-            .execute(&self.pool)
+            .execute(&self.write_pool)
             .await?;
         Ok(())
     }
