@@ -11,8 +11,8 @@ use contact_hub::domain::{
     RecordCategory, Role,
 };
 use contact_hub::store::{
-    AgentEventRow, ContactFilter, CustomerSearch, FailedLogins, ImportOutcome, ImportRow,
-    NewContact, Store, StoreError,
+    AgentEventRow, ContactFilter, CustomerSearch, EmailRouting, EmailStored, FailedLogins,
+    ImportOutcome, ImportRow, NewContact, NewEmail, Store, StoreError,
 };
 
 fn cfg() -> ArchiveConfig {
@@ -682,5 +682,174 @@ async fn data_survives_a_restart() {
             search(&reopened, "138 1234 5678").await,
             vec!["持久 Durable"]
         );
+    }
+}
+
+fn inbound_email(message_id: &str, conversation: Option<i64>, customer: Option<i64>) -> NewEmail {
+    NewEmail {
+        conversation,
+        customer_id: customer,
+        language: "zh-CN".into(),
+        subject: Some("退货 return".into()),
+        thread_key: Some("退货 return".into()),
+        direction: "inbound",
+        sender: "customer",
+        agent_id: None,
+        name: Some("王小明".into()),
+        body: "我想退一盒墨盒。".into(),
+        message_id: message_id.into(),
+        in_reply_to: None,
+        references: Vec::new(),
+        from_addr: Some("wang@example.cn".into()),
+        from_name: Some("王小明".into()),
+        to: vec!["service@bluebird.example".into()],
+        cc: Vec::new(),
+        html: None,
+        flags: serde_json::json!({}),
+        raw: format!("Message-ID: {message_id}\r\n\r\n我想退一盒墨盒。\r\n").into_bytes(),
+        files: Vec::new(),
+        routing: Some(EmailRouting {
+            queue: "support".into(),
+            priority: 0,
+            skills: Default::default(),
+            routed_by: "test".into(),
+            overflow: None,
+        }),
+        outbox: None,
+    }
+}
+
+#[tokio::test]
+async fn emails_stored_in_one_batch_are_each_answered_and_one_bad_email_spoils_no_other() {
+    for db in common::databases().await {
+        let store = common::store(&db).await;
+        let now = now_ms();
+        let wang =
+            normalize_customer(&input("王小明", &[], &["wang@example.cn"]), None, &cfg()).unwrap();
+        let customer = store.create_customer(&wang, now).await.unwrap();
+
+        // A clean batch: one transaction, every email stored with its own contact.
+        let a = inbound_email("<batch-a@example.cn>", None, Some(customer));
+        let b = inbound_email("<batch-b@example.cn>", None, Some(customer));
+        let results = store.store_emails(&[(&a, now), (&b, now)]).await;
+        let mut convs = Vec::new();
+        for r in results {
+            match r.unwrap() {
+                EmailStored::Stored {
+                    conversation,
+                    seq,
+                    new_contact,
+                    ..
+                } => {
+                    assert_eq!(seq, 1, "on {}", db.name);
+                    assert!(new_contact.is_some(), "a new conversation gets a contact");
+                    convs.push(conversation);
+                }
+                other => panic!("stored, not {other:?} on {}", db.name),
+            }
+        }
+        assert_ne!(convs[0], convs[1]);
+
+        // A reply into the first conversation, an email for a conversation that does not
+        // exist (refused by the foreign key), a fresh one, and the same Message-ID twice: the
+        // bad one fails alone, the duplicate is stored once, the others are stored.
+        let reply = inbound_email("<batch-c@example.cn>", Some(convs[0]), Some(customer));
+        let bad = inbound_email("<batch-d@example.cn>", Some(999_999_999), Some(customer));
+        let fresh = inbound_email("<batch-e@example.cn>", None, Some(customer));
+        let again = inbound_email("<batch-e@example.cn>", None, Some(customer));
+        let old = inbound_email("<batch-a@example.cn>", None, Some(customer));
+        let results = store
+            .store_emails(&[
+                (&reply, now),
+                (&bad, now),
+                (&fresh, now),
+                (&again, now),
+                (&old, now),
+            ])
+            .await;
+        assert_eq!(results.len(), 5);
+        let mut results = results.into_iter();
+        match results.next().unwrap().unwrap() {
+            EmailStored::Stored {
+                conversation,
+                seq,
+                new_contact,
+                open_contact,
+                ..
+            } => {
+                assert_eq!((conversation, seq), (convs[0], 2), "on {}", db.name);
+                assert!(new_contact.is_none(), "the open contact takes the reply");
+                assert!(open_contact.is_some());
+            }
+            other => panic!("the reply is stored, not {other:?}"),
+        }
+        assert!(
+            results.next().unwrap().is_err(),
+            "the email for a missing conversation fails on {}",
+            db.name
+        );
+        let fresh_conv = match results.next().unwrap().unwrap() {
+            EmailStored::Stored { conversation, .. } => conversation,
+            other => panic!("the fresh email is stored, not {other:?}"),
+        };
+        match results.next().unwrap().unwrap() {
+            EmailStored::Duplicate { conversation, seq } => {
+                assert_eq!((conversation, seq), (fresh_conv, 1), "on {}", db.name)
+            }
+            other => panic!("the second copy is a duplicate, not {other:?}"),
+        }
+        match results.next().unwrap().unwrap() {
+            EmailStored::Duplicate { conversation, .. } => assert_eq!(conversation, convs[0]),
+            other => panic!("an email stored earlier is a duplicate, not {other:?}"),
+        }
+        for (id, conv) in [
+            ("<batch-a@example.cn>", Some(convs[0])),
+            ("<batch-b@example.cn>", Some(convs[1])),
+            ("<batch-c@example.cn>", Some(convs[0])),
+            ("<batch-d@example.cn>", None),
+            ("<batch-e@example.cn>", Some(fresh_conv)),
+        ] {
+            assert_eq!(
+                store.email_by_message_id(id).await.unwrap().map(|c| c.0),
+                conv,
+                "{id} on {}",
+                db.name
+            );
+        }
+        let contacts = store
+            .list_contacts(&ContactFilter {
+                customer_id: Some(customer),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            contacts.len(),
+            3,
+            "one contact per new conversation on {}",
+            db.name
+        );
+
+        // The lookup ingest starts with: the duplicate and the customer in one read.
+        let (dup, found) = store
+            .email_ingest_lookup("<batch-c@example.cn>", Some("wang@example.cn"))
+            .await
+            .unwrap();
+        assert_eq!(dup, Some(convs[0]));
+        assert_eq!(
+            found.map(|c| (c.id, c.name)),
+            Some((customer, "王小明".to_string()))
+        );
+        let (dup, found) = store
+            .email_ingest_lookup("<never@example.cn>", Some("nobody@example.cn"))
+            .await
+            .unwrap();
+        assert!(dup.is_none() && found.is_none());
+        let (_, found) = store
+            .email_ingest_lookup("<never@example.cn>", None)
+            .await
+            .unwrap();
+        assert!(found.is_none());
     }
 }

@@ -42,7 +42,7 @@ use crate::hub::HubHandle;
 use crate::push::AgentPush;
 use crate::server::Routing;
 use crate::store::{
-    EmailFile, EmailRouting, EmailStored, NewEmail, OutboxEntry, Store, StoreError,
+    Backend, EmailFile, EmailRouting, EmailStored, NewEmail, OutboxEntry, Store, StoreError,
 };
 
 /// One address the hub accepts mail for.
@@ -252,6 +252,75 @@ pub struct EmailService {
     sender: Option<Sender>,
     smtp: tokio::sync::Mutex<Option<SmtpServer>>,
     stop_imap: tokio::sync::watch::Sender<bool>,
+    writer: EmailWriter,
+}
+
+/// An email waiting for the writer, and who to answer once its transaction has committed.
+struct WriteJob {
+    email: NewEmail,
+    now: i64,
+    done: tokio::sync::oneshot::Sender<Result<EmailStored, StoreError>>,
+}
+
+/// Where emails (inbound and outgoing) are stored. On SQLite, which writes one transaction at
+/// a time anyway, by group commit: one writer task takes whatever has queued up while its last
+/// transaction ran and stores it in one transaction (`Store::store_emails`: one write turn and
+/// one WAL commit for all). Each caller is answered only after the transaction holding its email
+/// committed, so "stored before acknowledged" holds; an email alone in the queue is written at
+/// once (no waiting for company). On PostgreSQL each delivery writes on its own connection, side
+/// by side (one writer there serialised them and halved the rate, BENCHMARKS.md).
+enum EmailWriter {
+    Direct(Store),
+    Group(tokio::sync::mpsc::UnboundedSender<WriteJob>),
+}
+
+/// Messages up to this size are parsed on the runtime's thread, bigger ones on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 16 * 1024;
+
+/// At most this many emails share a transaction (bounds the time one write turn is held).
+const WRITE_BATCH: usize = 32;
+
+impl EmailWriter {
+    fn start(store: Store) -> EmailWriter {
+        if store.backend() == Backend::Postgres {
+            return EmailWriter::Direct(store);
+        }
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<WriteJob>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let emails: Vec<(&NewEmail, i64)> =
+                    batch.iter().map(|j| (&j.email, j.now)).collect();
+                let results = store.store_emails(&emails).await;
+                drop(emails);
+                for (job, result) in batch.into_iter().zip(results) {
+                    // A caller that went away (its connection dropped) is not told.
+                    let _ = job.done.send(result);
+                }
+            }
+        });
+        EmailWriter::Group(jobs)
+    }
+
+    /// Stores one email; returns once it is committed (or failed).
+    async fn store(&self, email: NewEmail, now: i64) -> Result<EmailStored, StoreError> {
+        let jobs = match self {
+            EmailWriter::Direct(store) => return store.store_email(&email, now).await,
+            EmailWriter::Group(jobs) => jobs,
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        jobs.send(WriteJob { email, now, done })
+            .map_err(|_| StoreError::Invalid("the email writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Invalid("the email writer stopped".into()))?
+    }
 }
 
 /// The sink the protocol side delivers to.
@@ -295,6 +364,7 @@ impl EmailService {
         };
         let (stop_imap, stop_rx) = tokio::sync::watch::channel(false);
         let service = Arc::new(EmailService {
+            writer: EmailWriter::start(store.writer_side()),
             // Ingest reads (duplicate, sender, threading facts) right before it writes: on the
             // writing connection they find its page cache warm.
             store: store.writer_side(),
@@ -409,9 +479,19 @@ impl EmailService {
             raw,
             received_at: _,
         } = mail;
-        let (mut parsed, raw) = tokio::task::spawn_blocking(move || (parse(&raw, &opts), raw))
-            .await
-            .map_err(|_| SinkError::Temporary("parser stopped".into()))?;
+        // A small message parses in about 0.1–0.2 ms: cheaper here than the two thread
+        // switches of a hand-off to the blocking pool; big ones must not stall the runtime.
+        // A parser panic is a temporary refusal either way (the message is not lost).
+        let (mut parsed, raw) = if raw.len() <= INLINE_PARSE_BYTES {
+            let parsed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&raw, &opts)))
+                    .map_err(|_| SinkError::Temporary("parser stopped".into()))?;
+            (parsed, raw)
+        } else {
+            tokio::task::spawn_blocking(move || (parse(&raw, &opts), raw))
+                .await
+                .map_err(|_| SinkError::Temporary("parser stopped".into()))?
+        };
         parsed.apply_envelope_sender(&envelope.mail_from);
         let mailbox = envelope
             .recipients
@@ -435,17 +515,13 @@ impl EmailService {
     async fn customer_for(
         &self,
         parsed: &ParsedEmail,
+        found: Option<crate::domain::Customer>,
     ) -> Result<Option<crate::domain::Customer>, SinkError> {
         let Some(from) = parsed.reply_address().or(parsed.from.as_ref()) else {
             return Ok(None);
         };
         let address = from.address.to_lowercase();
-        if let Some(c) = self
-            .store
-            .customer_owning(IdentityKind::Email, &address)
-            .await
-            .map_err(temporary)?
-        {
+        if let Some(c) = found {
             return Ok(Some(c));
         }
         let ours = address.ends_with(&format!("@{}", self.config.email.domain.to_lowercase()));
@@ -488,13 +564,13 @@ impl EmailService {
         }
     }
 
-    /// The threading facts for one message, read from the store.
+    /// The threading facts for one message, and the customer's last agent, read from the store.
     async fn facts(
         &self,
         parsed: &ParsedEmail,
         customer: Option<i64>,
         normalized: &str,
-    ) -> Result<KnownFacts<i64>, SinkError> {
+    ) -> Result<(KnownFacts<i64>, Option<i64>), SinkError> {
         let mut facts = KnownFacts::default();
         let ids: Vec<String> = parsed
             .in_reply_to
@@ -517,9 +593,11 @@ impl EmailService {
                 &ids,
                 ticket.as_ref().map(|t| t.1),
                 recent.as_ref().map(|(c, _)| (*c, normalized, since)),
+                customer,
             )
             .await
             .map_err(temporary)?;
+        let last_agent = found.last_agent;
         facts.by_message_id = found.by_message_id;
         if let (Some((t, _)), Some(c)) = (ticket, found.ticket) {
             facts.by_ticket.insert(t, c);
@@ -529,7 +607,7 @@ impl EmailService {
                 .recent
                 .insert((sender, normalized.to_string()), (c, Utc::now()));
         }
-        Ok(facts)
+        Ok((facts, last_agent))
     }
 
     async fn ingest(
@@ -540,23 +618,28 @@ impl EmailService {
         mailbox: &str,
         source: &str,
     ) -> Result<i64, SinkError> {
-        // The same message delivered twice is stored once.
-        if let Some((conv, _)) = self
+        // One read for the duplicate check and the sender's customer.
+        let sender = parsed
+            .reply_address()
+            .or(parsed.from.as_ref())
+            .map(|f| f.address.to_lowercase());
+        let (stored_in, found) = self
             .store
-            .email_by_message_id(&parsed.message_id)
+            .email_ingest_lookup(&parsed.message_id, sender.as_deref())
             .await
-            .map_err(temporary)?
-        {
+            .map_err(temporary)?;
+        // The same message delivered twice is stored once.
+        if let Some(conv) = stored_in {
             tracing::info!(
                 conversation_id = conv,
                 "an email arrived again; already stored"
             );
             return Ok(conv);
         }
-        let customer = self.customer_for(parsed).await?;
+        let customer = self.customer_for(parsed, found).await?;
         let customer_id = customer.as_ref().map(|c| c.id);
         let normalized = thread::normalize_subject(&parsed.subject, &self.tickets);
-        let facts = self.facts(parsed, customer_id, &normalized).await?;
+        let (facts, last_agent) = self.facts(parsed, customer_id, &normalized).await?;
         let decision = thread::decide(
             &ThreadInput::from(parsed),
             &facts,
@@ -632,9 +715,9 @@ impl EmailService {
             None => String::new(),
         };
         let stored = self
-            .store
-            .store_email(
-                &NewEmail {
+            .writer
+            .store(
+                NewEmail {
                     conversation: decision.conversation,
                     customer_id,
                     language: language.tag().into(),
@@ -688,10 +771,6 @@ impl EmailService {
         );
         // Stored first, then routed.
         if let Some(c) = &new_contact {
-            let last_agent = match customer_id {
-                Some(id) => self.store.last_agent(id).await.ok().flatten(),
-                None => None,
-            };
             self.hub
                 .route(
                     ContactSpec {
@@ -806,9 +885,9 @@ impl EmailService {
         let subject = subject_of(&composed.raw).or(Some(mail.subject.clone()));
         let now = now_ms();
         let stored = self
-            .store
-            .store_email(
-                &NewEmail {
+            .writer
+            .store(
+                NewEmail {
                     conversation: Some(conversation),
                     customer_id: None,
                     language: String::new(),

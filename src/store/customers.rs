@@ -42,7 +42,7 @@ pub struct CustomerSearch {
     pub default_region: String,
 }
 
-const CUSTOMER_COLS: &str = "id, kind, name, tier, tags, preferred_channel, language, \
+pub(super) const CUSTOMER_COLS: &str = "id, kind, name, tier, tags, preferred_channel, language, \
      do_not_call, do_not_email, notes, external_ref, created_at, updated_at";
 
 pub(super) fn customer_from_row(row: &AnyRow) -> StoreResult<Customer> {

@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::chat::{insert_contact, insert_conversation, Routed};
 use super::contacts::{contact_from_row, CONTACT_COLS};
+use super::customers::{customer_from_row, CUSTOMER_COLS};
 use super::{is_unique_violation, Store, StoreError, StoreResult};
 use crate::acd::types::{OverflowStep, SkillSet};
 use crate::domain::{Channel, Contact};
@@ -16,6 +17,8 @@ pub struct ThreadFacts {
     pub by_message_id: std::collections::HashMap<String, i64>,
     pub ticket: Option<i64>,
     pub recent: Option<i64>,
+    /// The agent who last handled the customer (for routing a new contact back to them).
+    pub last_agent: Option<i64>,
 }
 
 /// A file of an email, to store with it.
@@ -302,6 +305,33 @@ impl Store {
             .transpose()
     }
 
+    /// What ingesting an email needs first, in one round trip: the conversation it is already
+    /// stored in (the same mail delivered twice), and the customer owning the sender's address
+    /// (without their identities, which ingest does not use).
+    pub async fn email_ingest_lookup(
+        &self,
+        message_id: &str,
+        sender: Option<&str>,
+    ) -> StoreResult<(Option<i64>, Option<crate::domain::Customer>)> {
+        let sql = format!(
+            "SELECT (SELECT conversation_id FROM email_messages WHERE message_id = $1) AS dup_conv, \
+             {CUSTOMER_COLS} FROM (SELECT 1 AS one) AS one LEFT JOIN customers ON customers.id = \
+             (SELECT customer_id FROM customer_identities WHERE kind = $2 AND value = $3)"
+        );
+        let row = sqlx::query(AssertSqlSafe(self.dialect(sql)))
+            .bind(message_id)
+            .bind(crate::domain::IdentityKind::Email.as_str())
+            .bind(sender.unwrap_or(""))
+            .fetch_one(&self.pool)
+            .await?;
+        let dup: Option<i64> = row.try_get("dup_conv")?;
+        let customer = match (sender, row.try_get::<Option<i64>, _>("id")?) {
+            (Some(_), Some(_)) => Some(customer_from_row(&row)?),
+            _ => None,
+        };
+        Ok((dup, customer))
+    }
+
     /// What threading needs to know, in one round trip: the conversations of the Message-IDs an
     /// email refers to, of its ticket number, and the customer's latest conversation on the
     /// same subject since `since`.
@@ -310,6 +340,7 @@ impl Store {
         message_ids: &[String],
         ticket: Option<i64>,
         recent: Option<(i64, &str, i64)>,
+        last_agent_of: Option<i64>,
     ) -> StoreResult<ThreadFacts> {
         let mut parts = Vec::new();
         let mut n = 0;
@@ -339,11 +370,19 @@ impl Store {
                  ORDER BY updated_at DESC LIMIT 1) AS recent"
             ));
         }
+        if last_agent_of.is_some() {
+            // The same query as `Store::last_agent`, read here to save a round trip.
+            parts.push(format!(
+                "SELECT 'a' AS fact, '' AS mid, conv FROM (SELECT agent_id AS conv FROM contacts \
+                 WHERE customer_id = {} AND agent_id IS NOT NULL ORDER BY created_at DESC LIMIT 1) AS last_agent",
+                next()
+            ));
+        }
         let mut facts = ThreadFacts::default();
         if parts.is_empty() {
             return Ok(facts);
         }
-        let sql = parts.join(" UNION ALL ");
+        let sql = self.dialect(parts.join(" UNION ALL "));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for id in message_ids {
             q = q.bind(id.as_str());
@@ -354,6 +393,9 @@ impl Store {
         if let Some((customer, key, since)) = recent {
             q = q.bind(customer).bind(key).bind(since);
         }
+        if let Some(customer) = last_agent_of {
+            q = q.bind(customer);
+        }
         for r in q.fetch_all(&self.pool).await? {
             let kind: String = r.try_get("fact")?;
             let conv: i64 = r.try_get("conv")?;
@@ -362,6 +404,7 @@ impl Store {
                     facts.by_message_id.insert(r.try_get("mid")?, conv);
                 }
                 "t" => facts.ticket = Some(conv),
+                "a" => facts.last_agent = Some(conv),
                 _ => facts.recent = Some(conv),
             }
         }
@@ -373,168 +416,63 @@ impl Store {
     /// mail whose conversation has no open contact — a new queued contact.
     pub async fn store_email(&self, e: &NewEmail, now: i64) -> StoreResult<EmailStored> {
         // No duplicate lookup first: callers check before parsing work, and a copy delivered at
-        // the same moment is refused by the UNIQUE Message-ID below.
+        // the same moment is refused by the UNIQUE Message-ID.
         let mut tx = self.begin_write().await?;
-        let conversation = match e.conversation {
-            Some(c) => c,
-            None => {
-                insert_conversation(
-                    &mut tx,
-                    Channel::Email,
-                    e.customer_id,
-                    e.subject.as_deref(),
-                    &e.language,
-                    e.thread_key.as_deref(),
-                    now,
-                )
-                .await?
+        match insert_email(&mut tx, e, now).await? {
+            Inserted::Stored(stored) => {
+                tx.commit().await?;
+                Ok(stored)
             }
-        };
-        let meta = serde_json::json!({ "subject": e.subject, "email": true });
-        // The next seq is taken inside the insert: the write transaction holds the lock.
-        let seq: i64 = sqlx::query(
-            "INSERT INTO messages (conversation_id, seq, sender, agent_id, name, body, event, meta, created_at) \
-             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = $1), \
-             $2, $3, $4, $5, 'email', $6, $7) RETURNING seq",
-        )
-        .bind(conversation)
-        .bind(e.sender)
-        .bind(e.agent_id)
-        .bind(e.name.as_deref())
-        .bind(e.body.as_str())
-        .bind(meta.to_string())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("seq")?;
-        let inserted = sqlx::query(
-            "INSERT INTO email_messages (conversation_id, seq, direction, message_id, in_reply_to, refs, from_addr, \
-             from_name, to_addrs, cc_addrs, subject, html, flags, raw, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .bind(conversation)
-        .bind(seq)
-        .bind(e.direction)
-        .bind(e.message_id.as_str())
-        .bind(e.in_reply_to.as_deref())
-        .bind(e.references.join(" "))
-        .bind(e.from_addr.as_deref())
-        .bind(e.from_name.as_deref())
-        .bind(serde_json::to_string(&e.to).unwrap_or_else(|_| "[]".into()))
-        .bind(serde_json::to_string(&e.cc).unwrap_or_else(|_| "[]".into()))
-        .bind(e.subject.as_deref())
-        .bind(e.html.as_deref())
-        .bind(e.flags.to_string())
-        .bind(e.raw.clone())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await;
-        let email_id: i64 = match inserted {
-            Ok(r) => r.try_get("id")?,
-            Err(err) if is_unique_violation(&err) => {
-                // Delivered twice at the same moment: the other copy won.
+            Inserted::Duplicate(err) => {
                 tx.rollback().await?;
-                return match self.email_by_message_id(&e.message_id).await? {
+                match self.email_by_message_id(&e.message_id).await? {
                     Some((conversation, seq)) => Ok(EmailStored::Duplicate { conversation, seq }),
                     None => Err(StoreError::Db(err)),
-                };
+                }
             }
-            Err(err) => return Err(err.into()),
-        };
-        for f in &e.files {
-            sqlx::query(
-                "INSERT INTO attachments (conversation_id, file_name, content_type, size, sha256, data, created_at, \
-                 message_seq, content_id, inline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(conversation)
-            .bind(f.file_name.as_str())
-            .bind(f.content_type.as_str())
-            .bind(f.data.len() as i64)
-            .bind(f.sha256.as_str())
-            .bind(f.data.clone())
-            .bind(now)
-            .bind(seq)
-            .bind(f.content_id.as_deref())
-            .bind(f.inline as i64)
-            .execute(&mut *tx)
-            .await?;
         }
-        // A new conversation is open and has no contact yet.
-        let open_contact = match e.conversation {
-            None => None,
-            Some(_) => {
-                sqlx::query(
-                    "UPDATE conversations SET updated_at = $1, status = 'open', closed_at = NULL WHERE id = $2",
-                )
-                .bind(now)
-                .bind(conversation)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {CONTACT_COLS} FROM contacts WHERE conversation_id = $1 AND state NOT IN {FINAL_STATES} \
-                     ORDER BY id DESC LIMIT 1"
-                )))
-                .bind(conversation)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| contact_from_row(&r))
-                .transpose()?
+    }
+
+    /// Stores several emails (each with its `now`) in one transaction (group commit: one
+    /// BEGIN/COMMIT, one write turn and one WAL commit for all), and answers each in order.
+    /// When the batch cannot commit as a whole — a duplicate, a bad row, a failed commit —
+    /// nothing of it is kept and each email is stored again alone, so one email's failure
+    /// neither loses nor falsely reports another.
+    pub async fn store_emails(&self, batch: &[(&NewEmail, i64)]) -> Vec<StoreResult<EmailStored>> {
+        if batch.len() > 1 {
+            match self.try_store_emails(batch).await {
+                Ok(Some(stored)) => return stored.into_iter().map(Ok).collect(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, emails = batch.len(), "an email batch failed; storing each alone")
+                }
             }
-        };
-        let mut new_contact = None;
-        if let (None, Some(r)) = (&open_contact, &e.routing) {
-            new_contact = Some(Box::new(
-                insert_contact(
-                    &mut tx,
-                    Routed {
-                        channel: Channel::Email,
-                        customer_id: e.customer_id,
-                        subject: e.subject.as_deref(),
-                        queue: &r.queue,
-                        priority: r.priority,
-                        skills: &r.skills,
-                        routed_by: &r.routed_by,
-                        overflow: r.overflow.as_deref(),
-                        conversation,
-                        event: serde_json::json!({ "conversation_id": conversation, "rule": r.routed_by, "email_seq": seq }),
-                    },
-                    now,
-                )
-                .await?,
-            ));
         }
-        let outbox = match &e.outbox {
-            Some(o) => Some(
-                sqlx::query(
-                    "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, \
-                     recipients, raw, status, attempts, next_attempt_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
-                )
-                .bind(conversation)
-                .bind(o.contact)
-                .bind(seq)
-                .bind(o.kind.as_str())
-                .bind(e.message_id.as_str())
-                .bind(o.envelope_from.as_str())
-                .bind(serde_json::to_string(&o.recipients).unwrap_or_else(|_| "[]".into()))
-                .bind(e.raw.clone())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get::<i64, _>("id")?,
-            ),
-            None => None,
-        };
+        let mut out = Vec::with_capacity(batch.len());
+        for (e, now) in batch {
+            out.push(self.store_email(e, *now).await);
+        }
+        out
+    }
+
+    /// The whole batch in one transaction, or `None` when one of them is a duplicate.
+    async fn try_store_emails(
+        &self,
+        batch: &[(&NewEmail, i64)],
+    ) -> StoreResult<Option<Vec<EmailStored>>> {
+        let mut tx = self.begin_write().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for (e, now) in batch {
+            match insert_email(&mut tx, e, *now).await? {
+                Inserted::Stored(s) => stored.push(s),
+                Inserted::Duplicate(_) => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+        }
         tx.commit().await?;
-        let open_contact = open_contact.map(Box::new);
-        Ok(EmailStored::Stored {
-            conversation,
-            seq,
-            email_id,
-            new_contact,
-            open_contact,
-            outbox,
-        })
+        Ok(Some(stored))
     }
 
     /// Every email of a conversation, in order.
@@ -849,4 +787,168 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// What [`insert_email`] did.
+enum Inserted {
+    Stored(EmailStored),
+    /// The Message-ID is stored already; the transaction must be rolled back.
+    Duplicate(sqlx::Error),
+}
+
+/// The statements of [`Store::store_email`], inside the caller's write transaction.
+async fn insert_email(tx: &mut super::WriteTx, e: &NewEmail, now: i64) -> StoreResult<Inserted> {
+    let conversation = match e.conversation {
+        Some(c) => c,
+        None => {
+            insert_conversation(
+                tx,
+                Channel::Email,
+                e.customer_id,
+                e.subject.as_deref(),
+                &e.language,
+                e.thread_key.as_deref(),
+                now,
+            )
+            .await?
+        }
+    };
+    let meta = serde_json::json!({ "subject": e.subject, "email": true });
+    // The next seq is taken inside the insert: the write transaction holds the lock.
+    let seq: i64 = sqlx::query(
+            "INSERT INTO messages (conversation_id, seq, sender, agent_id, name, body, event, meta, created_at) \
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = $1), \
+             $2, $3, $4, $5, 'email', $6, $7) RETURNING seq",
+        )
+        .bind(conversation)
+        .bind(e.sender)
+        .bind(e.agent_id)
+        .bind(e.name.as_deref())
+        .bind(e.body.as_str())
+        .bind(meta.to_string())
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("seq")?;
+    let inserted = sqlx::query(
+            "INSERT INTO email_messages (conversation_id, seq, direction, message_id, in_reply_to, refs, from_addr, \
+             from_name, to_addrs, cc_addrs, subject, html, flags, raw, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        )
+        .bind(conversation)
+        .bind(seq)
+        .bind(e.direction)
+        .bind(e.message_id.as_str())
+        .bind(e.in_reply_to.as_deref())
+        .bind(e.references.join(" "))
+        .bind(e.from_addr.as_deref())
+        .bind(e.from_name.as_deref())
+        .bind(serde_json::to_string(&e.to).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&e.cc).unwrap_or_else(|_| "[]".into()))
+        .bind(e.subject.as_deref())
+        .bind(e.html.as_deref())
+        .bind(e.flags.to_string())
+        .bind(e.raw.clone())
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await;
+    let email_id: i64 = match inserted {
+        Ok(r) => r.try_get("id")?,
+        // Delivered twice at the same moment: the other copy won.
+        Err(err) if is_unique_violation(&err) => return Ok(Inserted::Duplicate(err)),
+        Err(err) => return Err(err.into()),
+    };
+    for f in &e.files {
+        sqlx::query(
+                "INSERT INTO attachments (conversation_id, file_name, content_type, size, sha256, data, created_at, \
+                 message_seq, content_id, inline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(conversation)
+            .bind(f.file_name.as_str())
+            .bind(f.content_type.as_str())
+            .bind(f.data.len() as i64)
+            .bind(f.sha256.as_str())
+            .bind(f.data.clone())
+            .bind(now)
+            .bind(seq)
+            .bind(f.content_id.as_deref())
+            .bind(f.inline as i64)
+            .execute(&mut **tx)
+            .await?;
+    }
+    // A new conversation is open and has no contact yet.
+    let open_contact = match e.conversation {
+        None => None,
+        Some(_) => {
+            sqlx::query(
+                    "UPDATE conversations SET updated_at = $1, status = 'open', closed_at = NULL WHERE id = $2",
+                )
+                .bind(now)
+                .bind(conversation)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLS} FROM contacts WHERE conversation_id = $1 AND state NOT IN {FINAL_STATES} \
+                     ORDER BY id DESC LIMIT 1"
+                )))
+                .bind(conversation)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| contact_from_row(&r))
+                .transpose()?
+        }
+    };
+    let mut new_contact = None;
+    if let (None, Some(r)) = (&open_contact, &e.routing) {
+        new_contact = Some(Box::new(
+                insert_contact(
+                    tx,
+                    Routed {
+                        channel: Channel::Email,
+                        customer_id: e.customer_id,
+                        subject: e.subject.as_deref(),
+                        queue: &r.queue,
+                        priority: r.priority,
+                        skills: &r.skills,
+                        routed_by: &r.routed_by,
+                        overflow: r.overflow.as_deref(),
+                        conversation,
+                        event: serde_json::json!({ "conversation_id": conversation, "rule": r.routed_by, "email_seq": seq }),
+                    },
+                    now,
+                )
+                .await?,
+            ));
+    }
+    let outbox = match &e.outbox {
+            Some(o) => Some(
+                sqlx::query(
+                    "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, \
+                     recipients, raw, status, attempts, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
+                )
+                .bind(conversation)
+                .bind(o.contact)
+                .bind(seq)
+                .bind(o.kind.as_str())
+                .bind(e.message_id.as_str())
+                .bind(o.envelope_from.as_str())
+                .bind(serde_json::to_string(&o.recipients).unwrap_or_else(|_| "[]".into()))
+                .bind(e.raw.clone())
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get::<i64, _>("id")?,
+            ),
+            None => None,
+        };
+    let open_contact = open_contact.map(Box::new);
+    Ok(Inserted::Stored(EmailStored::Stored {
+        conversation,
+        seq,
+        email_id,
+        new_contact,
+        open_contact,
+        outbox,
+    }))
 }
