@@ -733,7 +733,17 @@ test('web chat: customer and agent end to end in a real browser', { timeout: 420
     await waitFor('chat B closed for the agent', () => agentFrames.find((f) => f.type === 'contact_state' && f.contact_id === chatB.contactId && f.state === 'closed'));
     await waitFor('closed for the colleague', () => colleagueFrames.find((f) => f.type === 'contact_state' && f.contact_id === tr.new_contact_id && f.state === 'closed'));
     await colleague.selectOption('#state-select', 'logged_out');
-    verified(`chat ${chatB.contactId} → ${colleagueName} (contact ${tr.new_contact_id}, history shown) → queue billing (contact ${tr2.new_contact_id}); both wrap-ups escalated and closed`);
+    // The customer leaves while waiting in billing, so nothing of this test stays queued for
+    // the tests after it (an agent of theirs who becomes available would be offered it).
+    const fb = cf(custB);
+    await fb.locator('#end-btn').click();
+    await fb.locator('#end-confirm').click();
+    await fb.locator('#ended-card').waitFor({ state: 'visible' });
+    const left = await waitFor('the billing contact to end', async () => {
+      const r = await rest('GET', `/api/v1/contacts/${tr2.new_contact_id}`, supToken);
+      return ['abandoned', 'closed'].includes(r.json.contact.state) ? r.json.contact.state : null;
+    }, 15_000);
+    verified(`chat ${chatB.contactId} → ${colleagueName} (contact ${tr.new_contact_id}, history shown) → queue billing (contact ${tr2.new_contact_id}, ${left} when the customer left); both wrap-ups escalated and closed`);
   });
 
   await step('end the first chat; wrap-up with a disposition; the contact shows closed', async () => {
