@@ -363,11 +363,12 @@ impl EmailService {
             None => None,
         };
         let (stop_imap, stop_rx) = tokio::sync::watch::channel(false);
+        // Ingest reads (duplicate, sender, threading facts) right before it writes: on the
+        // writing connection they find its page cache warm.
+        let store = store.writer_side();
         let service = Arc::new(EmailService {
-            writer: EmailWriter::start(store.writer_side()),
-            // Ingest reads (duplicate, sender, threading facts) right before it writes: on the
-            // writing connection they find its page cache warm.
-            store: store.writer_side(),
+            writer: EmailWriter::start(store.clone()),
+            store,
             config: config.clone(),
             routing,
             hub,

@@ -137,13 +137,10 @@ impl Store {
 
     /// The agent who last handled a contact of this customer, for sticky routing.
     pub async fn last_agent(&self, customer_id: i64) -> StoreResult<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT agent_id FROM contacts WHERE customer_id = $1 AND agent_id IS NOT NULL \
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(customer_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(AssertSqlSafe(last_agent_query("$1")))
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.try_get("agent_id")).transpose()?)
     }
 
@@ -200,4 +197,13 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The agent who last handled a customer, whose id is the parameter `customer` (`$n`); also
+/// read together with an email's threading facts (`Store::email_thread_facts`).
+pub(super) fn last_agent_query(customer: &str) -> String {
+    format!(
+        "SELECT agent_id FROM contacts WHERE customer_id = {customer} AND agent_id IS NOT NULL \
+         ORDER BY created_at DESC LIMIT 1"
+    )
 }

@@ -371,11 +371,10 @@ impl Store {
             ));
         }
         if last_agent_of.is_some() {
-            // The same query as `Store::last_agent`, read here to save a round trip.
+            // `Store::last_agent`, read here to save a round trip.
             parts.push(format!(
-                "SELECT 'a' AS fact, '' AS mid, conv FROM (SELECT agent_id AS conv FROM contacts \
-                 WHERE customer_id = {} AND agent_id IS NOT NULL ORDER BY created_at DESC LIMIT 1) AS last_agent",
-                next()
+                "SELECT 'a' AS fact, '' AS mid, agent_id AS conv FROM ({}) AS last_agent",
+                super::acd::last_agent_query(&next())
             ));
         }
         let mut facts = ThreadFacts::default();
@@ -816,42 +815,42 @@ async fn insert_email(tx: &mut super::WriteTx, e: &NewEmail, now: i64) -> StoreR
     let meta = serde_json::json!({ "subject": e.subject, "email": true });
     // The next seq is taken inside the insert: the write transaction holds the lock.
     let seq: i64 = sqlx::query(
-            "INSERT INTO messages (conversation_id, seq, sender, agent_id, name, body, event, meta, created_at) \
-             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = $1), \
-             $2, $3, $4, $5, 'email', $6, $7) RETURNING seq",
-        )
-        .bind(conversation)
-        .bind(e.sender)
-        .bind(e.agent_id)
-        .bind(e.name.as_deref())
-        .bind(e.body.as_str())
-        .bind(meta.to_string())
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("seq")?;
+        "INSERT INTO messages (conversation_id, seq, sender, agent_id, name, body, event, meta, \
+         created_at) VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages \
+         WHERE conversation_id = $1), $2, $3, $4, $5, 'email', $6, $7) RETURNING seq",
+    )
+    .bind(conversation)
+    .bind(e.sender)
+    .bind(e.agent_id)
+    .bind(e.name.as_deref())
+    .bind(e.body.as_str())
+    .bind(meta.to_string())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("seq")?;
     let inserted = sqlx::query(
-            "INSERT INTO email_messages (conversation_id, seq, direction, message_id, in_reply_to, refs, from_addr, \
-             from_name, to_addrs, cc_addrs, subject, html, flags, raw, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .bind(conversation)
-        .bind(seq)
-        .bind(e.direction)
-        .bind(e.message_id.as_str())
-        .bind(e.in_reply_to.as_deref())
-        .bind(e.references.join(" "))
-        .bind(e.from_addr.as_deref())
-        .bind(e.from_name.as_deref())
-        .bind(serde_json::to_string(&e.to).unwrap_or_else(|_| "[]".into()))
-        .bind(serde_json::to_string(&e.cc).unwrap_or_else(|_| "[]".into()))
-        .bind(e.subject.as_deref())
-        .bind(e.html.as_deref())
-        .bind(e.flags.to_string())
-        .bind(e.raw.clone())
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await;
+        "INSERT INTO email_messages (conversation_id, seq, direction, message_id, in_reply_to, \
+         refs, from_addr, from_name, to_addrs, cc_addrs, subject, html, flags, raw, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(e.direction)
+    .bind(e.message_id.as_str())
+    .bind(e.in_reply_to.as_deref())
+    .bind(e.references.join(" "))
+    .bind(e.from_addr.as_deref())
+    .bind(e.from_name.as_deref())
+    .bind(serde_json::to_string(&e.to).unwrap_or_else(|_| "[]".into()))
+    .bind(serde_json::to_string(&e.cc).unwrap_or_else(|_| "[]".into()))
+    .bind(e.subject.as_deref())
+    .bind(e.html.as_deref())
+    .bind(e.flags.to_string())
+    .bind(e.raw.clone())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await;
     let email_id: i64 = match inserted {
         Ok(r) => r.try_get("id")?,
         // Delivered twice at the same moment: the other copy won.
@@ -860,88 +859,93 @@ async fn insert_email(tx: &mut super::WriteTx, e: &NewEmail, now: i64) -> StoreR
     };
     for f in &e.files {
         sqlx::query(
-                "INSERT INTO attachments (conversation_id, file_name, content_type, size, sha256, data, created_at, \
-                 message_seq, content_id, inline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(conversation)
-            .bind(f.file_name.as_str())
-            .bind(f.content_type.as_str())
-            .bind(f.data.len() as i64)
-            .bind(f.sha256.as_str())
-            .bind(f.data.clone())
-            .bind(now)
-            .bind(seq)
-            .bind(f.content_id.as_deref())
-            .bind(f.inline as i64)
-            .execute(&mut **tx)
-            .await?;
+            "INSERT INTO attachments (conversation_id, file_name, content_type, size, sha256, \
+             data, created_at, message_seq, content_id, inline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(conversation)
+        .bind(f.file_name.as_str())
+        .bind(f.content_type.as_str())
+        .bind(f.data.len() as i64)
+        .bind(f.sha256.as_str())
+        .bind(f.data.clone())
+        .bind(now)
+        .bind(seq)
+        .bind(f.content_id.as_deref())
+        .bind(f.inline as i64)
+        .execute(&mut **tx)
+        .await?;
     }
     // A new conversation is open and has no contact yet.
     let open_contact = match e.conversation {
         None => None,
         Some(_) => {
             sqlx::query(
-                    "UPDATE conversations SET updated_at = $1, status = 'open', closed_at = NULL WHERE id = $2",
-                )
-                .bind(now)
-                .bind(conversation)
-                .execute(&mut **tx)
-                .await?;
+                "UPDATE conversations SET updated_at = $1, status = 'open', closed_at = NULL \
+                 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(conversation)
+            .execute(&mut **tx)
+            .await?;
             sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {CONTACT_COLS} FROM contacts WHERE conversation_id = $1 AND state NOT IN {FINAL_STATES} \
-                     ORDER BY id DESC LIMIT 1"
-                )))
-                .bind(conversation)
-                .fetch_optional(&mut **tx)
-                .await?
-                .map(|r| contact_from_row(&r))
-                .transpose()?
+                "SELECT {CONTACT_COLS} FROM contacts WHERE conversation_id = $1 \
+                 AND state NOT IN {FINAL_STATES} ORDER BY id DESC LIMIT 1"
+            )))
+            .bind(conversation)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| contact_from_row(&r))
+            .transpose()?
         }
     };
     let mut new_contact = None;
     if let (None, Some(r)) = (&open_contact, &e.routing) {
         new_contact = Some(Box::new(
-                insert_contact(
-                    tx,
-                    Routed {
-                        channel: Channel::Email,
-                        customer_id: e.customer_id,
-                        subject: e.subject.as_deref(),
-                        queue: &r.queue,
-                        priority: r.priority,
-                        skills: &r.skills,
-                        routed_by: &r.routed_by,
-                        overflow: r.overflow.as_deref(),
-                        conversation,
-                        event: serde_json::json!({ "conversation_id": conversation, "rule": r.routed_by, "email_seq": seq }),
-                    },
-                    now,
-                )
-                .await?,
-            ));
+            insert_contact(
+                tx,
+                Routed {
+                    channel: Channel::Email,
+                    customer_id: e.customer_id,
+                    subject: e.subject.as_deref(),
+                    queue: &r.queue,
+                    priority: r.priority,
+                    skills: &r.skills,
+                    routed_by: &r.routed_by,
+                    overflow: r.overflow.as_deref(),
+                    conversation,
+                    event: serde_json::json!({
+                        "conversation_id": conversation, "rule": r.routed_by, "email_seq": seq
+                    }),
+                },
+                now,
+            )
+            .await?,
+        ));
     }
     let outbox = match &e.outbox {
-            Some(o) => Some(
-                sqlx::query(
-                    "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, envelope_from, \
-                     recipients, raw, status, attempts, next_attempt_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
-                )
-                .bind(conversation)
-                .bind(o.contact)
-                .bind(seq)
-                .bind(o.kind.as_str())
-                .bind(e.message_id.as_str())
-                .bind(o.envelope_from.as_str())
-                .bind(serde_json::to_string(&o.recipients).unwrap_or_else(|_| "[]".into()))
-                .bind(e.raw.clone())
-                .bind(now)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get::<i64, _>("id")?,
-            ),
-            None => None,
-        };
+        None => None,
+        Some(o) => {
+            let row = sqlx::query(
+                "INSERT INTO email_outbox (conversation_id, contact_id, seq, kind, message_id, \
+                 envelope_from, recipients, raw, status, attempts, next_attempt_at, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) \
+                 RETURNING id",
+            )
+            .bind(conversation)
+            .bind(o.contact)
+            .bind(seq)
+            .bind(o.kind.as_str())
+            .bind(e.message_id.as_str())
+            .bind(o.envelope_from.as_str())
+            .bind(serde_json::to_string(&o.recipients).unwrap_or_else(|_| "[]".into()))
+            .bind(e.raw.clone())
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+            Some(row.try_get::<i64, _>("id")?)
+        }
+    };
     let open_contact = open_contact.map(Box::new);
     Ok(Inserted::Stored(EmailStored::Stored {
         conversation,

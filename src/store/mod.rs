@@ -199,7 +199,7 @@ impl Store {
         let turn = self.write_turn().await;
         let tx = match self.backend {
             Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres => self.write_pool.begin().await?,
         };
         Ok(WriteTx { tx, _turn: turn })
     }
