@@ -234,6 +234,11 @@ async fn transfer(
 ) -> Result<Option<Value>, Value> {
     let chat = &state.chat;
     let (conv, _) = held(state, agent, contact, true).await?;
+    // An accept's join reaches the conversation through the hub's event stream; a transfer
+    // right after it must not overtake it, or the customer is never told of the transfer.
+    if chat.links.serving(conv) != Some(agent.id) {
+        chat.joined(conv, agent.id).await;
+    }
     let old = state
         .store
         .get_contact(contact)

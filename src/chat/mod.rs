@@ -664,8 +664,12 @@ impl ChatService {
                 state: ContactState::Connected,
                 ..
             } => {
+                // Only the conversation's current contact: a late event of one already
+                // transferred away must not bring its agent back.
                 if let Some(conv) = self.links.conversation(contact) {
-                    self.joined(conv, agent).await;
+                    if self.links.contact(conv) == Some(contact) {
+                        self.joined(conv, agent).await;
+                    }
                 }
             }
             HubEvent::Offer { contact, .. } => {
